@@ -1,0 +1,221 @@
+#include "bus_server.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "bus_codec.h"
+#include "hub.h"
+#include "log.h"
+
+/* A peer gets this long to send its HELLO. */
+#define BUS_HELLO_TIMEOUT_MS 5000
+
+struct bus_peer {
+    struct bus_server *server;
+    struct bufferevent *bev;
+    bool greeted;       /* its HELLO arrived */
+    uint64_t last_seq;  /* of the last EVENT fanned out */
+    unsigned long id;
+    struct bus_peer *prev, *next;
+};
+
+struct bus_server {
+    struct event_base *base;
+    struct hub *hub;
+    struct evconnlistener *listener;
+    struct bus_peer *peers;
+    unsigned long next_id;
+    struct bus_server_counters counters;
+};
+
+static void peer_free(struct bus_peer *peer)
+{
+    struct bus_server *server = peer->server;
+    if (peer->prev)
+        peer->prev->next = peer->next;
+    else
+        server->peers = peer->next;
+    if (peer->next)
+        peer->next->prev = peer->prev;
+    server->counters.peers_connected--;
+    bufferevent_free(peer->bev);
+    free(peer);
+}
+
+static void peer_fail(struct bus_peer *peer, const char *reason)
+{
+    peer->server->counters.protocol_errors++;
+    log_warn("bus peer %lu: %s: disconnected", peer->id, reason);
+    peer_free(peer);
+}
+
+static uint32_t read_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Handles one decoded frame. Returns false when the peer was dropped. */
+static bool peer_handle_frame(struct bus_peer *peer, const struct bus_frame *frame)
+{
+    if (!peer->greeted) {
+        if (frame->kind != BUS_KIND_HELLO) {
+            peer_fail(peer, "first frame is not HELLO");
+            return false;
+        }
+        peer->greeted = true;
+        bufferevent_set_timeouts(peer->bev, NULL, NULL);
+        log_info("bus peer %lu: listen daemon connected", peer->id);
+        return true;
+    }
+    if (frame->kind != BUS_KIND_EVENT) {
+        peer_fail(peer, "unexpected frame kind");
+        return false;
+    }
+    if (frame->seq != peer->last_seq + 1) {
+        peer_fail(peer, "sequence number out of order");
+        return false;
+    }
+    peer->last_seq = frame->seq;
+    peer->server->counters.events++;
+    hub_fanout(peer->server->hub, frame->type, frame->type_len, frame->message,
+               frame->message_len);
+    return true;
+}
+
+static void peer_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct bus_peer *peer = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    uint64_t acked = peer->last_seq;
+
+    for (;;) {
+        size_t len = evbuffer_get_length(in), need, frame_len = 0;
+        const uint8_t *buf;
+        struct bus_frame frame;
+        int rc;
+
+        if (len == 0)
+            break;
+        /* Validate the header as soon as it is in, so that an oversized or
+         * unknown frame is refused before its body is waited for. */
+        buf = evbuffer_pullup(in, (ev_ssize_t)(len < BUS_HEADER_LEN ? len : BUS_HEADER_LEN));
+        rc = bus_frame_decode(buf, len < BUS_HEADER_LEN ? len : BUS_HEADER_LEN,
+                              BUS_MESSAGE_HARD_MAX, &frame, &frame_len);
+        if (rc != BUS_AGAIN && rc != BUS_OK) {
+            peer_fail(peer, bus_status_text(rc));
+            return;
+        }
+        if (len < BUS_HEADER_LEN)
+            break;
+        need = BUS_HEADER_LEN + read_be32(buf);
+        if (len < need)
+            break;
+        buf = evbuffer_pullup(in, (ev_ssize_t)need);
+        rc = bus_frame_decode(buf, need, BUS_MESSAGE_HARD_MAX, &frame, &frame_len);
+        if (rc != BUS_OK) {
+            peer_fail(peer, bus_status_text(rc == BUS_AGAIN ? BUS_ERR_MALFORMED : rc));
+            return;
+        }
+        if (!peer_handle_frame(peer, &frame))
+            return;
+        evbuffer_drain(in, frame_len);
+    }
+    if (peer->last_seq != acked) {
+        uint8_t ack[BUS_ACK_FRAME_LEN];
+        bufferevent_write(bev, ack, bus_encode_ack(ack, peer->last_seq));
+    }
+}
+
+static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct bus_peer *peer = arg;
+    if (what & BEV_EVENT_TIMEOUT) {
+        peer_fail(peer, "no HELLO in time");
+        return;
+    }
+    log_info("bus peer %lu: listen daemon disconnected", peer->id);
+    peer_free(peer);
+}
+
+static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
+                             struct sockaddr *sa, int socklen, void *arg)
+{
+    struct bus_server *server = arg;
+    struct timeval hello_tv = {BUS_HELLO_TIMEOUT_MS / 1000, 0};
+    uint8_t hello[BUS_HELLO_FRAME_LEN];
+    struct bus_peer *peer = calloc(1, sizeof *peer);
+    if (!peer) {
+        close(fd);
+        return;
+    }
+    peer->bev = bufferevent_socket_new(server->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!peer->bev) {
+        close(fd);
+        free(peer);
+        return;
+    }
+    peer->server = server;
+    peer->id = ++server->next_id;
+    peer->next = server->peers;
+    if (server->peers)
+        server->peers->prev = peer;
+    server->peers = peer;
+    server->counters.peers_accepted++;
+    server->counters.peers_connected++;
+    bufferevent_setcb(peer->bev, peer_read_cb, NULL, peer_event_cb, peer);
+    bufferevent_set_timeouts(peer->bev, &hello_tv, NULL);
+    bufferevent_write(peer->bev, hello, bus_encode_hello(hello));
+    bufferevent_enable(peer->bev, EV_READ | EV_WRITE);
+}
+
+static void server_accept_error_cb(struct evconnlistener *listener, void *arg)
+{
+    log_warn("bus: accept failed");
+}
+
+struct bus_server *bus_server_new(struct event_base *base, int fd, struct hub *hub)
+{
+    struct bus_server *server = calloc(1, sizeof *server);
+    if (!server) {
+        close(fd);
+        return NULL;
+    }
+    server->base = base;
+    server->hub = hub;
+    server->listener = evconnlistener_new(base, server_accept_cb, server,
+                                          LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+    if (!server->listener) {
+        close(fd);
+        free(server);
+        return NULL;
+    }
+    evconnlistener_set_error_cb(server->listener, server_accept_error_cb);
+    return server;
+}
+
+void bus_server_stop_accepting(struct bus_server *server)
+{
+    evconnlistener_disable(server->listener);
+}
+
+const struct bus_server_counters *bus_server_counters(const struct bus_server *server)
+{
+    return &server->counters;
+}
+
+void bus_server_free(struct bus_server *server)
+{
+    if (!server)
+        return;
+    while (server->peers)
+        peer_free(server->peers);
+    evconnlistener_free(server->listener);
+    free(server);
+}

@@ -1,0 +1,39 @@
+/* The broadcast daemon's side of the bus: accepts listen daemons on the
+ * UNIX socket, checks their HELLO, routes each EVENT to the hub by the type
+ * in the frame (the JSON is never parsed here), and acks. Any number of
+ * listen daemons may be connected at once.
+ *
+ * An ACK is cumulative and is sent after every complete frame that one read
+ * brought in has been fanned out, so a burst of events costs one ACK. A peer
+ * that breaks the protocol (bad frame, wrong version, sequence gap) is
+ * disconnected with a log line; the daemon goes on.
+ */
+#ifndef EVS_BUS_SERVER_H
+#define EVS_BUS_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct hub;
+struct bus_server;
+
+struct bus_server_counters {
+    uint64_t peers_accepted;
+    uint64_t peers_connected;
+    uint64_t protocol_errors;
+    uint64_t events;
+};
+
+/* Serves on listening socket fd (ownership taken). Returns NULL on failure. */
+struct bus_server *bus_server_new(struct event_base *base, int fd, struct hub *hub);
+
+/* Stops accepting; connected peers stay until they go. */
+void bus_server_stop_accepting(struct bus_server *server);
+
+const struct bus_server_counters *bus_server_counters(const struct bus_server *server);
+
+/* Closes every peer and the listener. NULL is a no-op. */
+void bus_server_free(struct bus_server *server);
+
+#endif

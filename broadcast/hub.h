@@ -1,0 +1,86 @@
+/* The broadcast daemon's state: every WebSocket session, the subscription
+ * index, and fan-out of events from the bus to subscribers.
+ *
+ * Fan-out encodes an event's frame once (shared_frame.h) and appends it by
+ * reference to each subscriber's output, costing O(subscribers of its type).
+ * A subscriber that cannot take the frame without its unsent backlog passing
+ * max_backlog is closed (1013) after the fan-out, so it never slows the
+ * others. Timers work on FIFO lists ordered by deadline, never on a scan of
+ * every connection, except the ping sweep, which visits each session once
+ * per ping interval to ping it.
+ */
+#ifndef EVS_HUB_H
+#define EVS_HUB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct event;
+struct token_store;
+struct subs_index;
+struct session;
+
+struct hub_limits {
+    size_t max_message;        /* largest client message (bytes); larger closes with 1009 */
+    size_t max_backlog;        /* unsent bytes per subscriber before it is cut off (1013) */
+    unsigned init_timeout_ms;  /* time to a successful init before close 1008 */
+    unsigned ping_interval_ms; /* ping period; no pong by the next one closes */
+    unsigned close_timeout_ms; /* how long a closing peer may take to finish */
+    size_t max_subscriptions;  /* event types per session */
+};
+
+struct hub_counters {
+    uint64_t sessions_opened;
+    uint64_t sessions_open;
+    uint64_t sessions_authenticated; /* open sessions with a successful init */
+    uint64_t init_ok;
+    uint64_t init_rejected;
+    uint64_t events_received;
+    uint64_t events_unrouted; /* no subscriber for the type */
+    uint64_t deliveries;      /* frames queued to subscribers */
+    uint64_t delivered_bytes;
+    uint64_t slow_consumer_closes;
+    uint64_t init_timeout_closes;
+    uint64_t ping_timeout_closes;
+    uint64_t oversized_message_closes;
+};
+
+/* Intrusive FIFO of sessions waiting for a deadline. */
+struct session_fifo {
+    struct session *head, *tail;
+};
+
+struct hub {
+    struct event_base *base;
+    struct hub_limits limits;
+    struct token_store *tokens; /* borrowed */
+    struct subs_index *subs;
+    struct session *sessions;      /* every open session */
+    struct session_fifo init_wait; /* no successful init yet, by connect time */
+    struct session_fifo closing;   /* close started, by start time */
+    struct session *deferred;      /* to close once the current fan-out ends */
+    struct event *init_timer, *close_timer, *ping_timer;
+    struct hub_counters counters;
+    int fanning_out;
+};
+
+/* Returns 0, or -1 when out of memory (then hub_free cleans up). */
+int hub_init(struct hub *hub, struct event_base *base, const struct hub_limits *limits,
+             struct token_store *tokens);
+
+/* Queues the subscriber message of one event to every session subscribed
+ * to type. message is copied once into the shared frame. */
+void hub_fanout(struct hub *hub, const uint8_t *type, size_t type_len, const uint8_t *message,
+                size_t message_len);
+
+/* Closes every session with code (1001 on shutdown). */
+void hub_close_all(struct hub *hub, uint16_t code, const char *reason);
+
+/* Frees every session and the hub's own state (not the struct itself). */
+void hub_free(struct hub *hub);
+
+/* Monotonic milliseconds, for deadlines. */
+uint64_t hub_now_ms(void);
+
+#endif

@@ -1,0 +1,475 @@
+#include "session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <wslay/wslay.h>
+
+#include "auth.h"
+#include "hub.h"
+#include "init_message.h"
+#include "log.h"
+#include "shared_frame.h"
+#include "subscriptions.h"
+#include "token_store.h"
+
+/* Input read per callback before wslay gets to parse it: bounds what one
+ * client can make the daemon buffer. */
+#define SESSION_INPUT_HIGH_WATER (256 * 1024)
+
+/* RFC 6455 §7.4.1 status codes used here. */
+#define WS_CLOSE_GOING_AWAY 1001
+#define WS_CLOSE_POLICY 1008
+#define WS_CLOSE_TRY_AGAIN_LATER 1013
+
+struct session {
+    struct hub *hub;
+    struct bufferevent *bev;
+    wslay_event_context_ptr ws;
+    struct subs_session_list subs;
+    bool authenticated; /* has had a successful init */
+    bool closing;       /* close started by us; in the closing FIFO */
+    bool in_fifo;       /* in hub->init_wait or hub->closing */
+    bool deferred;      /* on hub->deferred */
+    bool awaiting_pong;
+    bool protocol_close_seen; /* a close wslay started has been accounted for */
+    uint64_t deadline_ms; /* init or close deadline, by the FIFO it is in */
+    struct session *prev, *next;           /* hub->sessions */
+    struct session *fifo_prev, *fifo_next; /* init_wait or closing */
+    struct session *deferred_next;
+    char peer[64];
+};
+
+/* --- lists ---------------------------------------------------------------- */
+
+static void fifo_push(struct session_fifo *fifo, struct session *s)
+{
+    s->fifo_next = NULL;
+    s->fifo_prev = fifo->tail;
+    if (fifo->tail)
+        fifo->tail->fifo_next = s;
+    else
+        fifo->head = s;
+    fifo->tail = s;
+    s->in_fifo = true;
+}
+
+static void fifo_remove(struct session_fifo *fifo, struct session *s)
+{
+    if (s->fifo_prev)
+        s->fifo_prev->fifo_next = s->fifo_next;
+    else
+        fifo->head = s->fifo_next;
+    if (s->fifo_next)
+        s->fifo_next->fifo_prev = s->fifo_prev;
+    else
+        fifo->tail = s->fifo_prev;
+    s->fifo_prev = s->fifo_next = NULL;
+    s->in_fifo = false;
+}
+
+static struct session_fifo *session_fifo_of(struct session *s)
+{
+    return s->closing ? &s->hub->closing : &s->hub->init_wait;
+}
+
+static void arm_timer(struct event *timer, uint64_t deadline_ms)
+{
+    uint64_t now = hub_now_ms(), delay = deadline_ms > now ? deadline_ms - now : 0;
+    struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)((delay % 1000) * 1000)};
+    evtimer_add(timer, &tv);
+}
+
+/* --- ending --------------------------------------------------------------- */
+
+void session_free(struct session *s)
+{
+    struct hub *hub = s->hub;
+    if (s->deferred) {
+        /* Still listed for a deferred close: unlink it from there. */
+        struct session **p = &hub->deferred;
+        while (*p && *p != s)
+            p = &(*p)->deferred_next;
+        if (*p)
+            *p = s->deferred_next;
+    }
+    subs_remove_all(hub->subs, &s->subs);
+    if (s->in_fifo)
+        fifo_remove(session_fifo_of(s), s);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        hub->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    hub->counters.sessions_open--;
+    if (s->authenticated)
+        hub->counters.sessions_authenticated--;
+    bufferevent_free(s->bev); /* releases the shared frames still queued */
+    wslay_event_context_free(s->ws);
+    log_debug("ws %s: session ended", s->peer);
+    free(s);
+}
+
+/* Ends the session once wslay has nothing left to read or write and the
+ * output is on the wire. Returns true when s was freed. */
+static bool session_finish_if_done(struct session *s)
+{
+    if (wslay_event_want_read(s->ws) || wslay_event_want_write(s->ws))
+        return false;
+    if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0) {
+        bufferevent_disable(s->bev, EV_READ);
+        return false;
+    }
+    session_free(s);
+    return true;
+}
+
+void session_close(struct session *s, uint16_t code, const char *reason)
+{
+    struct hub *hub = s->hub;
+    if (s->closing)
+        return;
+    if (s->in_fifo)
+        fifo_remove(&hub->init_wait, s);
+    /* Its subscriptions end now, whatever the peer does next. */
+    subs_remove_all(hub->subs, &s->subs);
+    s->closing = true;
+    s->deadline_ms = hub_now_ms() + hub->limits.close_timeout_ms;
+    fifo_push(&hub->closing, s);
+    if (hub->closing.head == s)
+        arm_timer(hub->close_timer, s->deadline_ms);
+    wslay_event_queue_close(s->ws, code, (const uint8_t *)reason, strlen(reason));
+    if (wslay_event_send(s->ws) != 0) {
+        session_free(s);
+        return;
+    }
+    session_finish_if_done(s);
+}
+
+/* --- init messages -------------------------------------------------------- */
+
+static void session_reply(struct session *s, const char *json)
+{
+    struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)json, strlen(json)};
+    wslay_event_queue_msg(s->ws, &msg);
+}
+
+static void session_reply_init(struct session *s, const char *code)
+{
+    char json[96];
+    snprintf(json, sizeof json, "{\"type\":\"init\",\"code\":\"%s\"}", code);
+    session_reply(s, json);
+}
+
+/* Every text message is an init (the public contract); each answer is
+ * {"type":"init","code":...} and the connection stays open after an error.
+ * A later init adds its types to the earlier ones. */
+static void session_handle_init(struct session *s, const uint8_t *text, size_t len)
+{
+    struct hub *hub = s->hub;
+    struct init_message msg;
+    int rc = init_message_parse((const char *)text, len, hub->limits.max_subscriptions, &msg);
+    const char *code = NULL;
+
+    if (rc == INIT_OK) {
+        int auth = auth_check(token_store_tokens(hub->tokens), msg.authentication,
+                              msg.authentication_len);
+        if (auth != AUTH_OK)
+            code = auth_result_code(auth);
+        else if (s->subs.count + msg.event_count > hub->limits.max_subscriptions) {
+            /* Only types not yet held count; check them before adding any. */
+            size_t fresh = 0;
+            for (size_t i = 0; i < msg.event_count; i++) {
+                bool held = false;
+                for (struct subs_entry *e = s->subs.head; e && !held; e = e->session_next)
+                    held = e->topic && subs_find(hub->subs, msg.events[i], msg.event_lens[i]) ==
+                                           e->topic;
+                fresh += !held;
+            }
+            if (s->subs.count + fresh > hub->limits.max_subscriptions)
+                code = init_status_code(INIT_TOO_MANY_EVENTS);
+        }
+    } else {
+        code = init_status_code(rc);
+    }
+    if (code) {
+        hub->counters.init_rejected++;
+        log_info("ws %s: init rejected: %s", s->peer, code);
+        session_reply_init(s, code);
+        init_message_clear(&msg);
+        return;
+    }
+    for (size_t i = 0; i < msg.event_count; i++) {
+        if (subs_add(hub->subs, &s->subs, s, msg.events[i], msg.event_lens[i]) < 0) {
+            session_reply_init(s, "INTERNAL_ERROR");
+            init_message_clear(&msg);
+            return;
+        }
+    }
+    init_message_clear(&msg);
+    hub->counters.init_ok++;
+    if (!s->authenticated) {
+        s->authenticated = true;
+        hub->counters.sessions_authenticated++;
+        if (s->in_fifo)
+            fifo_remove(&hub->init_wait, s);
+    }
+    log_debug("ws %s: init OK, %zu subscriptions", s->peer, s->subs.count);
+    session_reply_init(s, "OK");
+}
+
+/* --- wslay callbacks ------------------------------------------------------ */
+
+static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                          void *user_data)
+{
+    struct session *s = user_data;
+    int n = evbuffer_remove(bufferevent_get_input(s->bev), buf, len);
+    if (n <= 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    return n;
+}
+
+/* Never blocks: the output buffer takes the whole frame, and the buffer's
+ * length is the backlog that session_deliver limits. */
+static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                          void *user_data)
+{
+    struct session *s = user_data;
+    if (evbuffer_add(bufferevent_get_output(s->bev), data, len) < 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    return (ssize_t)len;
+}
+
+static void ws_msg_recv_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                           void *user_data)
+{
+    struct session *s = user_data;
+    s->awaiting_pong = false;
+    switch (arg->opcode) {
+    case WSLAY_TEXT_FRAME:
+    case WSLAY_BINARY_FRAME:
+        /* Binary messages are read like text ones, as the original service
+         * did; a non-UTF-8 one is INVALID_SYNTAX. */
+        if (!s->closing)
+            session_handle_init(s, arg->msg, arg->msg_length);
+        break;
+    case WSLAY_CONNECTION_CLOSE:
+        /* wslay echoes the close; the subscriptions end at once. */
+        subs_remove_all(s->hub->subs, &s->subs);
+        break;
+    default:
+        break;
+    }
+}
+
+static const struct wslay_event_callbacks ws_callbacks = {
+    ws_recv_cb, ws_send_cb, NULL, NULL, NULL, NULL, ws_msg_recv_cb,
+};
+
+/* --- I/O ------------------------------------------------------------------ */
+
+/* wslay closes by itself on a protocol violation (1002), invalid UTF-8
+ * (1007) or a message over the limit (1009). Such a session gets the same
+ * close deadline as one we close, and is counted. */
+static void session_note_protocol_close(struct session *s)
+{
+    struct hub *hub = s->hub;
+    uint16_t code;
+    if (s->closing || s->protocol_close_seen || !wslay_event_get_close_sent(s->ws) ||
+        wslay_event_get_close_received(s->ws))
+        return;
+    s->protocol_close_seen = true;
+    code = wslay_event_get_status_code_sent(s->ws);
+    if (code == 1009)
+        hub->counters.oversized_message_closes++;
+    log_info("ws %s: closed by the server with %u (%s)", s->peer, (unsigned)code,
+             code == 1009   ? "message too big"
+             : code == 1007 ? "invalid UTF-8"
+                            : "protocol error");
+    subs_remove_all(hub->subs, &s->subs);
+    if (s->in_fifo)
+        fifo_remove(&hub->init_wait, s);
+    s->closing = true;
+    s->deadline_ms = hub_now_ms() + hub->limits.close_timeout_ms;
+    fifo_push(&hub->closing, s);
+    if (hub->closing.head == s)
+        arm_timer(hub->close_timer, s->deadline_ms);
+}
+
+static void session_pump(struct session *s)
+{
+    if (wslay_event_recv(s->ws) != 0 || wslay_event_send(s->ws) != 0) {
+        session_free(s);
+        return;
+    }
+    session_note_protocol_close(s);
+    /* Bytes after a close are never read by wslay: drop them. */
+    if (!wslay_event_get_read_enabled(s->ws))
+        evbuffer_drain(bufferevent_get_input(s->bev), evbuffer_get_length(bufferevent_get_input(s->bev)));
+    session_finish_if_done(s);
+}
+
+static void session_read_cb(struct bufferevent *bev, void *arg)
+{
+    session_pump(arg);
+}
+
+static void session_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct session *s = arg;
+    session_finish_if_done(s);
+}
+
+static void session_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct session *s = arg;
+    /* EOF or a reset: the peer is gone; its subscriptions go with it. */
+    log_debug("ws %s: connection %s", s->peer, (what & BEV_EVENT_EOF) ? "closed" : "lost");
+    session_free(s);
+}
+
+/* --- the hub's timers ----------------------------------------------------- */
+
+void session_expire_init(struct hub *hub, uint64_t now_ms)
+{
+    struct session *s;
+    while ((s = hub->init_wait.head) && s->deadline_ms <= now_ms) {
+        fifo_remove(&hub->init_wait, s);
+        hub->counters.init_timeout_closes++;
+        log_info("ws %s: no successful init within %u ms: closing (1008)", s->peer,
+                 hub->limits.init_timeout_ms);
+        session_close(s, WS_CLOSE_POLICY, "no successful init in time");
+    }
+}
+
+void session_expire_closing(struct hub *hub, uint64_t now_ms)
+{
+    struct session *s;
+    while ((s = hub->closing.head) && s->deadline_ms <= now_ms) {
+        log_debug("ws %s: close not completed in time: dropped", s->peer);
+        session_free(s);
+    }
+}
+
+uint64_t session_init_deadline(const struct hub *hub)
+{
+    return hub->init_wait.head ? hub->init_wait.head->deadline_ms : 0;
+}
+
+uint64_t session_close_deadline(const struct hub *hub)
+{
+    return hub->closing.head ? hub->closing.head->deadline_ms : 0;
+}
+
+void session_ping_all(struct hub *hub)
+{
+    struct session *s, *next;
+    for (s = hub->sessions; s; s = next) {
+        next = s->next;
+        if (s->closing)
+            continue;
+        if (s->awaiting_pong) {
+            hub->counters.ping_timeout_closes++;
+            log_info("ws %s: no pong within %u ms: dropped", s->peer,
+                     hub->limits.ping_interval_ms);
+            session_free(s);
+            continue;
+        }
+        struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
+        s->awaiting_pong = true;
+        if (wslay_event_queue_msg(s->ws, &ping) != 0 || wslay_event_send(s->ws) != 0)
+            session_free(s);
+    }
+}
+
+void session_close_deferred(struct hub *hub)
+{
+    struct session *s;
+    while ((s = hub->deferred)) {
+        hub->deferred = s->deferred_next;
+        s->deferred = false;
+        hub->counters.slow_consumer_closes++;
+        log_warn("ws %s: slow consumer, over %zu bytes unsent: closing (1013)", s->peer,
+                 hub->limits.max_backlog);
+        session_close(s, WS_CLOSE_TRY_AGAIN_LATER, "slow consumer");
+    }
+}
+
+void session_close_all(struct hub *hub, uint16_t code, const char *reason)
+{
+    struct session *s, *next;
+    for (s = hub->sessions; s; s = next) {
+        next = s->next;
+        if (!s->closing && !wslay_event_get_close_sent(s->ws))
+            session_close(s, code, reason); /* may free s, never next */
+    }
+}
+
+/* --- delivery ------------------------------------------------------------- */
+
+void session_deliver(struct session *s, struct shared_frame *frame)
+{
+    struct hub *hub = s->hub;
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    if (s->closing || s->deferred)
+        return;
+    if (evbuffer_get_length(out) + frame->len > hub->limits.max_backlog ||
+        shared_frame_append(frame, out) < 0) {
+        s->deferred = true;
+        s->deferred_next = hub->deferred;
+        hub->deferred = s;
+        return;
+    }
+    hub->counters.deliveries++;
+    hub->counters.delivered_bytes += frame->len;
+}
+
+/* --- start ---------------------------------------------------------------- */
+
+int session_start(struct hub *hub, struct bufferevent *bev, const char *accept, const char *peer)
+{
+    char response[256];
+    size_t response_len = ws_handshake_response(response, sizeof response, accept);
+    struct session *s = calloc(1, sizeof *s);
+
+    if (!s || response_len == 0 || wslay_event_context_server_init(&s->ws, &ws_callbacks, s) != 0) {
+        free(s);
+        bufferevent_free(bev);
+        return -1;
+    }
+    s->hub = hub;
+    s->bev = bev;
+    snprintf(s->peer, sizeof s->peer, "%s", peer);
+    wslay_event_config_set_max_recv_msg_length(s->ws, hub->limits.max_message);
+
+    s->next = hub->sessions;
+    if (hub->sessions)
+        hub->sessions->prev = s;
+    hub->sessions = s;
+    hub->counters.sessions_opened++;
+    hub->counters.sessions_open++;
+    s->deadline_ms = hub_now_ms() + hub->limits.init_timeout_ms;
+    fifo_push(&hub->init_wait, s);
+    if (hub->init_wait.head == s)
+        arm_timer(hub->init_timer, s->deadline_ms);
+
+    bufferevent_setcb(bev, session_read_cb, session_write_cb, session_event_cb, s);
+    bufferevent_setwatermark(bev, EV_READ, 0, SESSION_INPUT_HIGH_WATER);
+    bufferevent_write(bev, response, response_len);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    log_debug("ws %s: session started", s->peer);
+    /* Frames may have arrived in the same segment as the handshake. */
+    if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+        session_pump(s); /* may end s */
+    return 0;
+}

@@ -1,0 +1,50 @@
+/* One WebSocket subscriber: its wslay session, its subscriptions and its
+ * share of the hub's timers.
+ *
+ * Life: session_start (after the opening handshake was checked) -> init
+ * messages -> events -> close. The session's output is the bufferevent's
+ * output buffer; wslay's send callback appends to it and never blocks, so
+ * wslay always writes whole frames and the shared event frames can be
+ * interleaved with its own (pong, close, init replies) safely.
+ */
+#ifndef EVS_SESSION_H
+#define EVS_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ws_handshake.h"
+
+struct bufferevent;
+struct hub;
+struct session;
+struct shared_frame;
+
+/* Takes ownership of bev, writes the 101 answer carrying accept, and starts
+ * the session (any bytes already in bev's input are read as frames).
+ * peer is copied. Returns 0, or -1 when out of memory (bev is then freed). */
+int session_start(struct hub *hub, struct bufferevent *bev, const char *accept, const char *peer);
+
+/* Queues a shared event frame. When it does not fit under the backlog limit
+ * the session is put on the hub's deferred-close list instead. */
+void session_deliver(struct session *session, struct shared_frame *frame);
+
+/* Starts a close with code and reason; the session ends when the peer
+ * answers or after the close timeout. */
+void session_close(struct session *session, uint16_t code, const char *reason);
+
+/* Ends the session now, without a close handshake. */
+void session_free(struct session *session);
+
+/* Hub timer work, each over the hub's lists (see hub.h). */
+void session_expire_init(struct hub *hub, uint64_t now_ms);
+void session_expire_closing(struct hub *hub, uint64_t now_ms);
+void session_ping_all(struct hub *hub);
+void session_close_deferred(struct hub *hub);
+void session_close_all(struct hub *hub, uint16_t code, const char *reason);
+
+/* Next deadline on a FIFO (0 when empty). */
+uint64_t session_init_deadline(const struct hub *hub);
+uint64_t session_close_deadline(const struct hub *hub);
+
+#endif

@@ -1,0 +1,576 @@
+#include "http_server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "log.h"
+#include "net.h"
+
+enum conn_state {
+    CONN_READING_HEAD, /* waiting for (the rest of) a request head */
+    CONN_READING_BODY, /* head parsed, waiting for body_len bytes */
+    CONN_HANDLING,     /* handed to the handler; reading is off */
+    CONN_CLOSING,      /* answer queued; close once it is written */
+};
+
+struct http_exchange {
+    struct http_conn *conn;
+    struct http_request_head head;
+    const char *body;
+    size_t body_len;
+    void (*cancel)(void *arg);
+    void *cancel_arg;
+};
+
+struct http_conn {
+    struct http_server *server;
+    struct bufferevent *bev;
+    struct event *timer;
+    enum conn_state state;
+    bool keep_alive;
+    bool in_process;      /* inside conn_process: an answer must not re-enter it */
+    bool *alive;          /* cleared by conn_free while conn_process runs the handler */
+    bool timer_for_request; /* the timer measures a request, not idleness */
+    size_t scanned;       /* input bytes already searched for the end of the head */
+    uint64_t body_len;
+    struct http_exchange ex;
+    char peer[64];
+    struct http_conn *prev, *next;
+};
+
+struct http_listener {
+    struct evconnlistener *listener;
+    struct http_listener *next;
+};
+
+struct http_server {
+    struct event_base *base;
+    struct http_server_limits limits;
+    http_handler_fn handler;
+    void *handler_arg;
+    http_bev_factory_fn factory;
+    void *factory_arg;
+    struct http_listener *listeners;
+    struct event *resume_accept;
+    struct http_conn *conns;
+    size_t conn_count;
+    bool shutting_down;
+};
+
+static void conn_process(struct http_conn *conn);
+static void conn_free(struct http_conn *conn);
+
+const char *http_status_text(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 426: return "Upgrade Required";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+static void timeval_from_ms(struct timeval *tv, unsigned ms)
+{
+    tv->tv_sec = ms / 1000;
+    tv->tv_usec = (ms % 1000) * 1000;
+}
+
+static void conn_arm_timer(struct http_conn *conn, unsigned ms, bool for_request)
+{
+    struct timeval tv;
+    timeval_from_ms(&tv, ms);
+    conn->timer_for_request = for_request;
+    evtimer_add(conn->timer, &tv);
+}
+
+/* Queues an answer on the connection; closes after it when close is set. */
+static void conn_write_answer(struct http_conn *conn, int status, const char *extra_headers,
+                              const char *content_type, const char *body, size_t len, bool close)
+{
+    struct evbuffer *out = bufferevent_get_output(conn->bev);
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\n"
+                        "Content-Type: %s\r\n"
+                        "Content-Length: %zu\r\n"
+                        "Cache-Control: no-store\r\n"
+                        "%s%s\r\n",
+                        status, http_status_text(status), content_type, len,
+                        close ? "Connection: close\r\n" : "", extra_headers ? extra_headers : "");
+    evbuffer_add(out, body, len);
+}
+
+static void conn_start_closing(struct http_conn *conn)
+{
+    conn->state = CONN_CLOSING;
+    evtimer_del(conn->timer);
+    bufferevent_disable(conn->bev, EV_READ);
+    bufferevent_enable(conn->bev, EV_WRITE);
+    if (evbuffer_get_length(bufferevent_get_output(conn->bev)) == 0)
+        conn_free(conn);
+}
+
+/* An error answered by the server itself; the connection closes after it,
+ * because the rest of the input can no longer be framed reliably. */
+static void conn_fail(struct http_conn *conn, int status, const char *code)
+{
+    char body[96];
+    int n = snprintf(body, sizeof body, "{\"code\":\"%s\"}", code);
+    log_info("http %s: %d %s", conn->peer, status, code);
+    conn_write_answer(conn, status, NULL, "application/json", body, (size_t)n, true);
+    conn_start_closing(conn);
+}
+
+static void conn_after_answer(struct http_conn *conn)
+{
+    struct evbuffer *in = bufferevent_get_input(conn->bev);
+    evbuffer_drain(in, conn->ex.head.head_len + conn->ex.body_len);
+    memset(&conn->ex, 0, sizeof conn->ex);
+    conn->ex.conn = conn;
+    conn->scanned = 0;
+    if (!conn->keep_alive || conn->server->shutting_down) {
+        conn_start_closing(conn);
+        return;
+    }
+    conn->state = CONN_READING_HEAD;
+    evtimer_del(conn->timer);
+    bufferevent_enable(conn->bev, EV_READ);
+    if (!conn->in_process)
+        conn_process(conn);
+}
+
+void http_exchange_respond_full(struct http_exchange *ex, int status, const char *extra_headers,
+                                const char *content_type, const char *body, size_t len)
+{
+    struct http_conn *conn = ex->conn;
+    bool close = !conn->keep_alive || conn->server->shutting_down;
+    conn_write_answer(conn, status, extra_headers, content_type, body, len, close);
+    conn_after_answer(conn);
+}
+
+void http_exchange_respond_code(struct http_exchange *ex, int status, const char *code)
+{
+    char body[128];
+    int n = snprintf(body, sizeof body, "{\"code\":\"%s\"}", code);
+    http_exchange_respond_full(ex, status, NULL, "application/json", body, (size_t)n);
+}
+
+const struct http_request_head *http_exchange_head(const struct http_exchange *ex)
+{
+    return &ex->head;
+}
+
+const char *http_exchange_body(const struct http_exchange *ex, size_t *len)
+{
+    *len = ex->body_len;
+    return ex->body;
+}
+
+const char *http_exchange_peer(const struct http_exchange *ex)
+{
+    return ex->conn->peer;
+}
+
+void http_exchange_set_cancel(struct http_exchange *ex, void (*cancel)(void *arg), void *arg)
+{
+    ex->cancel = cancel;
+    ex->cancel_arg = arg;
+}
+
+struct bufferevent *http_exchange_take_connection(struct http_exchange *ex)
+{
+    struct http_conn *conn = ex->conn;
+    struct bufferevent *bev = conn->bev;
+    evbuffer_drain(bufferevent_get_input(bev), ex->head.head_len + ex->body_len);
+    bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+    bufferevent_set_timeouts(bev, NULL, NULL);
+    bufferevent_setwatermark(bev, EV_READ, 0, 0);
+    conn->bev = NULL;
+    conn->ex.cancel = NULL;
+    conn_free(conn);
+    return bev;
+}
+
+/* Looks for the blank line that ends a head, resuming where the last search
+ * stopped, so that a head arriving a byte at a time costs O(n) to find. */
+static bool conn_head_complete(struct http_conn *conn, struct evbuffer *in, size_t len)
+{
+    struct evbuffer_ptr start, found;
+    size_t from = conn->scanned > 3 ? conn->scanned - 3 : 0;
+    if (evbuffer_ptr_set(in, &start, from, EVBUFFER_PTR_SET) < 0)
+        return false;
+    found = evbuffer_search(in, "\n\r\n", 3, &start);
+    if (found.pos < 0)
+        found = evbuffer_search(in, "\n\n", 2, &start);
+    conn->scanned = len;
+    return found.pos >= 0;
+}
+
+/* Decides how the body is framed once the head is known. Returns false when
+ * the connection was failed. */
+static bool conn_accept_head(struct http_conn *conn)
+{
+    const struct http_request_head *head = &conn->ex.head;
+    uint64_t length = 0;
+    int rc;
+
+    conn->keep_alive = http_request_keep_alive(head);
+    if (http_request_header(head, "Transfer-Encoding")) {
+        /* Chunked bodies are not supported: every publisher library can send
+         * Content-Length, and refusing keeps request smuggling impossible. */
+        conn_fail(conn, 411, "LENGTH_REQUIRED");
+        return false;
+    }
+    rc = http_request_content_length(head, &length);
+    if (rc < 0) {
+        conn_fail(conn, 400, "BAD_REQUEST");
+        return false;
+    }
+    if (length > conn->server->limits.max_body) {
+        conn_fail(conn, 413, "BODY_TOO_LARGE");
+        return false;
+    }
+    conn->body_len = length;
+    if (length > 0 && head->version_minor == 1) {
+        const struct http_header *expect = http_request_header(head, "Expect");
+        if (expect && expect->value_len == 12 && strncasecmp(expect->value, "100-continue", 12) == 0)
+            evbuffer_add_printf(bufferevent_get_output(conn->bev), "HTTP/1.1 100 Continue\r\n\r\n");
+    }
+    return true;
+}
+
+static void conn_process(struct http_conn *conn)
+{
+    struct http_server *server = conn->server;
+    struct evbuffer *in = bufferevent_get_input(conn->bev);
+
+    conn->in_process = true;
+    for (;;) {
+        size_t len = evbuffer_get_length(in);
+        if (conn->state == CONN_READING_HEAD) {
+            unsigned char *buf;
+            int rc;
+            if (len == 0) {
+                if (server->shutting_down) {
+                    conn_start_closing(conn);
+                    return;
+                }
+                conn_arm_timer(conn, server->limits.idle_timeout_ms, false);
+                break;
+            }
+            if (!conn->timer_for_request || !evtimer_pending(conn->timer, NULL))
+                conn_arm_timer(conn, server->limits.request_timeout_ms, true);
+            if (!conn_head_complete(conn, in, len) && len <= server->limits.max_head)
+                break;
+            buf = evbuffer_pullup(in, (ev_ssize_t)(len < server->limits.max_head + 1
+                                                       ? len
+                                                       : server->limits.max_head + 1));
+            rc = http_request_parse((const char *)buf, len < server->limits.max_head + 1
+                                                           ? len
+                                                           : server->limits.max_head + 1,
+                                    server->limits.max_head, &conn->ex.head);
+            if (rc == HTTP_PARSE_AGAIN)
+                break;
+            if (rc == HTTP_PARSE_TOO_LARGE) {
+                conn_fail(conn, 431, "HEADERS_TOO_LARGE");
+                return;
+            }
+            if (rc == HTTP_PARSE_VERSION) {
+                conn_fail(conn, 505, "HTTP_VERSION_NOT_SUPPORTED");
+                return;
+            }
+            if (rc != HTTP_PARSE_OK) {
+                conn_fail(conn, 400, "BAD_REQUEST");
+                return;
+            }
+            if (!conn_accept_head(conn))
+                return;
+            conn->state = CONN_READING_BODY;
+            /* Stop reading once this request is in: pipelined bytes beyond
+             * it wait in the kernel, which bounds what a client can queue. */
+            bufferevent_setwatermark(conn->bev, EV_READ, 0,
+                                     conn->ex.head.head_len + conn->body_len + 1);
+            continue;
+        }
+        if (conn->state == CONN_READING_BODY) {
+            size_t total = conn->ex.head.head_len + conn->body_len;
+            unsigned char *buf;
+            if (len < total)
+                break;
+            buf = evbuffer_pullup(in, (ev_ssize_t)total);
+            /* The pull-up may have moved the bytes: parse the head again so
+             * that every pointer handed to the handler is into buf. */
+            if (http_request_parse((const char *)buf, total, server->limits.max_head,
+                                   &conn->ex.head) != HTTP_PARSE_OK) {
+                conn_fail(conn, 400, "BAD_REQUEST");
+                return;
+            }
+            conn->ex.body = (const char *)buf + conn->ex.head.head_len;
+            conn->ex.body_len = conn->body_len;
+            conn->ex.conn = conn;
+            conn->state = CONN_HANDLING;
+            evtimer_del(conn->timer);
+            conn->timer_for_request = false;
+            bufferevent_disable(conn->bev, EV_READ);
+            bufferevent_setwatermark(conn->bev, EV_READ, 0, server->limits.max_head + 1);
+            bool alive = true;
+            conn->alive = &alive;
+            server->handler(&conn->ex, server->handler_arg);
+            /* The handler may have answered (state changed), taken the
+             * connection (conn is gone), or kept the exchange for later. */
+            if (!alive)
+                return;
+            conn->alive = NULL;
+            if (conn->state == CONN_HANDLING || conn->state == CONN_CLOSING)
+                break;
+            continue;
+        }
+        break;
+    }
+    conn->in_process = false;
+}
+
+static void conn_free(struct http_conn *conn)
+{
+    struct http_server *server = conn->server;
+    if (conn->alive)
+        *conn->alive = false;
+    if (conn->state == CONN_HANDLING && conn->ex.cancel) {
+        void (*cancel)(void *) = conn->ex.cancel;
+        conn->ex.cancel = NULL;
+        cancel(conn->ex.cancel_arg);
+    }
+    if (conn->prev)
+        conn->prev->next = conn->next;
+    else
+        server->conns = conn->next;
+    if (conn->next)
+        conn->next->prev = conn->prev;
+    server->conn_count--;
+    if (conn->bev)
+        bufferevent_free(conn->bev);
+    event_free(conn->timer);
+    free(conn);
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+    conn_process(arg);
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct http_conn *conn = arg;
+    if (conn->state == CONN_CLOSING)
+        conn_free(conn);
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct http_conn *conn = arg;
+    if (what & BEV_EVENT_EOF) {
+        /* The client finished sending. Requests already buffered are still
+         * answered; anything else ends the connection. */
+        if (conn->state == CONN_HANDLING || conn->state == CONN_CLOSING) {
+            conn->keep_alive = false;
+            return;
+        }
+    }
+    if (what & BEV_EVENT_TIMEOUT)
+        log_debug("http %s: write timeout", conn->peer);
+    conn_free(conn);
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_conn *conn = arg;
+    if (conn->state == CONN_READING_HEAD &&
+        (!conn->timer_for_request || evbuffer_get_length(bufferevent_get_input(conn->bev)) == 0)) {
+        conn_free(conn); /* idle: nothing of a request has arrived */
+        return;
+    }
+    if (conn->state == CONN_READING_HEAD || conn->state == CONN_READING_BODY) {
+        conn_fail(conn, 408, "REQUEST_TIMEOUT");
+        return;
+    }
+}
+
+static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
+                             struct sockaddr *sa, int socklen, void *arg)
+{
+    struct http_server *server = arg;
+    struct http_conn *conn;
+    struct timeval write_tv;
+
+    if (server->conn_count >= server->limits.max_connections || server->shutting_down) {
+        char peer[64];
+        net_format_address(sa, (socklen_t)socklen, peer, sizeof peer);
+        log_warn("http %s: refused, %zu connections open (limit)", peer, server->conn_count);
+        close(fd);
+        return;
+    }
+    conn = calloc(1, sizeof *conn);
+    if (!conn) {
+        close(fd);
+        return;
+    }
+    if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
+        int one = 1; /* answers and frames are small and must not wait for Nagle */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    conn->server = server;
+    conn->ex.conn = conn;
+    net_format_address(sa, (socklen_t)socklen, conn->peer, sizeof conn->peer);
+    conn->timer = evtimer_new(server->base, conn_timer_cb, conn);
+    if (server->factory)
+        conn->bev = server->factory(server->base, fd, server->factory_arg);
+    else
+        conn->bev = bufferevent_socket_new(server->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!conn->timer || !conn->bev) {
+        if (conn->bev)
+            bufferevent_free(conn->bev);
+        else
+            close(fd);
+        if (conn->timer)
+            event_free(conn->timer);
+        free(conn);
+        return;
+    }
+    conn->next = server->conns;
+    if (server->conns)
+        server->conns->prev = conn;
+    server->conns = conn;
+    server->conn_count++;
+
+    timeval_from_ms(&write_tv, server->limits.write_timeout_ms);
+    bufferevent_set_timeouts(conn->bev, NULL, &write_tv);
+    bufferevent_setwatermark(conn->bev, EV_READ, 0, server->limits.max_head + 1);
+    bufferevent_setcb(conn->bev, conn_read_cb, conn_write_cb, conn_event_cb, conn);
+    bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+    conn_arm_timer(conn, server->limits.request_timeout_ms, true);
+}
+
+static void server_resume_accept_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_server *server = arg;
+    if (server->shutting_down)
+        return;
+    for (struct http_listener *l = server->listeners; l; l = l->next)
+        evconnlistener_enable(l->listener);
+}
+
+/* accept() failed, most likely EMFILE: pause accepting briefly instead of
+ * spinning on a listener that stays readable. */
+static void server_accept_error_cb(struct evconnlistener *listener, void *arg)
+{
+    struct http_server *server = arg;
+    struct timeval tv = {0, 100 * 1000};
+    log_warn("http: accept failed: %s; pausing accepts for 100 ms", strerror(errno));
+    for (struct http_listener *l = server->listeners; l; l = l->next)
+        evconnlistener_disable(l->listener);
+    evtimer_add(server->resume_accept, &tv);
+}
+
+struct http_server *http_server_new(struct event_base *base, const struct http_server_limits *limits,
+                                    http_handler_fn handler, void *handler_arg)
+{
+    struct http_server *server = calloc(1, sizeof *server);
+    if (!server)
+        return NULL;
+    server->base = base;
+    server->limits = *limits;
+    server->handler = handler;
+    server->handler_arg = handler_arg;
+    server->resume_accept = evtimer_new(base, server_resume_accept_cb, server);
+    if (!server->resume_accept) {
+        free(server);
+        return NULL;
+    }
+    return server;
+}
+
+void http_server_set_bev_factory(struct http_server *server, http_bev_factory_fn factory,
+                                 void *arg)
+{
+    server->factory = factory;
+    server->factory_arg = arg;
+}
+
+int http_server_add_listener(struct http_server *server, int fd)
+{
+    struct http_listener *l = calloc(1, sizeof *l);
+    if (!l) {
+        close(fd);
+        return -1;
+    }
+    l->listener = evconnlistener_new(server->base, server_accept_cb, server,
+                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+    if (!l->listener) {
+        close(fd);
+        free(l);
+        return -1;
+    }
+    evconnlistener_set_error_cb(l->listener, server_accept_error_cb);
+    l->next = server->listeners;
+    server->listeners = l;
+    return 0;
+}
+
+void http_server_shutdown(struct http_server *server)
+{
+    struct http_conn *conn, *next;
+    server->shutting_down = true;
+    for (struct http_listener *l = server->listeners; l; l = l->next)
+        evconnlistener_disable(l->listener);
+    for (conn = server->conns; conn; conn = next) {
+        next = conn->next;
+        if (conn->state == CONN_READING_HEAD &&
+            evbuffer_get_length(bufferevent_get_input(conn->bev)) == 0)
+            conn_free(conn);
+    }
+}
+
+size_t http_server_connection_count(const struct http_server *server)
+{
+    return server->conn_count;
+}
+
+void http_server_free(struct http_server *server)
+{
+    struct http_listener *l, *next_l;
+    if (!server)
+        return;
+    while (server->conns)
+        conn_free(server->conns);
+    for (l = server->listeners; l; l = next_l) {
+        next_l = l->next;
+        evconnlistener_free(l->listener);
+        free(l);
+    }
+    event_free(server->resume_accept);
+    free(server);
+}

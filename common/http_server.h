@@ -1,0 +1,97 @@
+/* A small HTTP/1.1 server on libevent bufferevents, shared by both daemons.
+ *
+ * Why not evhttp: libevent 2.1's evhttp answers its own errors (oversized
+ * body, bad request, timeouts) with HTML pages that the public contract does
+ * not allow (every answer here is JSON {"code": ...}), offers no hook before
+ * the body is read, cannot hand a connection over for a WebSocket upgrade,
+ * and needs two workarounds to run over a TLS filter. This server keeps the
+ * request parsing pure (http_request.h) and the I/O here.
+ *
+ * One request at a time per connection; pipelined requests wait in the input
+ * buffer and are answered in order. Reading stops while a request is being
+ * handled, so the head and body handed to the handler stay put until it
+ * answers. Limits: head size, body size (refused with 413 from the head
+ * alone), a deadline for a whole request to arrive, an idle keep-alive
+ * deadline, a write-progress timeout, and a cap on open connections (past it,
+ * new connections are closed at once).
+ */
+#ifndef EVS_HTTP_SERVER_H
+#define EVS_HTTP_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http_request.h"
+
+struct event_base;
+struct bufferevent;
+struct http_server;
+struct http_exchange;
+
+struct http_server_limits {
+    size_t max_head;             /* bytes of request line and headers */
+    uint64_t max_body;           /* bytes; larger bodies get 413 BODY_TOO_LARGE */
+    unsigned request_timeout_ms; /* from a request's first byte to its last */
+    unsigned idle_timeout_ms;    /* keep-alive wait for the next request */
+    unsigned write_timeout_ms;   /* no progress sending an answer */
+    size_t max_connections;
+};
+
+/* Called once per complete request. The exchange is borrowed until the
+ * handler answers it with http_exchange_respond*, which may happen later
+ * (after the handler returns), or until the cancel callback runs. */
+typedef void (*http_handler_fn)(struct http_exchange *ex, void *arg);
+
+/* Wraps an accepted socket into a bufferevent (plain or TLS) owning fd.
+ * Returns NULL on failure (the server then closes fd). */
+typedef struct bufferevent *(*http_bev_factory_fn)(struct event_base *base, int fd, void *arg);
+
+struct http_server *http_server_new(struct event_base *base, const struct http_server_limits *limits,
+                                    http_handler_fn handler, void *handler_arg);
+
+/* Sets how accepted sockets become bufferevents (default: a plain socket one). */
+void http_server_set_bev_factory(struct http_server *server, http_bev_factory_fn factory,
+                                 void *arg);
+
+/* Accepts on the listening socket fd; takes ownership of fd. Returns 0 or -1. */
+int http_server_add_listener(struct http_server *server, int fd);
+
+/* Stops accepting and closes connections that are idle between requests;
+ * requests in progress are still answered, then their connections close. */
+void http_server_shutdown(struct http_server *server);
+
+size_t http_server_connection_count(const struct http_server *server);
+
+/* Closes every connection (cancelling exchanges in progress) and frees. NULL: no-op. */
+void http_server_free(struct http_server *server);
+
+/* --- the exchange: one request and its answer -------------------------------- */
+
+/* The parsed head and the body; borrowed until the exchange is answered. */
+const struct http_request_head *http_exchange_head(const struct http_exchange *ex);
+const char *http_exchange_body(const struct http_exchange *ex, size_t *len);
+/* "127.0.0.1:5678": the peer, for log lines. */
+const char *http_exchange_peer(const struct http_exchange *ex);
+
+/* Answers with status, optional extra header lines ("Name: value\r\n"...,
+ * or NULL), content type and body (copied). Ends the exchange. */
+void http_exchange_respond_full(struct http_exchange *ex, int status, const char *extra_headers,
+                                const char *content_type, const char *body, size_t len);
+/* Answers {"code":"<code>"} as application/json. Ends the exchange. */
+void http_exchange_respond_code(struct http_exchange *ex, int status, const char *code);
+
+/* cancel(arg) runs if the connection ends before the exchange is answered;
+ * the exchange is invalid afterwards. */
+void http_exchange_set_cancel(struct http_exchange *ex, void (*cancel)(void *arg), void *arg);
+
+/* Ends the exchange without an answer and hands the connection over (for a
+ * WebSocket upgrade): returns its bufferevent, with the request consumed and
+ * any bytes after it still in the input buffer; callbacks and timeouts are
+ * cleared and the caller owns it. The head and body are invalid afterwards. */
+struct bufferevent *http_exchange_take_connection(struct http_exchange *ex);
+
+/* The reason phrase for status ("OK", "Not Found"...). */
+const char *http_status_text(int status);
+
+#endif

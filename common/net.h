@@ -1,0 +1,35 @@
+/* Socket set-up shared by both daemons: TCP listeners on a bind address and
+ * the UNIX-domain sockets of the bus. Every descriptor returned is
+ * non-blocking and close-on-exec; the caller owns it.
+ */
+#ifndef EVS_NET_H
+#define EVS_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* Opens a listening TCP socket on address (NULL or "" = all addresses, IPv6
+ * dual-stack where available, else IPv4) and port. reuse_port sets
+ * SO_REUSEPORT so that several daemons can share the port.
+ * Returns the fd, or -1 with a one-line reason in err. */
+int net_listen_tcp(const char *address, uint16_t port, bool reuse_port, int backlog, char *err,
+                   size_t err_len);
+
+/* Opens a listening UNIX stream socket at path with mode 0660. A socket file
+ * left behind by a dead process is replaced; one that a live process still
+ * accepts on is not (err says so). Returns the fd, or -1 with err. */
+int net_listen_unix(const char *path, int backlog, char *err, size_t err_len);
+
+/* Starts a non-blocking connect to the UNIX stream socket at path.
+ * Returns the fd (connected or in progress), or -1 with errno set. */
+int net_connect_unix(const char *path);
+
+/* "127.0.0.1:5678", "[::1]:5678" or "unix" for sa into out. */
+void net_format_address(const struct sockaddr *sa, socklen_t len, char *out, size_t out_len);
+
+/* The port a listening socket got (useful after binding port 0), or 0. */
+uint16_t net_local_port(int fd);
+
+#endif

@@ -1,0 +1,18 @@
+/* Process-wide set-up shared by both daemons. */
+#ifndef EVS_PROCESS_H
+#define EVS_PROCESS_H
+
+#include <stddef.h>
+
+/* Raises the soft RLIMIT_NOFILE to the hard limit and returns the soft
+ * limit in force afterwards. */
+size_t process_raise_file_limit(void);
+
+/* The connection cap to use: requested when non-zero, else the file limit
+ * minus reserve (descriptors kept for the daemon's own files and sockets). */
+size_t process_connection_cap(size_t requested, size_t file_limit, size_t reserve);
+
+/* Ignores SIGPIPE: a write to a closed socket must come back as EPIPE. */
+void process_ignore_sigpipe(void);
+
+#endif

@@ -1,0 +1,174 @@
+/* The accepted-token set: SHA-256 digests of the tokens file's tokens.
+ *
+ * Only digests are kept, so a core dump or a heap read does not reveal a
+ * token. Lookups hash the candidate (so its length and bytes no longer shape
+ * the comparison) and then compare against every digest without an early
+ * exit: the time taken depends on the number of stored tokens only.
+ */
+#include "tokens.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mbedtls/sha256.h>
+
+#define TOKENS_DIGEST_LEN 32
+
+struct tokens {
+    unsigned char (*digests)[TOKENS_DIGEST_LEN];
+    size_t count;
+    size_t capacity;
+};
+
+struct tokens *tokens_new_empty(void)
+{
+    return calloc(1, sizeof(struct tokens));
+}
+
+void tokens_free(struct tokens *tokens)
+{
+    if (tokens == NULL)
+        return;
+    free(tokens->digests);
+    free(tokens);
+}
+
+size_t tokens_count(const struct tokens *tokens)
+{
+    return tokens != NULL ? tokens->count : 0;
+}
+
+static int tokens_hash(const char *token, size_t len, unsigned char digest[TOKENS_DIGEST_LEN])
+{
+    return mbedtls_sha256_ret((const unsigned char *)token, len, digest, 0);
+}
+
+static int tokens_append(struct tokens *tokens, const unsigned char digest[TOKENS_DIGEST_LEN])
+{
+    if (tokens->count == tokens->capacity) {
+        size_t capacity = tokens->capacity != 0 ? tokens->capacity * 2 : 16;
+        if (capacity < tokens->capacity || capacity > SIZE_MAX / TOKENS_DIGEST_LEN)
+            return -1;
+        void *grown = realloc(tokens->digests, capacity * TOKENS_DIGEST_LEN);
+        if (grown == NULL)
+            return -1;
+        tokens->digests = grown;
+        tokens->capacity = capacity;
+    }
+    memcpy(tokens->digests[tokens->count++], digest, TOKENS_DIGEST_LEN);
+    return 0;
+}
+
+static int tokens_digest_order(const void *a, const void *b)
+{
+    return memcmp(a, b, TOKENS_DIGEST_LEN);
+}
+
+/* Sorts the digests and drops repeats, so a token listed twice counts once. */
+static void tokens_deduplicate(struct tokens *tokens)
+{
+    if (tokens->count < 2)
+        return;
+    qsort(tokens->digests, tokens->count, TOKENS_DIGEST_LEN, tokens_digest_order);
+    size_t kept = 1;
+    for (size_t i = 1; i < tokens->count; i++) {
+        if (memcmp(tokens->digests[i], tokens->digests[kept - 1], TOKENS_DIGEST_LEN) != 0)
+            memcpy(tokens->digests[kept++], tokens->digests[i], TOKENS_DIGEST_LEN);
+    }
+    tokens->count = kept;
+}
+
+static bool tokens_is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Applies the file rules of tokens.h to one line (without its LF). Returns
+ * the token (start, len), or false when the line holds none. */
+static bool tokens_line_token(const char *line, size_t line_len, const char **start, size_t *len)
+{
+    size_t begin = 0;
+    size_t end = line_len;
+
+    /* A NUL cannot come from a text editor; such a line is damage, not a token,
+     * and it would be cut short by any tool that handles the token as a string. */
+    if (memchr(line, '\0', line_len) != NULL)
+        return false;
+    /* CR (of CRLF) is trimmed along with the trailing blanks. */
+    while (end > begin && (tokens_is_blank(line[end - 1]) || line[end - 1] == '\r'))
+        end--;
+    while (begin < end && tokens_is_blank(line[begin]))
+        begin++;
+    if (begin == end || line[begin] == '#')
+        return false;
+    size_t field_end = begin;
+    while (field_end < end && !tokens_is_blank(line[field_end]))
+        field_end++;
+    *start = line + begin;
+    *len = field_end - begin;
+    return true;
+}
+
+struct tokens *tokens_parse(const char *text, size_t len, struct tokens_stats *stats)
+{
+    struct tokens_stats counted = {0};
+    struct tokens *tokens = tokens_new_empty();
+    if (tokens == NULL)
+        goto fail;
+
+    size_t pos = 0;
+    while (text != NULL && pos < len) {
+        const char *line = text + pos;
+        const char *newline = memchr(line, '\n', len - pos);
+        size_t line_len = newline != NULL ? (size_t)(newline - line) : len - pos;
+        pos += line_len + (newline != NULL ? 1 : 0);
+
+        const char *token;
+        size_t token_len;
+        if (!tokens_line_token(line, line_len, &token, &token_len))
+            continue;
+        if (token_len < TOKENS_MIN_LEN) {
+            counted.too_short++;
+            continue;
+        }
+        if (token_len > TOKENS_MAX_LEN) {
+            counted.too_long++;
+            continue;
+        }
+        unsigned char digest[TOKENS_DIGEST_LEN];
+        if (tokens_hash(token, token_len, digest) != 0 || tokens_append(tokens, digest) != 0)
+            goto fail;
+    }
+    tokens_deduplicate(tokens);
+    counted.accepted = tokens->count;
+    if (stats != NULL)
+        *stats = counted;
+    return tokens;
+
+fail:
+    tokens_free(tokens);
+    return NULL;
+}
+
+bool tokens_contains(const struct tokens *tokens, const char *token, size_t len)
+{
+    unsigned char digest[TOKENS_DIGEST_LEN];
+
+    /* The bounds are public (tokens.h), so rejecting by length alone leaks nothing. */
+    if (tokens == NULL || token == NULL || len < TOKENS_MIN_LEN || len > TOKENS_MAX_LEN)
+        return false;
+    if (tokens_hash(token, len, digest) != 0)
+        return false;
+
+    /* No early exit and no data-dependent branch: every digest is compared in full. */
+    volatile unsigned found = 0;
+    for (size_t i = 0; i < tokens->count; i++) {
+        unsigned diff = 0;
+        for (size_t j = 0; j < TOKENS_DIGEST_LEN; j++)
+            diff |= (unsigned)(tokens->digests[i][j] ^ digest[j]);
+        /* diff is 0..255: (diff - 1) >> 8 has bit 0 set exactly when diff == 0. */
+        found |= ((diff - 1u) >> 8) & 1u;
+    }
+    return found != 0;
+}

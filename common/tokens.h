@@ -1,0 +1,47 @@
+/* The set of accepted tokens, parsed from the tokens file's text.
+ *
+ * File rules: one token per line; LF or CRLF endings; leading and trailing
+ * blanks are trimmed; blank lines and lines starting with '#' are ignored;
+ * the token is the first blank-separated field of a line (what follows it is
+ * reserved for per-token options); a token shorter than TOKENS_MIN_LEN or
+ * longer than TOKENS_MAX_LEN is ignored and counted.
+ *
+ * Tokens are kept only as SHA-256 digests; tokens_contains compares the
+ * digest of the candidate with every stored digest in constant time, so the
+ * time taken depends on the number of tokens, never on their content.
+ * Pure: no I/O (see token_store.h for the file watcher).
+ */
+#ifndef EVS_TOKENS_H
+#define EVS_TOKENS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define TOKENS_MIN_LEN 16
+#define TOKENS_MAX_LEN 4096
+#define TOKENS_FILE_MAX_BYTES (16u * 1024 * 1024)
+
+struct tokens;
+
+struct tokens_stats {
+    size_t accepted;  /* tokens in the set (duplicates counted once) */
+    size_t too_short; /* lines ignored for being shorter than TOKENS_MIN_LEN */
+    size_t too_long;  /* lines ignored for being longer than TOKENS_MAX_LEN */
+};
+
+/* Returns a new set (possibly empty), or NULL when out of memory.
+ * stats may be NULL. The caller owns the result: tokens_free. */
+struct tokens *tokens_parse(const char *text, size_t len, struct tokens_stats *stats);
+
+/* An empty set: every lookup fails. Caller owns it. NULL when out of memory. */
+struct tokens *tokens_new_empty(void);
+
+/* true when token (not NUL-terminated, len bytes) is in the set.
+ * tokens may be NULL (no tokens). */
+bool tokens_contains(const struct tokens *tokens, const char *token, size_t len);
+
+size_t tokens_count(const struct tokens *tokens);
+
+void tokens_free(struct tokens *tokens);
+
+#endif

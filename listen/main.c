@@ -1,0 +1,222 @@
+/* event-listen: takes events over HTTP (POST /event) and hands them to the
+ * broadcast daemons over the bus. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "bus.h"
+#include "bus_codec.h"
+#include "config.h"
+#include "http_server.h"
+#include "log.h"
+#include "net.h"
+#include "process.h"
+#include "publish_api.h"
+#include "token_store.h"
+
+#define SHUTDOWN_GRACE_MS 10000
+
+struct listen_settings {
+    uint16_t port;
+    char *bind;
+    char *tokens_file;
+    bool tls;
+    char *cert_file;
+    char *key_file;
+    struct cfg_list bus_sockets;
+    uint64_t bus_wait_ms;
+    uint64_t bus_ack_timeout_ms;
+    enum log_level log_level;
+    uint64_t max_body;
+    uint64_t max_head;
+    uint64_t request_timeout_ms;
+    uint64_t idle_timeout_ms;
+    uint64_t max_connections;
+};
+
+static struct listen_settings settings;
+
+static const struct cfg_option options[] = {
+    {"--port", "LISTEN_PORT", CFG_PORT, "8080", "TCP port for publishers", &settings.port, 0, 0},
+    {"--bind", "BIND_ADDRESS", CFG_STRING, "", "address to listen on (empty: all addresses)",
+     &settings.bind, 0, 0},
+    {"--tokens", "TOKENS_FILE", CFG_STRING, "/tokens/tokens",
+     "tokens file: one token per line, re-read when it changes", &settings.tokens_file, 0, 0},
+    {"--tls", "HTTPS_ENABLE", CFG_BOOL, "false", "serve HTTPS instead of HTTP", &settings.tls, 0,
+     0},
+    {"--cert", "TLS_CERT_FILE", CFG_STRING, "/certs/cert.crt", "TLS certificate (chain) file",
+     &settings.cert_file, 0, 0},
+    {"--key", "TLS_KEY_FILE", CFG_STRING, "/certs/cert.key", "TLS private key file",
+     &settings.key_file, 0, 0},
+    {"--bus", "BUS_SOCKET", CFG_LIST, "/run/event-server/bus.sock",
+     "bus socket of a broadcast daemon; repeat (or separate with commas) for several",
+     &settings.bus_sockets, 0, 0},
+    {"--bus-wait-ms", "BUS_WAIT_MS", CFG_UINT, "5000",
+     "how long a publish waits for a broadcast daemon before 503", &settings.bus_wait_ms, 0,
+     3600000},
+    {"--bus-ack-timeout-ms", "BUS_ACK_TIMEOUT_MS", CFG_UINT, "5000",
+     "a broadcast daemon that leaves an event unacked this long is disconnected",
+     &settings.bus_ack_timeout_ms, 100, 3600000},
+    {"--log-level", "LOG_LEVEL", CFG_LOG_LEVEL, "info", "error, warn, info or debug",
+     &settings.log_level, 0, 0},
+    {"--max-body-size", "MAX_BODY_SIZE", CFG_SIZE, "1M",
+     "largest publish body accepted (bytes; k/M suffixes); larger gets 413", &settings.max_body,
+     64, BUS_MESSAGE_HARD_MAX - 1024},
+    {"--max-header-size", "MAX_HEADER_SIZE", CFG_SIZE, "16K",
+     "largest request line plus headers (bytes); larger gets 431", &settings.max_head, 1024,
+     1024 * 1024},
+    {"--request-timeout-ms", "REQUEST_TIMEOUT_MS", CFG_UINT, "30000",
+     "time allowed for a whole request to arrive; slower gets 408",
+     &settings.request_timeout_ms, 100, 3600000},
+    {"--idle-timeout-ms", "IDLE_TIMEOUT_MS", CFG_UINT, "60000",
+     "keep-alive connections idle this long are closed", &settings.idle_timeout_ms, 100,
+     86400000},
+    {"--max-connections", "MAX_CONNECTIONS", CFG_UINT, "0",
+     "open connections allowed (0: the file limit minus a reserve)",
+     &settings.max_connections, 0, 10000000},
+};
+
+static const struct cfg_program program = {
+    "event-listen",
+    "takes events over HTTP (POST /event) and hands them to the broadcast daemons",
+    "Every option can also be set by its environment variable; a flag beats the variable.\n"
+    "Exit status: 0 after a clean shutdown, 1 on a runtime failure, 2 on a bad setting.",
+};
+
+struct listen_daemon {
+    struct event_base *base;
+    struct http_server *http;
+    struct token_store *tokens;
+    struct bus *bus;
+    struct publish_api api;
+    struct event *sighup, *sigterm, *sigint, *drain_timer;
+    bool stopping;
+};
+
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+    struct listen_daemon *d = arg;
+    token_store_reload(d->tokens, "SIGHUP");
+}
+
+/* Checks whether the drain is complete; exits the loop when it is. */
+static void drain_check_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct listen_daemon *d = arg;
+    struct timeval tick = {0, 50 * 1000};
+    if (http_server_connection_count(d->http) == 0) {
+        event_base_loopexit(d->base, NULL);
+        return;
+    }
+    evtimer_add(d->drain_timer, &tick);
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct listen_daemon *d = arg;
+    struct timeval grace = {SHUTDOWN_GRACE_MS / 1000, 0};
+    if (d->stopping) {
+        log_warn("second stop signal: exiting now");
+        event_base_loopbreak(d->base);
+        return;
+    }
+    d->stopping = true;
+    log_info("%s: finishing requests in progress, then exiting", strsignal((int)sig));
+    http_server_shutdown(d->http);
+    event_base_loopexit(d->base, &grace);
+    drain_check_cb(-1, 0, d);
+}
+
+int main(int argc, char **argv)
+{
+    struct listen_daemon d;
+    struct http_server_limits limits;
+    struct bus_config bus_config;
+    char err[512];
+    size_t file_limit;
+    int fd, status = 1;
+    enum cfg_status rc;
+
+    memset(&d, 0, sizeof d);
+    log_set_program("event-listen");
+    rc = cfg_parse(&program, options, sizeof options / sizeof options[0], argc, argv, NULL, err,
+                   sizeof err);
+    if (rc == CFG_EXIT)
+        return 0;
+    if (rc == CFG_ERROR) {
+        fprintf(stderr, "event-listen: %s\n", err);
+        return 2;
+    }
+    log_set_level(settings.log_level);
+    if (settings.tls) {
+        fprintf(stderr, "event-listen: HTTPS_ENABLE=true: TLS is not available in this build\n");
+        cfg_free(options, sizeof options / sizeof options[0]);
+        return 2;
+    }
+    process_ignore_sigpipe();
+    file_limit = process_raise_file_limit();
+
+    d.base = event_base_new();
+    if (!d.base) {
+        fprintf(stderr, "event-listen: cannot create the event loop\n");
+        goto out;
+    }
+    fd = net_listen_tcp(settings.bind, settings.port, false, 1024, err, sizeof err);
+    if (fd < 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    limits.max_head = (size_t)settings.max_head;
+    limits.max_body = settings.max_body;
+    limits.request_timeout_ms = (unsigned)settings.request_timeout_ms;
+    limits.idle_timeout_ms = (unsigned)settings.idle_timeout_ms;
+    limits.write_timeout_ms = (unsigned)settings.request_timeout_ms;
+    limits.max_connections = process_connection_cap((size_t)settings.max_connections, file_limit,
+                                                    64 + settings.bus_sockets.count);
+    d.tokens = token_store_new(d.base, settings.tokens_file);
+    bus_config.paths = (const char *const *)settings.bus_sockets.items;
+    bus_config.path_count = settings.bus_sockets.count;
+    bus_config.wait_ms = (unsigned)settings.bus_wait_ms;
+    bus_config.ack_timeout_ms = (unsigned)settings.bus_ack_timeout_ms;
+    d.bus = bus_new(d.base, &bus_config);
+    d.api.tokens = d.tokens;
+    d.api.bus = d.bus;
+    d.http = http_server_new(d.base, &limits, publish_api_handle, &d.api);
+    if (!d.tokens || !d.bus || !d.http || http_server_add_listener(d.http, fd) < 0) {
+        log_error("out of memory during start-up");
+        goto out;
+    }
+    d.sighup = evsignal_new(d.base, SIGHUP, on_sighup, &d);
+    d.sigterm = evsignal_new(d.base, SIGTERM, on_stop_signal, &d);
+    d.sigint = evsignal_new(d.base, SIGINT, on_stop_signal, &d);
+    d.drain_timer = evtimer_new(d.base, drain_check_cb, &d);
+    evsignal_add(d.sighup, NULL);
+    evsignal_add(d.sigterm, NULL);
+    evsignal_add(d.sigint, NULL);
+
+    log_info("listening for publishers on %s port %u (max %zu connections, body limit %llu "
+             "bytes); %zu bus socket(s)",
+             *settings.bind ? settings.bind : "all addresses", (unsigned)net_local_port(fd),
+             limits.max_connections, (unsigned long long)settings.max_body,
+             settings.bus_sockets.count);
+    event_base_dispatch(d.base);
+    log_info("stopped");
+    status = 0;
+out:
+    http_server_free(d.http);
+    bus_free(d.bus);
+    token_store_free(d.tokens);
+    if (d.sighup) {
+        event_free(d.sighup);
+        event_free(d.sigterm);
+        event_free(d.sigint);
+        event_free(d.drain_timer);
+    }
+    if (d.base)
+        event_base_free(d.base);
+    cfg_free(options, sizeof options / sizeof options[0]);
+    return status;
+}

@@ -1,0 +1,35 @@
+/* The listen daemon's HTTP API: routes requests, authenticates and
+ * validates publishes, and answers once the bus has delivered them.
+ *
+ *   POST /event   publish (the public contract; 200, 400, 403, 413, 503)
+ *   GET  /healthz 200 while a broadcast daemon is connected, else 503
+ *   anything else 404, or 405 for another method on a known path
+ */
+#ifndef EVS_PUBLISH_API_H
+#define EVS_PUBLISH_API_H
+
+#include <stdint.h>
+
+struct http_exchange;
+struct token_store;
+struct bus;
+
+struct publish_api_counters {
+    uint64_t accepted;      /* answered 200 */
+    uint64_t unauthenticated;
+    uint64_t unrecognized_scheme;
+    uint64_t invalid_body;
+    uint64_t unavailable;   /* answered 503 */
+    uint64_t in_flight;     /* publishes waiting for the bus */
+};
+
+struct publish_api {
+    struct token_store *tokens; /* borrowed */
+    struct bus *bus;            /* borrowed */
+    struct publish_api_counters counters;
+};
+
+/* The http_server handler; arg is a struct publish_api *. */
+void publish_api_handle(struct http_exchange *ex, void *arg);
+
+#endif

@@ -1,0 +1,94 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ws_frame.h"
+
+static void expect_header(uint64_t len, const uint8_t *want, size_t want_len)
+{
+    uint8_t out[WS_FRAME_HEADER_MAX];
+    memset(out, 0xaa, sizeof(out));
+    size_t n = ws_frame_header_encode(out, WS_OPCODE_TEXT, len);
+    assert_int_equal(n, want_len);
+    assert_memory_equal(out, want, want_len);
+}
+
+static void test_frame_empty_payload_uses_two_byte_header(void **state)
+{
+    static const uint8_t want[] = {0x81, 0x00};
+    expect_header(0, want, sizeof(want));
+}
+
+static void test_frame_125_is_largest_seven_bit_length(void **state)
+{
+    static const uint8_t want[] = {0x81, 125};
+    expect_header(125, want, sizeof(want));
+}
+
+static void test_frame_126_switches_to_sixteen_bit_length(void **state)
+{
+    static const uint8_t want[] = {0x81, 126, 0x00, 0x7e};
+    expect_header(126, want, sizeof(want));
+}
+
+static void test_frame_65535_is_largest_sixteen_bit_length(void **state)
+{
+    static const uint8_t want[] = {0x81, 126, 0xff, 0xff};
+    expect_header(65535, want, sizeof(want));
+}
+
+static void test_frame_65536_switches_to_sixty_four_bit_length(void **state)
+{
+    static const uint8_t want[] = {0x81, 127, 0, 0, 0, 0, 0, 0x01, 0x00, 0x00};
+    expect_header(65536, want, sizeof(want));
+}
+
+static void test_frame_two_to_the_32_is_big_endian(void **state)
+{
+    static const uint8_t want[] = {0x81, 127, 0, 0, 0, 0x01, 0, 0, 0, 0};
+    expect_header(UINT64_C(1) << 32, want, sizeof(want));
+}
+
+static void test_frame_every_length_byte_lands_in_place(void **state)
+{
+    static const uint8_t want[] = {0x81, 127, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef};
+    expect_header(UINT64_C(0x0123456789abcdef), want, sizeof(want));
+}
+
+static void test_frame_length_top_bit_is_never_set(void **state)
+{
+    uint8_t out[WS_FRAME_HEADER_MAX];
+    assert_int_equal(ws_frame_header_encode(out, WS_OPCODE_TEXT, UINT64_MAX), 10);
+    assert_int_equal(out[2] & 0x80, 0);
+}
+
+static void test_frame_opcode_is_kept_and_mask_bit_clear(void **state)
+{
+    uint8_t out[WS_FRAME_HEADER_MAX];
+    assert_int_equal(ws_frame_header_encode(out, 0x8, 2), 2);
+    assert_int_equal(out[0], 0x88); /* FIN + close */
+    assert_int_equal(out[1], 0x02); /* MASK bit clear */
+    assert_int_equal(ws_frame_header_encode(out, 0x2, 300), 4);
+    assert_int_equal(out[0], 0x82);
+    assert_int_equal(out[1] & 0x80, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_frame_empty_payload_uses_two_byte_header),
+        cmocka_unit_test(test_frame_125_is_largest_seven_bit_length),
+        cmocka_unit_test(test_frame_126_switches_to_sixteen_bit_length),
+        cmocka_unit_test(test_frame_65535_is_largest_sixteen_bit_length),
+        cmocka_unit_test(test_frame_65536_switches_to_sixty_four_bit_length),
+        cmocka_unit_test(test_frame_two_to_the_32_is_big_endian),
+        cmocka_unit_test(test_frame_every_length_byte_lands_in_place),
+        cmocka_unit_test(test_frame_length_top_bit_is_never_set),
+        cmocka_unit_test(test_frame_opcode_is_kept_and_mask_bit_clear),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
