@@ -10,6 +10,7 @@
 #include <wslay/wslay.h>
 
 #include "auth.h"
+#include "conn_flush.h"
 #include "hub.h"
 #include "init_message.h"
 #include "log.h"
@@ -109,23 +110,25 @@ void session_free(struct session *s)
     hub->counters.sessions_open--;
     if (s->authenticated)
         hub->counters.sessions_authenticated--;
-    bufferevent_free(s->bev); /* releases the shared frames still queued */
+    if (s->bev)
+        bufferevent_free(s->bev); /* releases the shared frames still queued */
     wslay_event_context_free(s->ws);
     log_debug("ws %s: session ended", s->peer);
     free(s);
 }
 
-/* Ends the session once wslay has nothing left to read or write and the
- * output is on the wire. Returns true when s was freed. */
+/* Ends the session once wslay has nothing left to read or write; the
+ * connection itself closes when its output is on the wire. Returns true
+ * when s was freed. */
 static bool session_finish_if_done(struct session *s)
 {
+    struct bufferevent *bev = s->bev;
+    unsigned timeout_ms = s->hub->limits.close_timeout_ms;
     if (wslay_event_want_read(s->ws) || wslay_event_want_write(s->ws))
         return false;
-    if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0) {
-        bufferevent_disable(s->bev, EV_READ);
-        return false;
-    }
+    s->bev = NULL;
     session_free(s);
+    conn_flush_and_close(bev, timeout_ms);
     return true;
 }
 
@@ -324,12 +327,6 @@ static void session_read_cb(struct bufferevent *bev, void *arg)
     session_pump(arg);
 }
 
-static void session_write_cb(struct bufferevent *bev, void *arg)
-{
-    struct session *s = arg;
-    session_finish_if_done(s);
-}
-
 static void session_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct session *s = arg;
@@ -420,11 +417,10 @@ void session_close_all(struct hub *hub, uint16_t code, const char *reason)
 void session_deliver(struct session *s, struct shared_frame *frame)
 {
     struct hub *hub = s->hub;
-    struct evbuffer *out = bufferevent_get_output(s->bev);
     if (s->closing || s->deferred)
         return;
-    if (evbuffer_get_length(out) + frame->len > hub->limits.max_backlog ||
-        shared_frame_append(frame, out) < 0) {
+    if (conn_output_pending(s->bev) + frame->len > hub->limits.max_backlog ||
+        shared_frame_append(frame, bufferevent_get_output(s->bev)) < 0) {
         s->deferred = true;
         s->deferred_next = hub->deferred;
         hub->deferred = s;
@@ -463,7 +459,7 @@ int session_start(struct hub *hub, struct bufferevent *bev, const char *accept, 
     if (hub->init_wait.head == s)
         arm_timer(hub->init_timer, s->deadline_ms);
 
-    bufferevent_setcb(bev, session_read_cb, session_write_cb, session_event_cb, s);
+    bufferevent_setcb(bev, session_read_cb, NULL, session_event_cb, s);
     bufferevent_setwatermark(bev, EV_READ, 0, SESSION_INPUT_HIGH_WATER);
     bufferevent_write(bev, response, response_len);
     bufferevent_enable(bev, EV_READ | EV_WRITE);

@@ -13,6 +13,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "conn_flush.h"
 #include "log.h"
 #include "net.h"
 
@@ -20,7 +21,6 @@ enum conn_state {
     CONN_READING_HEAD, /* waiting for (the rest of) a request head */
     CONN_READING_BODY, /* head parsed, waiting for body_len bytes */
     CONN_HANDLING,     /* handed to the handler; reading is off */
-    CONN_CLOSING,      /* answer queued; close once it is written */
 };
 
 struct http_exchange {
@@ -124,14 +124,15 @@ static void conn_write_answer(struct http_conn *conn, int status, const char *ex
     evbuffer_add(out, body, len);
 }
 
+/* Ends the connection once what is queued on it is written; conn is
+ * freed at once and must not be used afterwards. */
 static void conn_start_closing(struct http_conn *conn)
 {
-    conn->state = CONN_CLOSING;
-    evtimer_del(conn->timer);
-    bufferevent_disable(conn->bev, EV_READ);
-    bufferevent_enable(conn->bev, EV_WRITE);
-    if (evbuffer_get_length(bufferevent_get_output(conn->bev)) == 0)
-        conn_free(conn);
+    struct bufferevent *bev = conn->bev;
+    unsigned timeout_ms = conn->server->limits.write_timeout_ms;
+    conn->bev = NULL;
+    conn_free(conn);
+    conn_flush_and_close(bev, timeout_ms);
 }
 
 /* An error answered by the server itself; the connection closes after it,
@@ -345,7 +346,7 @@ static void conn_process(struct http_conn *conn)
             if (!alive)
                 return;
             conn->alive = NULL;
-            if (conn->state == CONN_HANDLING || conn->state == CONN_CLOSING)
+            if (conn->state == CONN_HANDLING)
                 break;
             continue;
         }
@@ -382,20 +383,13 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
     conn_process(arg);
 }
 
-static void conn_write_cb(struct bufferevent *bev, void *arg)
-{
-    struct http_conn *conn = arg;
-    if (conn->state == CONN_CLOSING)
-        conn_free(conn);
-}
-
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct http_conn *conn = arg;
     if (what & BEV_EVENT_EOF) {
         /* The client finished sending. Requests already buffered are still
          * answered; anything else ends the connection. */
-        if (conn->state == CONN_HANDLING || conn->state == CONN_CLOSING) {
+        if (conn->state == CONN_HANDLING) {
             conn->keep_alive = false;
             return;
         }
@@ -469,7 +463,7 @@ static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd
     timeval_from_ms(&write_tv, server->limits.write_timeout_ms);
     bufferevent_set_timeouts(conn->bev, NULL, &write_tv);
     bufferevent_setwatermark(conn->bev, EV_READ, 0, server->limits.max_head + 1);
-    bufferevent_setcb(conn->bev, conn_read_cb, conn_write_cb, conn_event_cb, conn);
+    bufferevent_setcb(conn->bev, conn_read_cb, NULL, conn_event_cb, conn);
     bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
     conn_arm_timer(conn, server->limits.request_timeout_ms, true);
 }
