@@ -17,6 +17,7 @@
 #include "log.h"
 #include "net.h"
 #include "process.h"
+#include "tls.h"
 #include "token_store.h"
 #include "ws_api.h"
 
@@ -101,6 +102,7 @@ struct broadcast_daemon {
     struct event_base *base;
     struct http_server *http;
     struct token_store *tokens;
+    struct tls_server *tls;
     struct bus_server *bus;
     struct hub hub;
     bool hub_ready;
@@ -113,6 +115,13 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
 {
     struct broadcast_daemon *d = arg;
     token_store_reload(d->tokens, "SIGHUP");
+    if (d->tls) {
+        char err[512];
+        if (tls_server_reload(d->tls, err, sizeof err) < 0)
+            log_warn("TLS reload failed, keeping the previous certificate: %s", err);
+        else
+            log_info("TLS certificate and key reloaded");
+    }
 }
 
 static void drain_check_cb(evutil_socket_t fd, short what, void *arg)
@@ -181,9 +190,13 @@ int main(int argc, char **argv)
     }
     log_set_level(settings.log_level);
     if (settings.tls) {
-        fprintf(stderr, "event-broadcast: HTTPS_ENABLE=true: TLS is not available in this build\n");
-        cfg_free(options, sizeof options / sizeof options[0]);
-        return 2;
+        /* Certificate problems are settings problems: exit 2. */
+        d.tls = tls_server_new(settings.cert_file, settings.key_file, err, sizeof err);
+        if (!d.tls) {
+            fprintf(stderr, "event-broadcast: %s\n", err);
+            cfg_free(options, sizeof options / sizeof options[0]);
+            return 2;
+        }
     }
     process_ignore_sigpipe();
     file_limit = process_raise_file_limit();
@@ -232,6 +245,8 @@ int main(int argc, char **argv)
         log_error("out of memory during start-up");
         goto out;
     }
+    if (d.tls)
+        http_server_set_bev_factory(d.http, tls_server_wrap, d.tls);
     d.sighup = evsignal_new(d.base, SIGHUP, on_sighup, &d);
     d.sigterm = evsignal_new(d.base, SIGTERM, on_stop_signal, &d);
     d.sigint = evsignal_new(d.base, SIGINT, on_stop_signal, &d);
@@ -252,6 +267,7 @@ out:
     if (d.hub_ready)
         hub_free(&d.hub);
     token_store_free(d.tokens);
+    tls_server_free(d.tls);
     if (d.sighup) {
         event_free(d.sighup);
         event_free(d.sigterm);
