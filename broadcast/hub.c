@@ -90,6 +90,11 @@ void hub_fanout(struct hub *hub, const uint8_t *type, size_t type_len, const uin
     session_close_deferred(hub);
 }
 
+uint64_t hub_backlog_bytes(const struct hub *hub)
+{
+    return session_backlog_all(hub);
+}
+
 void hub_close_all(struct hub *hub, uint16_t code, const char *reason)
 {
     session_close_all(hub, code, reason);

@@ -74,6 +74,10 @@ int hub_init(struct hub *hub, struct event_base *base, const struct hub_limits *
 void hub_fanout(struct hub *hub, const uint8_t *type, size_t type_len, const uint8_t *message,
                 size_t message_len);
 
+/* Bytes queued to every session and not yet sent (a walk over sessions:
+ * for the metrics, not for hot paths). */
+uint64_t hub_backlog_bytes(const struct hub *hub);
+
 /* Closes every session with code (1001 on shutdown). */
 void hub_close_all(struct hub *hub, uint16_t code, const char *reason);
 

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "net.h"
 #include "process.h"
+#include "service_manager.h"
 #include "tls.h"
 #include "token_store.h"
 #include "ws_api.h"
@@ -42,6 +43,7 @@ struct broadcast_settings {
     uint64_t max_head;
     uint64_t handshake_timeout_ms;
     bool reuse_port;
+    char *metrics_token;
 };
 
 static struct broadcast_settings settings;
@@ -89,6 +91,9 @@ static const struct cfg_option options[] = {
      3600000},
     {"--reuse-port", "REUSE_PORT", CFG_BOOL, "false",
      "share the port with other broadcast daemons (SO_REUSEPORT)", &settings.reuse_port, 0, 0},
+    {"--metrics-token", "METRICS_TOKEN", CFG_STRING, "",
+     "when set, GET /metrics needs \"Authorization: Bearer <token>\"", &settings.metrics_token, 0,
+     0},
 };
 
 static const struct cfg_program program = {
@@ -105,15 +110,28 @@ struct broadcast_daemon {
     struct tls_server *tls;
     struct bus_server *bus;
     struct hub hub;
+    struct ws_api api;
+    struct service_manager *manager;
     bool hub_ready;
     struct event *sighup, *sigterm, *sigint, *drain_timer;
     bool stopping;
     bool bus_socket_created;
 };
 
+static void status_line(void *arg, char *buf, unsigned len)
+{
+    struct broadcast_daemon *d = arg;
+    snprintf(buf, len, "%llu sessions (%llu subscribed), %llu events, %llu deliveries",
+             (unsigned long long)d->hub.counters.sessions_open,
+             (unsigned long long)d->hub.counters.sessions_authenticated,
+             (unsigned long long)d->hub.counters.events_received,
+             (unsigned long long)d->hub.counters.deliveries);
+}
+
 static void on_sighup(evutil_socket_t sig, short what, void *arg)
 {
     struct broadcast_daemon *d = arg;
+    service_manager_reloading(d->manager);
     token_store_reload(d->tokens, "SIGHUP");
     if (d->tls) {
         char err[512];
@@ -122,6 +140,7 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
         else
             log_info("TLS certificate and key reloaded");
     }
+    service_manager_ready(d->manager);
 }
 
 static void drain_check_cb(evutil_socket_t fd, short what, void *arg)
@@ -145,6 +164,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
         return;
     }
     d->stopping = true;
+    service_manager_stopping(d->manager);
     log_info("%s: closing %llu sessions (1001), then exiting", strsignal((int)sig),
              (unsigned long long)d->hub.counters.sessions_open);
     http_server_shutdown(d->http);
@@ -206,15 +226,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "event-broadcast: cannot create the event loop\n");
         goto out;
     }
-    ensure_socket_folder(settings.bus_socket);
-    bus_fd = net_listen_unix(settings.bus_socket, 64, err, sizeof err);
+    /* Sockets passed by the service manager outlive a restart of this
+     * daemon, so that listen daemons reconnect into a socket kept open. */
+    bus_fd = service_manager_take_socket("bus");
     if (bus_fd < 0) {
-        log_error("%s", err);
-        goto out;
+        ensure_socket_folder(settings.bus_socket);
+        bus_fd = net_listen_unix(settings.bus_socket, 64, err, sizeof err);
+        if (bus_fd < 0) {
+            log_error("%s", err);
+            goto out;
+        }
+        d.bus_socket_created = true;
     }
-    d.bus_socket_created = true;
-    tcp_fd = net_listen_tcp(settings.bind, settings.port, settings.reuse_port, 4096, err,
-                            sizeof err);
+    tcp_fd = service_manager_take_socket("ws");
+    if (tcp_fd < 0)
+        tcp_fd = net_listen_tcp(settings.bind, settings.port, settings.reuse_port, 4096, err,
+                                sizeof err);
     if (tcp_fd < 0) {
         log_error("%s", err);
         goto out;
@@ -240,8 +267,13 @@ int main(int argc, char **argv)
     }
     d.hub_ready = true;
     d.bus = bus_server_new(d.base, bus_fd, &d.hub);
-    d.http = http_server_new(d.base, &limits, ws_api_handle, &d.hub);
-    if (!d.bus || !d.http || http_server_add_listener(d.http, tcp_fd) < 0) {
+    d.http = http_server_new(d.base, &limits, ws_api_handle, &d.api);
+    d.api.hub = &d.hub;
+    d.api.bus = d.bus;
+    d.api.http = d.http;
+    d.api.metrics_token = settings.metrics_token;
+    d.manager = service_manager_new(d.base, status_line, &d);
+    if (!d.bus || !d.http || !d.manager || http_server_add_listener(d.http, tcp_fd) < 0) {
         log_error("out of memory during start-up");
         goto out;
     }
@@ -258,6 +290,7 @@ int main(int argc, char **argv)
     log_info("listening for subscribers on %s port %u (max %zu connections); bus socket %s",
              *settings.bind ? settings.bind : "all addresses", (unsigned)net_local_port(tcp_fd),
              limits.max_connections, settings.bus_socket);
+    service_manager_ready(d.manager);
     event_base_dispatch(d.base);
     log_info("stopped");
     status = 0;
@@ -268,6 +301,7 @@ out:
         hub_free(&d.hub);
     token_store_free(d.tokens);
     tls_server_free(d.tls);
+    service_manager_free(d.manager);
     if (d.sighup) {
         event_free(d.sighup);
         event_free(d.sigterm);

@@ -358,6 +358,15 @@ void session_expire_closing(struct hub *hub, uint64_t now_ms)
     }
 }
 
+uint64_t session_backlog_all(const struct hub *hub)
+{
+    uint64_t total = 0;
+    for (const struct session *s = hub->sessions; s; s = s->next)
+        if (s->bev)
+            total += conn_output_pending(s->bev);
+    return total;
+}
+
 uint64_t session_init_deadline(const struct hub *hub)
 {
     return hub->init_wait.head ? hub->init_wait.head->deadline_ms : 0;

@@ -43,6 +43,9 @@ void session_ping_all(struct hub *hub);
 void session_close_deferred(struct hub *hub);
 void session_close_all(struct hub *hub, uint16_t code, const char *reason);
 
+/* Unsent bytes of every session. */
+uint64_t session_backlog_all(const struct hub *hub);
+
 /* Next deadline on a FIFO (0 when empty). */
 uint64_t session_init_deadline(const struct hub *hub);
 uint64_t session_close_deadline(const struct hub *hub);

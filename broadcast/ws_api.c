@@ -3,10 +3,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <event2/buffer.h>
+
+#include "bus_server.h"
 #include "http_server.h"
 #include "hub.h"
 #include "log.h"
+#include "metrics.h"
 #include "session.h"
+#include "shared_frame.h"
+#include "subscriptions.h"
 #include "ws_handshake.h"
 
 static bool path_is(const struct http_request_head *head, const char *path)
@@ -15,9 +21,84 @@ static bool path_is(const struct http_request_head *head, const char *path)
     return len == strlen(path) && memcmp(head->target, path, len) == 0;
 }
 
+static void write_metrics(struct ws_api *api, struct evbuffer *out)
+{
+    const struct hub_counters *c = &api->hub->counters;
+    const struct bus_server_counters *bus = bus_server_counters(api->bus);
+    const struct http_server_stats *http = http_server_stats(api->http);
+
+    metrics_single(out, "evs_broadcast_sessions", "gauge", "open WebSocket sessions",
+                   c->sessions_open);
+    metrics_single(out, "evs_broadcast_sessions_authenticated", "gauge",
+                   "open sessions that have had a successful init", c->sessions_authenticated);
+    metrics_single(out, "evs_broadcast_sessions_opened_total", "counter",
+                   "WebSocket sessions started", c->sessions_opened);
+    metrics_single(out, "evs_broadcast_handshake_connections", "gauge",
+                   "connections still in the opening handshake",
+                   http_server_connection_count(api->http));
+    metrics_single(out, "evs_broadcast_connections_refused_total", "counter",
+                   "connections refused over the connection cap", http->refused_connections);
+    metrics_single(out, "evs_broadcast_subscriptions", "gauge",
+                   "(session, event type) subscriptions", subs_index_entry_count(api->hub->subs));
+    metrics_single(out, "evs_broadcast_event_types", "gauge",
+                   "event types with at least one subscriber",
+                   subs_index_topic_count(api->hub->subs));
+    metrics_family(out, "evs_broadcast_inits_total", "counter", "init messages, by result");
+    metrics_sample(out, "evs_broadcast_inits_total", "result=\"ok\"", c->init_ok);
+    metrics_sample(out, "evs_broadcast_inits_total", "result=\"rejected\"", c->init_rejected);
+    metrics_single(out, "evs_broadcast_events_total", "counter", "events received from the bus",
+                   c->events_received);
+    metrics_single(out, "evs_broadcast_events_unrouted_total", "counter",
+                   "events that had no subscriber", c->events_unrouted);
+    metrics_single(out, "evs_broadcast_deliveries_total", "counter",
+                   "event frames queued to subscribers", c->deliveries);
+    metrics_single(out, "evs_broadcast_delivered_bytes_total", "counter",
+                   "bytes of event frames queued to subscribers", c->delivered_bytes);
+    metrics_family(out, "evs_broadcast_closes_total", "counter",
+                   "sessions closed by the server, by reason");
+    metrics_sample(out, "evs_broadcast_closes_total", "reason=\"slow_consumer\"",
+                   c->slow_consumer_closes);
+    metrics_sample(out, "evs_broadcast_closes_total", "reason=\"init_timeout\"",
+                   c->init_timeout_closes);
+    metrics_sample(out, "evs_broadcast_closes_total", "reason=\"ping_timeout\"",
+                   c->ping_timeout_closes);
+    metrics_sample(out, "evs_broadcast_closes_total", "reason=\"message_too_big\"",
+                   c->oversized_message_closes);
+    metrics_single(out, "evs_broadcast_backlog_bytes", "gauge",
+                   "bytes queued to subscribers and not yet sent", hub_backlog_bytes(api->hub));
+    metrics_single(out, "evs_broadcast_shared_frame_bytes", "gauge",
+                   "bytes held by event frames still queued somewhere", shared_frame_live_bytes());
+    metrics_single(out, "evs_broadcast_bus_peers", "gauge", "listen daemons connected",
+                   bus->peers_connected);
+    metrics_single(out, "evs_broadcast_bus_protocol_errors_total", "counter",
+                   "bus peers dropped for breaking the protocol", bus->protocol_errors);
+}
+
+static void handle_metrics(struct ws_api *api, struct http_exchange *ex)
+{
+    const struct http_header *authorization =
+        http_request_header(http_exchange_head(ex), "Authorization");
+    struct evbuffer *out;
+    if (!metrics_authorized(authorization ? authorization->value : NULL,
+                            authorization ? authorization->value_len : 0, api->metrics_token)) {
+        http_exchange_respond_code(ex, 403, "UNAUTHENTICATED");
+        return;
+    }
+    out = evbuffer_new();
+    if (!out) {
+        http_exchange_respond_code(ex, 500, "INTERNAL_ERROR");
+        return;
+    }
+    write_metrics(api, out);
+    http_exchange_respond_full(ex, 200, NULL, METRICS_CONTENT_TYPE,
+                               (const char *)evbuffer_pullup(out, -1), evbuffer_get_length(out));
+    evbuffer_free(out);
+}
+
 void ws_api_handle(struct http_exchange *ex, void *arg)
 {
-    struct hub *hub = arg;
+    struct ws_api *api = arg;
+    struct hub *hub = api->hub;
     const struct http_request_head *head = http_exchange_head(ex);
     char accept[WS_ACCEPT_LEN + 1], peer[64], body[256];
     const char *reason = NULL;
@@ -34,6 +115,10 @@ void ws_api_handle(struct http_exchange *ex, void *arg)
     if (rc == WS_HANDSHAKE_NOT_UPGRADE) {
         if (path_is(head, "/healthz") && http_request_method_is(head, "GET")) {
             http_exchange_respond_code(ex, 200, "OK");
+            return;
+        }
+        if (path_is(head, "/metrics") && http_request_method_is(head, "GET")) {
+            handle_metrics(api, ex);
             return;
         }
         http_exchange_respond_full(ex, 426, "Upgrade: websocket\r\nConnection: Upgrade\r\n",

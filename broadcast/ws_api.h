@@ -2,13 +2,26 @@
  * WebSocket opening handshake (any path) becomes a session; GET /healthz
  * answers 200; any other request gets 426 (it should upgrade), and a broken
  * handshake gets 400 with the reason. Answers are JSON {"code": ...}.
+ * GET /metrics is served too (below).
  */
 #ifndef EVS_WS_API_H
 #define EVS_WS_API_H
 
 struct http_exchange;
+struct http_server;
+struct hub;
+struct bus_server;
 
-/* The http_server handler; arg is the struct hub *. */
+struct ws_api {
+    struct hub *hub;           /* borrowed */
+    struct bus_server *bus;    /* borrowed, for its counters */
+    struct http_server *http;  /* borrowed, for its counters */
+    const char *metrics_token; /* borrowed; NULL or "" = /metrics open */
+};
+
+/* The http_server handler; arg is a struct ws_api *. GET /metrics gives
+ * the Prometheus text (with metrics_token set, only for "Authorization:
+ * Bearer <metrics_token>"). */
 void ws_api_handle(struct http_exchange *ex, void *arg);
 
 #endif

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -65,6 +66,8 @@ struct http_server {
     struct http_conn *conns;
     size_t conn_count;
     bool shutting_down;
+    struct http_server_stats stats;
+    time_t last_refusal_log;
 };
 
 static void conn_process(struct http_conn *conn);
@@ -137,9 +140,23 @@ static void conn_start_closing(struct http_conn *conn)
 
 /* An error answered by the server itself; the connection closes after it,
  * because the rest of the input can no longer be framed reliably. */
+static void count_failure(struct http_server_stats *stats, int status)
+{
+    switch (status) {
+    case 400: stats->bad_request++; break;
+    case 408: stats->request_timeout++; break;
+    case 411: stats->length_required++; break;
+    case 413: stats->body_too_large++; break;
+    case 431: stats->headers_too_large++; break;
+    case 505: stats->version_not_supported++; break;
+    default: break;
+    }
+}
+
 static void conn_fail(struct http_conn *conn, int status, const char *code)
 {
     char body[96];
+    count_failure(&conn->server->stats, status);
     int n = snprintf(body, sizeof body, "{\"code\":\"%s\"}", code);
     log_info("http %s: %d %s", conn->peer, status, code);
     conn_write_answer(conn, status, NULL, "application/json", body, (size_t)n, true);
@@ -423,7 +440,13 @@ static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd
     if (server->conn_count >= server->limits.max_connections || server->shutting_down) {
         char peer[64];
         net_format_address(sa, (socklen_t)socklen, peer, sizeof peer);
-        log_warn("http %s: refused, %zu connections open (limit)", peer, server->conn_count);
+        server->stats.refused_connections++;
+        /* At most one line a second: a flood must not flood the log too. */
+        if (time(NULL) != server->last_refusal_log) {
+            server->last_refusal_log = time(NULL);
+            log_warn("http %s: refused, %zu connections open (limit); %llu refused so far", peer,
+                     server->conn_count, (unsigned long long)server->stats.refused_connections);
+        }
         close(fd);
         return;
     }
@@ -459,6 +482,7 @@ static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd
         server->conns->prev = conn;
     server->conns = conn;
     server->conn_count++;
+    server->stats.accepted_connections++;
 
     timeval_from_ms(&write_tv, server->limits.write_timeout_ms);
     bufferevent_set_timeouts(conn->bev, NULL, &write_tv);
@@ -551,6 +575,11 @@ void http_server_shutdown(struct http_server *server)
 size_t http_server_connection_count(const struct http_server *server)
 {
     return server->conn_count;
+}
+
+const struct http_server_stats *http_server_stats(const struct http_server *server)
+{
+    return &server->stats;
 }
 
 void http_server_free(struct http_server *server)

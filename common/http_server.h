@@ -63,6 +63,19 @@ void http_server_shutdown(struct http_server *server);
 
 size_t http_server_connection_count(const struct http_server *server);
 
+/* Requests the server answered itself, and connections it refused. */
+struct http_server_stats {
+    uint64_t bad_request;       /* 400 */
+    uint64_t request_timeout;   /* 408 */
+    uint64_t length_required;   /* 411 */
+    uint64_t body_too_large;    /* 413 */
+    uint64_t headers_too_large; /* 431 */
+    uint64_t version_not_supported; /* 505 */
+    uint64_t refused_connections;   /* over the connection cap */
+    uint64_t accepted_connections;
+};
+const struct http_server_stats *http_server_stats(const struct http_server *server);
+
 /* Closes every connection (cancelling exchanges in progress) and frees. NULL: no-op. */
 void http_server_free(struct http_server *server);
 

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "net.h"
 #include "process.h"
+#include "service_manager.h"
 #include "publish_api.h"
 #include "tls.h"
 #include "token_store.h"
@@ -36,6 +37,7 @@ struct listen_settings {
     uint64_t request_timeout_ms;
     uint64_t idle_timeout_ms;
     uint64_t max_connections;
+    char *metrics_token;
 };
 
 static struct listen_settings settings;
@@ -78,6 +80,9 @@ static const struct cfg_option options[] = {
     {"--max-connections", "MAX_CONNECTIONS", CFG_UINT, "0",
      "open connections allowed (0: the file limit minus a reserve)",
      &settings.max_connections, 0, 10000000},
+    {"--metrics-token", "METRICS_TOKEN", CFG_STRING, "",
+     "when set, GET /metrics needs \"Authorization: Bearer <token>\"", &settings.metrics_token, 0,
+     0},
 };
 
 static const struct cfg_program program = {
@@ -94,13 +99,38 @@ struct listen_daemon {
     struct tls_server *tls;
     struct bus *bus;
     struct publish_api api;
-    struct event *sighup, *sigterm, *sigint, *drain_timer;
+    struct event *sighup, *sigterm, *sigint, *drain_timer, *ready_timer;
+    struct service_manager *manager;
     bool stopping;
 };
+
+static void status_line(void *arg, char *buf, unsigned len)
+{
+    struct listen_daemon *d = arg;
+    struct bus_stats bus;
+    bus_get_stats(d->bus, &bus);
+    snprintf(buf, len, "%zu/%zu broadcast daemons connected, %llu publishes in flight, %llu accepted",
+             bus.ready, bus.links, (unsigned long long)d->api.counters.in_flight,
+             (unsigned long long)d->api.counters.accepted);
+}
+
+/* Ready once every bus socket has been tried, so that a publish right after
+ * start-up finds the broadcast daemons that were there. */
+static void ready_check_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct listen_daemon *d = arg;
+    struct timeval tick = {0, 10 * 1000};
+    if (!bus_all_tried(d->bus)) {
+        evtimer_add(d->ready_timer, &tick);
+        return;
+    }
+    service_manager_ready(d->manager);
+}
 
 static void on_sighup(evutil_socket_t sig, short what, void *arg)
 {
     struct listen_daemon *d = arg;
+    service_manager_reloading(d->manager);
     token_store_reload(d->tokens, "SIGHUP");
     if (d->tls) {
         char err[512];
@@ -109,6 +139,7 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
         else
             log_info("TLS certificate and key reloaded");
     }
+    service_manager_ready(d->manager);
 }
 
 /* Checks whether the drain is complete; exits the loop when it is. */
@@ -133,6 +164,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
         return;
     }
     d->stopping = true;
+    service_manager_stopping(d->manager);
     log_info("%s: finishing requests in progress, then exiting", strsignal((int)sig));
     http_server_shutdown(d->http);
     event_base_loopexit(d->base, &grace);
@@ -177,7 +209,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "event-listen: cannot create the event loop\n");
         goto out;
     }
-    fd = net_listen_tcp(settings.bind, settings.port, false, 1024, err, sizeof err);
+    fd = service_manager_take_socket("http");
+    if (fd < 0)
+        fd = net_listen_tcp(settings.bind, settings.port, false, 1024, err, sizeof err);
     if (fd < 0) {
         log_error("%s", err);
         goto out;
@@ -197,8 +231,13 @@ int main(int argc, char **argv)
     d.bus = bus_new(d.base, &bus_config);
     d.api.tokens = d.tokens;
     d.api.bus = d.bus;
+    d.api.metrics_token = settings.metrics_token;
     d.http = http_server_new(d.base, &limits, publish_api_handle, &d.api);
-    if (!d.tokens || !d.bus || !d.http || http_server_add_listener(d.http, fd) < 0) {
+    d.api.http = d.http;
+    d.manager = service_manager_new(d.base, status_line, &d);
+    d.ready_timer = evtimer_new(d.base, ready_check_cb, &d);
+    if (!d.tokens || !d.bus || !d.http || !d.manager || !d.ready_timer ||
+        http_server_add_listener(d.http, fd) < 0) {
         log_error("out of memory during start-up");
         goto out;
     }
@@ -217,6 +256,7 @@ int main(int argc, char **argv)
              *settings.bind ? settings.bind : "all addresses", (unsigned)net_local_port(fd),
              limits.max_connections, (unsigned long long)settings.max_body,
              settings.bus_sockets.count);
+    ready_check_cb(-1, 0, &d);
     event_base_dispatch(d.base);
     log_info("stopped");
     status = 0;
@@ -225,6 +265,9 @@ out:
     bus_free(d.bus);
     token_store_free(d.tokens);
     tls_server_free(d.tls);
+    service_manager_free(d.manager);
+    if (d.ready_timer)
+        event_free(d.ready_timer);
     if (d.sighup) {
         event_free(d.sighup);
         event_free(d.sigterm);

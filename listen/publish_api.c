@@ -2,11 +2,15 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
 
 #include "auth.h"
 #include "bus.h"
 #include "http_server.h"
 #include "log.h"
+#include "metrics.h"
 #include "publish_body.h"
 #include "token_store.h"
 
@@ -15,7 +19,23 @@ struct pending_publish {
     struct publish_api *api;
     struct http_exchange *ex;
     struct bus_publish *publish;
+    double started;
 };
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Answers a publish and records how long it took. */
+static void answer(struct publish_api *api, struct http_exchange *ex, double started, int status,
+                   const char *code)
+{
+    metrics_histogram_observe(&api->latency, now_seconds() - started);
+    http_exchange_respond_code(ex, status, code);
+}
 
 static void pending_done_cb(void *arg, int status)
 {
@@ -24,12 +44,12 @@ static void pending_done_cb(void *arg, int status)
     api->counters.in_flight--;
     if (status == BUS_PUBLISH_OK) {
         api->counters.accepted++;
-        http_exchange_respond_code(pending->ex, 200, "OK");
+        answer(api, pending->ex, pending->started, 200, "OK");
     } else {
         api->counters.unavailable++;
         log_warn("publish from %s: no broadcast daemon took the event: 503",
                  http_exchange_peer(pending->ex));
-        http_exchange_respond_code(pending->ex, 503, "BROADCAST_UNAVAILABLE");
+        answer(api, pending->ex, pending->started, 503, "BROADCAST_UNAVAILABLE");
     }
     free(pending);
 }
@@ -52,6 +72,7 @@ static void handle_publish(struct publish_api *api, struct http_exchange *ex)
     struct pending_publish *pending;
     const char *body, *reason = NULL;
     size_t body_len;
+    double started = now_seconds();
     int rc;
 
     /* Authentication comes before the body, as in the original service. */
@@ -63,20 +84,20 @@ static void handle_publish(struct publish_api *api, struct http_exchange *ex)
         else
             api->counters.unauthenticated++;
         log_warn("publish from %s rejected: %s", http_exchange_peer(ex), auth_result_code(rc));
-        http_exchange_respond_code(ex, 403, auth_result_code(rc));
+        answer(api, ex, started, 403, auth_result_code(rc));
         return;
     }
     body = http_exchange_body(ex, &body_len);
     rc = publish_body_parse(body, body_len, &event, &reason);
     if (rc == PUBLISH_BODY_NOMEM) {
-        http_exchange_respond_code(ex, 500, "INTERNAL_ERROR");
+        answer(api, ex, started, 500, "INTERNAL_ERROR");
         return;
     }
     if (rc != PUBLISH_BODY_OK) {
         api->counters.invalid_body++;
         log_info("publish from %s rejected: INVALID_BODY (%s)", http_exchange_peer(ex),
                  reason ? reason : "invalid");
-        http_exchange_respond_code(ex, 400, "INVALID_BODY");
+        answer(api, ex, started, 400, "INVALID_BODY");
         return;
     }
     pending = calloc(1, sizeof *pending);
@@ -87,6 +108,7 @@ static void handle_publish(struct publish_api *api, struct http_exchange *ex)
     }
     pending->api = api;
     pending->ex = ex;
+    pending->started = started;
     log_debug("publish from %s: event type of %zu bytes, message of %zu bytes",
               http_exchange_peer(ex), event.type_len, event.message_len);
     pending->publish = bus_publish(api->bus, &event, pending_done_cb, pending);
@@ -109,6 +131,80 @@ static void handle_healthz(struct publish_api *api, struct http_exchange *ex)
         http_exchange_respond_code(ex, 503, "BROADCAST_UNAVAILABLE");
 }
 
+static void write_metrics(struct publish_api *api, struct evbuffer *out)
+{
+    const struct http_server_stats *http = http_server_stats(api->http);
+    const struct publish_api_counters *c = &api->counters;
+    struct bus_stats bus;
+    bus_get_stats(api->bus, &bus);
+
+    metrics_family(out, "evs_listen_publishes_total", "counter",
+                   "POST /event answers, by code");
+    metrics_sample(out, "evs_listen_publishes_total", "code=\"OK\"", c->accepted);
+    metrics_sample(out, "evs_listen_publishes_total", "code=\"UNAUTHENTICATED\"",
+                   c->unauthenticated);
+    metrics_sample(out, "evs_listen_publishes_total", "code=\"AUTH_UNRECOGNIZED_SCHEME\"",
+                   c->unrecognized_scheme);
+    metrics_sample(out, "evs_listen_publishes_total", "code=\"INVALID_BODY\"", c->invalid_body);
+    metrics_sample(out, "evs_listen_publishes_total", "code=\"BROADCAST_UNAVAILABLE\"",
+                   c->unavailable);
+    metrics_family(out, "evs_listen_http_rejected_total", "counter",
+                   "requests answered with an error before reaching the API, by code");
+    metrics_sample(out, "evs_listen_http_rejected_total", "code=\"BODY_TOO_LARGE\"",
+                   http->body_too_large);
+    metrics_sample(out, "evs_listen_http_rejected_total", "code=\"BAD_REQUEST\"",
+                   http->bad_request);
+    metrics_sample(out, "evs_listen_http_rejected_total", "code=\"REQUEST_TIMEOUT\"",
+                   http->request_timeout);
+    metrics_sample(out, "evs_listen_http_rejected_total", "code=\"HEADERS_TOO_LARGE\"",
+                   http->headers_too_large);
+    metrics_sample(out, "evs_listen_http_rejected_total", "code=\"LENGTH_REQUIRED\"",
+                   http->length_required);
+    metrics_sample(out, "evs_listen_http_rejected_total", "code=\"HTTP_VERSION_NOT_SUPPORTED\"",
+                   http->version_not_supported);
+    metrics_single(out, "evs_listen_publishes_in_flight", "gauge",
+                   "publishes waiting for the bus", c->in_flight);
+    metrics_write_histogram(out, "evs_listen_publish_duration_seconds",
+                            "time from a whole POST /event to its answer", &api->latency);
+    metrics_single(out, "evs_listen_connections", "gauge", "open HTTP connections",
+                   http_server_connection_count(api->http));
+    metrics_single(out, "evs_listen_connections_accepted_total", "counter",
+                   "HTTP connections accepted", http->accepted_connections);
+    metrics_single(out, "evs_listen_connections_refused_total", "counter",
+                   "HTTP connections refused over the connection cap", http->refused_connections);
+    metrics_single(out, "evs_listen_bus_links", "gauge", "configured broadcast daemons",
+                   bus.links);
+    metrics_single(out, "evs_listen_bus_links_ready", "gauge",
+                   "broadcast daemons connected and ready", bus.ready);
+    metrics_single(out, "evs_listen_bus_reconnects_total", "counter",
+                   "bus connections re-established after a loss", bus.reconnects);
+    metrics_single(out, "evs_listen_bus_events_in_flight", "gauge",
+                   "events sent on the bus and not yet acked", bus.in_flight);
+    metrics_single(out, "evs_listen_bus_events_waiting", "gauge",
+                   "events waiting for a broadcast daemon", bus.waiting);
+}
+
+static void handle_metrics(struct publish_api *api, struct http_exchange *ex)
+{
+    const struct http_header *authorization =
+        http_request_header(http_exchange_head(ex), "Authorization");
+    struct evbuffer *out;
+    if (!metrics_authorized(authorization ? authorization->value : NULL,
+                            authorization ? authorization->value_len : 0, api->metrics_token)) {
+        http_exchange_respond_code(ex, 403, "UNAUTHENTICATED");
+        return;
+    }
+    out = evbuffer_new();
+    if (!out) {
+        http_exchange_respond_code(ex, 500, "INTERNAL_ERROR");
+        return;
+    }
+    write_metrics(api, out);
+    http_exchange_respond_full(ex, 200, NULL, METRICS_CONTENT_TYPE,
+                               (const char *)evbuffer_pullup(out, -1), evbuffer_get_length(out));
+    evbuffer_free(out);
+}
+
 static bool path_is(const struct http_request_head *head, const char *path)
 {
     size_t len = http_request_path_len(head);
@@ -125,6 +221,14 @@ void publish_api_handle(struct http_exchange *ex, void *arg)
             handle_publish(api, ex);
         else
             http_exchange_respond_full(ex, 405, "Allow: POST\r\n", "application/json",
+                                       "{\"code\":\"METHOD_NOT_ALLOWED\"}", 29);
+        return;
+    }
+    if (path_is(head, "/metrics")) {
+        if (http_request_method_is(head, "GET"))
+            handle_metrics(api, ex);
+        else
+            http_exchange_respond_full(ex, 405, "Allow: GET\r\n", "application/json",
                                        "{\"code\":\"METHOD_NOT_ALLOWED\"}", 29);
         return;
     }

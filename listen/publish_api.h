@@ -3,6 +3,8 @@
  *
  *   POST /event   publish (the public contract; 200, 400, 403, 413, 503)
  *   GET  /healthz 200 while a broadcast daemon is connected, else 503
+ *   GET  /metrics Prometheus text; with metrics_token set, only for
+ *                 "Authorization: Bearer <metrics_token>"
  *   anything else 404, or 405 for another method on a known path
  */
 #ifndef EVS_PUBLISH_API_H
@@ -10,7 +12,10 @@
 
 #include <stdint.h>
 
+#include "metrics.h"
+
 struct http_exchange;
+struct http_server;
 struct token_store;
 struct bus;
 
@@ -26,7 +31,10 @@ struct publish_api_counters {
 struct publish_api {
     struct token_store *tokens; /* borrowed */
     struct bus *bus;            /* borrowed */
+    struct http_server *http;   /* borrowed, for its counters */
+    const char *metrics_token;  /* borrowed; NULL or "" = /metrics open */
     struct publish_api_counters counters;
+    struct metrics_histogram latency; /* POST /event, arrival of the whole request to answer */
 };
 
 /* The http_server handler; arg is a struct publish_api *. */
