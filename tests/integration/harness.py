@@ -87,8 +87,10 @@ class Daemon:
         if self.running():
             os.kill(self.pid, sig)
 
-    def stop(self, sig=signal.SIGTERM, timeout=15.0):
-        """Stops the daemon; returns its exit code."""
+    def stop(self, sig=None, timeout=15.0):
+        """Stops the daemon (SIGTERM unless sig is given); returns its exit code."""
+        if sig is None:  # the method signal() hides the module in the class body
+            sig = signal.SIGTERM
         if self.running():
             os.kill(self.pid, sig)
             try:
