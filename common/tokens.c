@@ -15,8 +15,13 @@
 
 #define TOKENS_DIGEST_LEN 32
 
+struct tokens_entry {
+    unsigned char digest[TOKENS_DIGEST_LEN];
+    char *roles; /* the line's second field, or NULL */
+};
+
 struct tokens {
-    unsigned char (*digests)[TOKENS_DIGEST_LEN];
+    struct tokens_entry *entries;
     size_t count;
     size_t capacity;
 };
@@ -30,7 +35,9 @@ void tokens_free(struct tokens *tokens)
 {
     if (tokens == NULL)
         return;
-    free(tokens->digests);
+    for (size_t i = 0; i < tokens->count; i++)
+        free(tokens->entries[i].roles);
+    free(tokens->entries);
     free(tokens);
 }
 
@@ -44,37 +51,52 @@ static int tokens_hash(const char *token, size_t len, unsigned char digest[TOKEN
     return mbedtls_sha256_ret((const unsigned char *)token, len, digest, 0);
 }
 
-static int tokens_append(struct tokens *tokens, const unsigned char digest[TOKENS_DIGEST_LEN])
+/* Takes ownership of roles (NULL allowed) even on failure. */
+static int tokens_append(struct tokens *tokens, const unsigned char digest[TOKENS_DIGEST_LEN],
+                         char *roles)
 {
     if (tokens->count == tokens->capacity) {
         size_t capacity = tokens->capacity != 0 ? tokens->capacity * 2 : 16;
-        if (capacity < tokens->capacity || capacity > SIZE_MAX / TOKENS_DIGEST_LEN)
+        if (capacity < tokens->capacity || capacity > SIZE_MAX / sizeof(struct tokens_entry)) {
+            free(roles);
             return -1;
-        void *grown = realloc(tokens->digests, capacity * TOKENS_DIGEST_LEN);
-        if (grown == NULL)
+        }
+        void *grown = realloc(tokens->entries, capacity * sizeof(struct tokens_entry));
+        if (grown == NULL) {
+            free(roles);
             return -1;
-        tokens->digests = grown;
+        }
+        tokens->entries = grown;
         tokens->capacity = capacity;
     }
-    memcpy(tokens->digests[tokens->count++], digest, TOKENS_DIGEST_LEN);
+    memcpy(tokens->entries[tokens->count].digest, digest, TOKENS_DIGEST_LEN);
+    tokens->entries[tokens->count++].roles = roles;
     return 0;
 }
 
-static int tokens_digest_order(const void *a, const void *b)
+/* By digest, then by position in the file, so that the first line of a
+ * repeated token is the one kept. */
+static int tokens_entry_order(const void *a, const void *b)
 {
-    return memcmp(a, b, TOKENS_DIGEST_LEN);
+    const struct tokens_entry *x = a, *y = b;
+    int c = memcmp(x->digest, y->digest, TOKENS_DIGEST_LEN);
+    return c != 0 ? c : (x < y ? -1 : x > y);
 }
 
-/* Sorts the digests and drops repeats, so a token listed twice counts once. */
+/* Sorts the digests and drops repeats, so a token listed twice counts once
+ * (with the roles of its first line). */
 static void tokens_deduplicate(struct tokens *tokens)
 {
     if (tokens->count < 2)
         return;
-    qsort(tokens->digests, tokens->count, TOKENS_DIGEST_LEN, tokens_digest_order);
+    qsort(tokens->entries, tokens->count, sizeof(struct tokens_entry), tokens_entry_order);
     size_t kept = 1;
     for (size_t i = 1; i < tokens->count; i++) {
-        if (memcmp(tokens->digests[i], tokens->digests[kept - 1], TOKENS_DIGEST_LEN) != 0)
-            memcpy(tokens->digests[kept++], tokens->digests[i], TOKENS_DIGEST_LEN);
+        if (memcmp(tokens->entries[i].digest, tokens->entries[kept - 1].digest,
+                   TOKENS_DIGEST_LEN) != 0)
+            tokens->entries[kept++] = tokens->entries[i];
+        else
+            free(tokens->entries[i].roles);
     }
     tokens->count = kept;
 }
@@ -85,8 +107,10 @@ static bool tokens_is_blank(char c)
 }
 
 /* Applies the file rules of tokens.h to one line (without its LF). Returns
- * the token (start, len), or false when the line holds none. */
-static bool tokens_line_token(const char *line, size_t line_len, const char **start, size_t *len)
+ * the token (start, len) and the second field (roles, roles_len; 0 when
+ * absent), or false when the line holds none. */
+static bool tokens_line_token(const char *line, size_t line_len, const char **start, size_t *len,
+                              const char **roles, size_t *roles_len)
 {
     size_t begin = 0;
     size_t end = line_len;
@@ -107,6 +131,14 @@ static bool tokens_line_token(const char *line, size_t line_len, const char **st
         field_end++;
     *start = line + begin;
     *len = field_end - begin;
+    size_t second = field_end;
+    while (second < end && tokens_is_blank(line[second]))
+        second++;
+    size_t second_end = second;
+    while (second_end < end && !tokens_is_blank(line[second_end]))
+        second_end++;
+    *roles = line + second;
+    *roles_len = second_end - second;
     return true;
 }
 
@@ -124,9 +156,9 @@ struct tokens *tokens_parse(const char *text, size_t len, struct tokens_stats *s
         size_t line_len = newline != NULL ? (size_t)(newline - line) : len - pos;
         pos += line_len + (newline != NULL ? 1 : 0);
 
-        const char *token;
-        size_t token_len;
-        if (!tokens_line_token(line, line_len, &token, &token_len))
+        const char *token, *roles_field;
+        size_t token_len, roles_len;
+        if (!tokens_line_token(line, line_len, &token, &token_len, &roles_field, &roles_len))
             continue;
         if (token_len < TOKENS_MIN_LEN) {
             counted.too_short++;
@@ -137,7 +169,14 @@ struct tokens *tokens_parse(const char *text, size_t len, struct tokens_stats *s
             continue;
         }
         unsigned char digest[TOKENS_DIGEST_LEN];
-        if (tokens_hash(token, token_len, digest) != 0 || tokens_append(tokens, digest) != 0)
+        char *roles = NULL;
+        if (roles_len > 0 && (roles = strndup(roles_field, roles_len)) == NULL)
+            goto fail;
+        if (tokens_hash(token, token_len, digest) != 0) {
+            free(roles);
+            goto fail;
+        }
+        if (tokens_append(tokens, digest, roles) != 0)
             goto fail;
     }
     tokens_deduplicate(tokens);
@@ -151,24 +190,37 @@ fail:
     return NULL;
 }
 
-bool tokens_contains(const struct tokens *tokens, const char *token, size_t len)
+bool tokens_find(const struct tokens *tokens, const char *token, size_t len, const char **roles)
 {
     unsigned char digest[TOKENS_DIGEST_LEN];
 
+    if (roles)
+        *roles = NULL;
     /* The bounds are public (tokens.h), so rejecting by length alone leaks nothing. */
     if (tokens == NULL || token == NULL || len < TOKENS_MIN_LEN || len > TOKENS_MAX_LEN)
         return false;
     if (tokens_hash(token, len, digest) != 0)
         return false;
 
-    /* No early exit and no data-dependent branch: every digest is compared in full. */
+    /* No early exit and no data-dependent branch: every digest is compared in
+     * full, and the matching index is selected with a mask. */
     volatile unsigned found = 0;
+    size_t match = 0;
     for (size_t i = 0; i < tokens->count; i++) {
         unsigned diff = 0;
         for (size_t j = 0; j < TOKENS_DIGEST_LEN; j++)
-            diff |= (unsigned)(tokens->digests[i][j] ^ digest[j]);
+            diff |= (unsigned)(tokens->entries[i].digest[j] ^ digest[j]);
         /* diff is 0..255: (diff - 1) >> 8 has bit 0 set exactly when diff == 0. */
-        found |= ((diff - 1u) >> 8) & 1u;
+        unsigned hit = ((diff - 1u) >> 8) & 1u;
+        found |= hit;
+        match |= ((size_t)0 - (size_t)hit) & i;
     }
+    if (found && roles)
+        *roles = tokens->entries[match].roles;
     return found != 0;
+}
+
+bool tokens_contains(const struct tokens *tokens, const char *token, size_t len)
+{
+    return tokens_find(tokens, token, len, NULL);
 }

@@ -2,8 +2,9 @@
  *
  * File rules: one token per line; LF or CRLF endings; leading and trailing
  * blanks are trimmed; blank lines and lines starting with '#' are ignored;
- * the token is the first blank-separated field of a line (what follows it is
- * reserved for per-token options); a token shorter than TOKENS_MIN_LEN or
+ * the token is the first blank-separated field of a line, and the second
+ * field, when present, names its roles ("<token> role1,role2"; see
+ * roles.h); further fields are ignored; a token shorter than TOKENS_MIN_LEN or
  * longer than TOKENS_MAX_LEN is ignored and counted.
  *
  * Tokens are kept only as SHA-256 digests; tokens_contains compares the
@@ -39,6 +40,11 @@ struct tokens *tokens_new_empty(void);
 /* true when token (not NUL-terminated, len bytes) is in the set.
  * tokens may be NULL (no tokens). */
 bool tokens_contains(const struct tokens *tokens, const char *token, size_t len);
+
+/* tokens_contains, and on a match *roles (when roles is not NULL) is the
+ * token's roles field ("role1,role2"), or NULL when its line names none.
+ * Borrowed from the set. A token listed twice keeps its first line. */
+bool tokens_find(const struct tokens *tokens, const char *token, size_t len, const char **roles);
 
 size_t tokens_count(const struct tokens *tokens);
 

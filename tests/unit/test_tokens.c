@@ -272,6 +272,36 @@ static void test_many_tokens_all_found(void **state)
     free(text);
 }
 
+static void test_find_returns_the_roles_field_of_the_matching_line(void **state)
+{
+    (void)state;
+    const char *roles = "unset";
+    struct tokens *set = parse_text(TOKEN_A " writer,reader extra\n" TOKEN_B "\n" TOKEN_C
+                                            "\tadmin\r\n",
+                                    NULL);
+    assert_true(tokens_find(set, TOKEN_A, strlen(TOKEN_A), &roles));
+    assert_string_equal(roles, "writer,reader");
+    assert_true(tokens_find(set, TOKEN_B, strlen(TOKEN_B), &roles));
+    assert_null(roles);
+    assert_true(tokens_find(set, TOKEN_C, strlen(TOKEN_C), &roles));
+    assert_string_equal(roles, "admin");
+    roles = "unset";
+    assert_false(tokens_find(set, "not-a-token-at-all-xx", 21, &roles));
+    assert_null(roles);
+    tokens_free(set);
+}
+
+static void test_repeated_token_keeps_the_roles_of_its_first_line(void **state)
+{
+    (void)state;
+    const char *roles = NULL;
+    struct tokens *set = parse_text(TOKEN_B "\n" TOKEN_A " first\n" TOKEN_A " second\n", NULL);
+    assert_int_equal(tokens_count(set), 2);
+    assert_true(tokens_find(set, TOKEN_A, strlen(TOKEN_A), &roles));
+    assert_string_equal(roles, "first");
+    tokens_free(set);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -282,6 +312,8 @@ int main(void)
         cmocka_unit_test(test_short_lines_are_ignored_and_counted),
         cmocka_unit_test(test_long_lines_are_ignored_and_counted),
         cmocka_unit_test(test_only_the_first_field_is_the_token),
+        cmocka_unit_test(test_find_returns_the_roles_field_of_the_matching_line),
+        cmocka_unit_test(test_repeated_token_keeps_the_roles_of_its_first_line),
         cmocka_unit_test(test_duplicates_are_counted_once),
         cmocka_unit_test(test_last_line_without_newline_is_read),
         cmocka_unit_test(test_empty_text_gives_an_empty_set),
