@@ -1,5 +1,6 @@
 #include "bus_server.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@ struct bus_server {
     struct event_base *base;
     struct hub *hub;
     struct evconnlistener *listener;
+    struct event *resume;
     struct bus_peer *peers;
     unsigned long next_id;
     struct bus_server_counters counters;
@@ -175,9 +177,21 @@ static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd
     bufferevent_enable(peer->bev, EV_READ | EV_WRITE);
 }
 
+static void server_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct bus_server *server = arg;
+    evconnlistener_enable(server->listener);
+}
+
+/* accept() failed, most likely EMFILE: pause instead of spinning on a
+ * listener that stays readable. */
 static void server_accept_error_cb(struct evconnlistener *listener, void *arg)
 {
-    log_warn("bus: accept failed");
+    struct bus_server *server = arg;
+    struct timeval tv = {0, 100 * 1000};
+    log_warn("bus: accept failed: %s; pausing accepts for 100 ms", strerror(errno));
+    evconnlistener_disable(listener);
+    evtimer_add(server->resume, &tv);
 }
 
 struct bus_server *bus_server_new(struct event_base *base, int fd, struct hub *hub)
@@ -189,10 +203,17 @@ struct bus_server *bus_server_new(struct event_base *base, int fd, struct hub *h
     }
     server->base = base;
     server->hub = hub;
+    server->resume = evtimer_new(base, server_resume_cb, server);
+    /* Backlog 0: fd is already listening (with its own backlog). */
     server->listener = evconnlistener_new(base, server_accept_cb, server,
-                                          LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-    if (!server->listener) {
-        close(fd);
+                                          LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+    if (!server->listener || !server->resume) {
+        if (server->listener)
+            evconnlistener_free(server->listener);
+        else
+            close(fd);
+        if (server->resume)
+            event_free(server->resume);
         free(server);
         return NULL;
     }
@@ -217,5 +238,6 @@ void bus_server_free(struct bus_server *server)
     while (server->peers)
         peer_free(server->peers);
     evconnlistener_free(server->listener);
+    event_free(server->resume);
     free(server);
 }

@@ -47,7 +47,7 @@ static void ping_timer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 int hub_init(struct hub *hub, struct event_base *base, const struct hub_limits *limits,
-             struct token_store *tokens)
+             struct auth_store *auth)
 {
     struct timeval ping = {limits->ping_interval_ms / 1000, (limits->ping_interval_ms % 1000) * 1000};
     uint64_t seed = 0;
@@ -55,7 +55,7 @@ int hub_init(struct hub *hub, struct event_base *base, const struct hub_limits *
     memset(hub, 0, sizeof *hub);
     hub->base = base;
     hub->limits = *limits;
-    hub->tokens = tokens;
+    hub->auth = auth;
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
         seed = hub_now_ms() ^ (uint64_t)(uintptr_t)hub;
     hub->subs = subs_index_new(seed);
@@ -88,6 +88,11 @@ void hub_fanout(struct hub *hub, const uint8_t *type, size_t type_len, const uin
         session_deliver(e->session, frame);
     shared_frame_release(frame);
     session_close_deferred(hub);
+}
+
+void hub_recheck_sessions(struct hub *hub)
+{
+    session_recheck_all(hub);
 }
 
 uint64_t hub_backlog_bytes(const struct hub *hub)

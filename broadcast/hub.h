@@ -17,7 +17,7 @@
 
 struct event_base;
 struct event;
-struct token_store;
+struct auth_store;
 struct subs_index;
 struct session;
 
@@ -44,6 +44,8 @@ struct hub_counters {
     uint64_t init_timeout_closes;
     uint64_t ping_timeout_closes;
     uint64_t oversized_message_closes;
+    uint64_t expired_closes; /* JWT past its exp */
+    uint64_t revoked_closes; /* credential or right withdrawn */
 };
 
 /* Intrusive FIFO of sessions waiting for a deadline. */
@@ -54,7 +56,7 @@ struct session_fifo {
 struct hub {
     struct event_base *base;
     struct hub_limits limits;
-    struct token_store *tokens; /* borrowed */
+    struct auth_store *auth; /* borrowed */
     struct subs_index *subs;
     struct session *sessions;      /* every open session */
     struct session_fifo init_wait; /* no successful init yet, by connect time */
@@ -67,7 +69,13 @@ struct hub {
 
 /* Returns 0, or -1 when out of memory (then hub_free cleans up). */
 int hub_init(struct hub *hub, struct event_base *base, const struct hub_limits *limits,
-             struct token_store *tokens);
+             struct auth_store *auth);
+
+/* Re-checks every authenticated session against the current credentials
+ * (after the tokens, roles or keys changed): a session whose credential no
+ * longer authenticates, or no longer allows one of its subscriptions, gets
+ * {"type":"auth","code":"REVOKED"} and close 1008. */
+void hub_recheck_sessions(struct hub *hub);
 
 /* Queues the subscriber message of one event to every session subscribed
  * to type. message is copied once into the shared frame. */

@@ -12,6 +12,7 @@
 
 #include "bus_server.h"
 #include "config.h"
+#include "conn_flush.h"
 #include "http_server.h"
 #include "hub.h"
 #include "log.h"
@@ -19,7 +20,7 @@
 #include "process.h"
 #include "service_manager.h"
 #include "tls.h"
-#include "token_store.h"
+#include "auth_settings.h"
 #include "ws_api.h"
 
 #define SHUTDOWN_GRACE_MS 5000
@@ -27,7 +28,7 @@
 struct broadcast_settings {
     uint16_t port;
     char *bind;
-    char *tokens_file;
+    struct auth_settings auth;
     bool tls;
     char *cert_file;
     char *key_file;
@@ -53,8 +54,7 @@ static const struct cfg_option options[] = {
      &settings.port, 0, 0},
     {"--bind", "BIND_ADDRESS", CFG_STRING, "", "address to listen on (empty: all addresses)",
      &settings.bind, 0, 0},
-    {"--tokens", "TOKENS_FILE", CFG_STRING, "/tokens/tokens",
-     "tokens file: one token per line, re-read when it changes", &settings.tokens_file, 0, 0},
+    AUTH_SETTINGS_OPTIONS(settings.auth),
     {"--tls", "HTTPS_ENABLE", CFG_BOOL, "false", "serve WSS instead of WS", &settings.tls, 0, 0},
     {"--cert", "TLS_CERT_FILE", CFG_STRING, "/certs/cert.crt", "TLS certificate (chain) file",
      &settings.cert_file, 0, 0},
@@ -106,7 +106,7 @@ static const struct cfg_program program = {
 struct broadcast_daemon {
     struct event_base *base;
     struct http_server *http;
-    struct token_store *tokens;
+    struct auth_store *auth;
     struct tls_server *tls;
     struct bus_server *bus;
     struct hub hub;
@@ -128,11 +128,17 @@ static void status_line(void *arg, char *buf, unsigned len)
              (unsigned long long)d->hub.counters.deliveries);
 }
 
+static void on_credentials_changed(void *arg)
+{
+    struct broadcast_daemon *d = arg;
+    hub_recheck_sessions(&d->hub);
+}
+
 static void on_sighup(evutil_socket_t sig, short what, void *arg)
 {
     struct broadcast_daemon *d = arg;
     service_manager_reloading(d->manager);
-    token_store_reload(d->tokens, "SIGHUP");
+    auth_store_reload(d->auth, "SIGHUP");
     if (d->tls) {
         char err[512];
         if (tls_server_reload(d->tls, err, sizeof err) < 0)
@@ -147,7 +153,7 @@ static void drain_check_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct broadcast_daemon *d = arg;
     struct timeval tick = {0, 20 * 1000};
-    if (d->hub.counters.sessions_open == 0 && http_server_connection_count(d->http) == 0) {
+    if (conn_open_count() == 0) {
         event_base_loopexit(d->base, NULL);
         return;
     }
@@ -226,6 +232,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "event-broadcast: cannot create the event loop\n");
         goto out;
     }
+    {
+        struct auth_store_config auth_config;
+        auth_settings_store_config(&settings.auth, &auth_config);
+        d.auth = auth_store_new(d.base, &auth_config, err, sizeof err);
+        if (!d.auth) {
+            /* A roles, secrets or key file that cannot be used is a bad setting. */
+            fprintf(stderr, "event-broadcast: %s\n", err);
+            status = 2;
+            goto out;
+        }
+    }
     /* Sockets passed by the service manager outlive a restart of this
      * daemon, so that listen daemons reconnect into a socket kept open. */
     bus_fd = service_manager_take_socket("bus");
@@ -260,12 +277,12 @@ int main(int argc, char **argv)
     limits.max_connections =
         process_connection_cap((size_t)settings.max_connections, file_limit, 64);
 
-    d.tokens = token_store_new(d.base, settings.tokens_file);
-    if (!d.tokens || hub_init(&d.hub, d.base, &hub_limits, d.tokens) < 0) {
+    if (hub_init(&d.hub, d.base, &hub_limits, d.auth) < 0) {
         log_error("out of memory during start-up");
         goto out;
     }
     d.hub_ready = true;
+    auth_store_set_change_callback(d.auth, on_credentials_changed, &d);
     d.bus = bus_server_new(d.base, bus_fd, &d.hub);
     d.http = http_server_new(d.base, &limits, ws_api_handle, &d.api);
     d.api.hub = &d.hub;
@@ -299,7 +316,7 @@ out:
     bus_server_free(d.bus);
     if (d.hub_ready)
         hub_free(&d.hub);
-    token_store_free(d.tokens);
+    auth_store_free(d.auth);
     tls_server_free(d.tls);
     service_manager_free(d.manager);
     if (d.sighup) {
@@ -308,6 +325,7 @@ out:
         event_free(d.sigint);
         event_free(d.drain_timer);
     }
+    conn_flush_abort_all();
     if (d.base)
         event_base_free(d.base);
     if (d.bus_socket_created)

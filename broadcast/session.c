@@ -3,20 +3,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <wslay/wslay.h>
 
-#include "auth.h"
+#include "auth_store.h"
 #include "conn_flush.h"
 #include "hub.h"
 #include "init_message.h"
 #include "log.h"
 #include "shared_frame.h"
 #include "subscriptions.h"
-#include "token_store.h"
 
 /* Input read per callback before wslay gets to parse it: bounds what one
  * client can make the daemon buffer. */
@@ -38,6 +38,9 @@ struct session {
     bool deferred;      /* on hub->deferred */
     bool awaiting_pong;
     bool protocol_close_seen; /* a close wslay started has been accounted for */
+    char *credential; /* authentication text of the last successful init (owned) */
+    size_t credential_len;
+    struct event *expiry; /* JWT credentials: fires at their exp */
     uint64_t deadline_ms; /* init or close deadline, by the FIFO it is in */
     struct session *prev, *next;           /* hub->sessions */
     struct session *fifo_prev, *fifo_next; /* init_wait or closing */
@@ -110,8 +113,11 @@ void session_free(struct session *s)
     hub->counters.sessions_open--;
     if (s->authenticated)
         hub->counters.sessions_authenticated--;
+    if (s->expiry)
+        event_free(s->expiry);
+    free(s->credential);
     if (s->bev)
-        bufferevent_free(s->bev); /* releases the shared frames still queued */
+        conn_release(s->bev); /* releases the shared frames still queued */
     wslay_event_context_free(s->ws);
     log_debug("ws %s: session ended", s->peer);
     free(s);
@@ -169,52 +175,132 @@ static void session_reply_init(struct session *s, const char *code)
     session_reply(s, json);
 }
 
+/* Sends {"type":"auth","code":...} and closes with 1008: the session's
+ * credential expired or was revoked. */
+static void session_end_auth(struct session *s, const char *code)
+{
+    char json[64];
+    snprintf(json, sizeof json, "{\"type\":\"auth\",\"code\":\"%s\"}", code);
+    session_reply(s, json);
+    log_info("ws %s: credential %s: closing (1008)", s->peer,
+             strcmp(code, "REVOKED") == 0 ? "revoked" : "expired");
+    session_close(s, WS_CLOSE_POLICY, strcmp(code, "REVOKED") == 0 ? "revoked" : "token expired");
+}
+
+static void session_expiry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    if (s->closing)
+        return;
+    s->hub->counters.expired_closes++;
+    session_end_auth(s, "TOKEN_EXPIRED");
+}
+
+/* Arms the expiry timer for a credential ending at expires (0: never). */
+static int session_set_expiry(struct session *s, int64_t expires)
+{
+    int64_t now = (int64_t)time(NULL);
+    struct timeval tv;
+    if (expires == 0) {
+        if (s->expiry)
+            evtimer_del(s->expiry);
+        return 0;
+    }
+    if (!s->expiry && !(s->expiry = evtimer_new(bufferevent_get_base(s->bev), session_expiry_cb, s)))
+        return -1;
+    tv.tv_sec = expires > now ? (time_t)(expires - now) : 0;
+    tv.tv_usec = 0;
+    return evtimer_add(s->expiry, &tv);
+}
+
+/* true when identity may hold every subscription the session has. */
+static bool session_subscriptions_allowed(const struct session *s,
+                                          const struct auth_identity *identity)
+{
+    for (const struct subs_entry *e = s->subs.head; e; e = e->session_next) {
+        size_t len;
+        const char *type = subs_topic_type(e->topic, &len);
+        if (!auth_may_subscribe(identity, type, len))
+            return false;
+    }
+    return true;
+}
+
+/* Whether adding msg's types would pass the per-session limit (types
+ * already held do not count twice). */
+static bool session_too_many(const struct session *s, const struct init_message *msg)
+{
+    const struct hub *hub = s->hub;
+    size_t fresh = 0;
+    if (s->subs.count + msg->event_count <= hub->limits.max_subscriptions)
+        return false;
+    for (size_t i = 0; i < msg->event_count; i++) {
+        const struct subs_topic *topic = subs_find(hub->subs, msg->events[i], msg->event_lens[i]);
+        bool held = false;
+        for (const struct subs_entry *e = s->subs.head; e && topic && !held; e = e->session_next)
+            held = e->topic == topic;
+        fresh += !held;
+    }
+    return s->subs.count + fresh > hub->limits.max_subscriptions;
+}
+
 /* Every text message is an init (the public contract); each answer is
  * {"type":"init","code":...} and the connection stays open after an error.
- * A later init adds its types to the earlier ones. */
+ * A later init adds its types to the earlier ones, and its credential
+ * replaces the earlier one (a fresh JWT extends the session) provided it
+ * allows every type the session holds. An init naming a type its
+ * credential may not subscribe to gets FORBIDDEN and subscribes to none of
+ * its types. */
 static void session_handle_init(struct session *s, const uint8_t *text, size_t len)
 {
     struct hub *hub = s->hub;
     struct init_message msg;
+    struct auth_identity identity;
     int rc = init_message_parse((const char *)text, len, hub->limits.max_subscriptions, &msg);
     const char *code = NULL;
+    char *credential = NULL;
 
-    if (rc == INIT_OK) {
-        int auth = auth_check(token_store_tokens(hub->tokens), msg.authentication,
-                              msg.authentication_len);
-        if (auth != AUTH_OK)
-            code = auth_result_code(auth);
-        else if (s->subs.count + msg.event_count > hub->limits.max_subscriptions) {
-            /* Only types not yet held count; check them before adding any. */
-            size_t fresh = 0;
-            for (size_t i = 0; i < msg.event_count; i++) {
-                bool held = false;
-                for (struct subs_entry *e = s->subs.head; e && !held; e = e->session_next)
-                    held = e->topic && subs_find(hub->subs, msg.events[i], msg.event_lens[i]) ==
-                                           e->topic;
-                fresh += !held;
-            }
-            if (s->subs.count + fresh > hub->limits.max_subscriptions)
-                code = init_status_code(INIT_TOO_MANY_EVENTS);
-        }
-    } else {
+    memset(&identity, 0, sizeof identity);
+    if (rc != INIT_OK) {
         code = init_status_code(rc);
+        goto reject;
     }
-    if (code) {
-        hub->counters.init_rejected++;
-        log_info("ws %s: init rejected: %s", s->peer, code);
-        session_reply_init(s, code);
-        init_message_clear(&msg);
-        return;
+    rc = auth_authenticate(auth_store_sources(hub->auth), msg.authentication,
+                           msg.authentication_len, (int64_t)time(NULL), &identity);
+    if (rc != AUTH_OK) {
+        code = auth_result_code(rc);
+        goto reject;
     }
     for (size_t i = 0; i < msg.event_count; i++) {
-        if (subs_add(hub->subs, &s->subs, s, msg.events[i], msg.event_lens[i]) < 0) {
-            session_reply_init(s, "INTERNAL_ERROR");
-            init_message_clear(&msg);
-            return;
+        if (!auth_may_subscribe(&identity, msg.events[i], msg.event_lens[i])) {
+            code = auth_result_code(AUTH_FORBIDDEN);
+            goto reject;
         }
     }
-    init_message_clear(&msg);
+    if (!session_subscriptions_allowed(s, &identity)) {
+        code = auth_result_code(AUTH_FORBIDDEN);
+        goto reject;
+    }
+    if (session_too_many(s, &msg)) {
+        code = init_status_code(INIT_TOO_MANY_EVENTS);
+        goto reject;
+    }
+    credential = malloc(msg.authentication_len + 1);
+    if (!credential || session_set_expiry(s, identity.expires) < 0) {
+        code = "INTERNAL_ERROR";
+        goto reject;
+    }
+    memcpy(credential, msg.authentication, msg.authentication_len + 1);
+    free(s->credential);
+    s->credential = credential;
+    s->credential_len = msg.authentication_len;
+    credential = NULL;
+    for (size_t i = 0; i < msg.event_count; i++) {
+        if (subs_add(hub->subs, &s->subs, s, msg.events[i], msg.event_lens[i]) < 0) {
+            code = "INTERNAL_ERROR";
+            goto reject;
+        }
+    }
     hub->counters.init_ok++;
     if (!s->authenticated) {
         s->authenticated = true;
@@ -222,8 +308,49 @@ static void session_handle_init(struct session *s, const uint8_t *text, size_t l
         if (s->in_fifo)
             fifo_remove(&hub->init_wait, s);
     }
-    log_debug("ws %s: init OK, %zu subscriptions", s->peer, s->subs.count);
+    if (*identity.subject)
+        log_info("ws %s: init OK as %s, %zu subscriptions", s->peer, identity.subject,
+                 s->subs.count);
+    else
+        log_debug("ws %s: init OK, %zu subscriptions", s->peer, s->subs.count);
+    auth_identity_clear(&identity);
+    init_message_clear(&msg);
     session_reply_init(s, "OK");
+    return;
+reject:
+    hub->counters.init_rejected++;
+    log_info("ws %s: init rejected: %s", s->peer, code);
+    free(credential);
+    auth_identity_clear(&identity);
+    init_message_clear(&msg);
+    session_reply_init(s, code);
+}
+
+void session_recheck_all(struct hub *hub)
+{
+    const struct auth_sources *sources = auth_store_sources(hub->auth);
+    int64_t now = (int64_t)time(NULL);
+    struct session *s, *next;
+    for (s = hub->sessions; s; s = next) {
+        struct auth_identity identity;
+        int rc;
+        next = s->next;
+        if (!s->authenticated || s->closing || !s->credential)
+            continue;
+        rc = auth_authenticate(sources, s->credential, s->credential_len, now, &identity);
+        if (rc == AUTH_OK && session_subscriptions_allowed(s, &identity)) {
+            auth_identity_clear(&identity);
+            continue;
+        }
+        auth_identity_clear(&identity);
+        if (rc == AUTH_TOKEN_EXPIRED) {
+            hub->counters.expired_closes++;
+            session_end_auth(s, "TOKEN_EXPIRED"); /* may free s, never next */
+        } else {
+            hub->counters.revoked_closes++;
+            session_end_auth(s, "REVOKED");
+        }
+    }
 }
 
 /* --- wslay callbacks ------------------------------------------------------ */
@@ -316,6 +443,16 @@ static void session_pump(struct session *s)
         return;
     }
     session_note_protocol_close(s);
+    /* Answers to the client's own messages (pongs, init replies) count
+     * against the backlog too: a client that sends without reading is a
+     * slow consumer like any other. */
+    if (!s->closing && conn_output_pending(s->bev) > s->hub->limits.max_backlog) {
+        s->hub->counters.slow_consumer_closes++;
+        log_warn("ws %s: slow consumer, over %zu bytes unsent: closing (1013)", s->peer,
+                 s->hub->limits.max_backlog);
+        session_close(s, WS_CLOSE_TRY_AGAIN_LATER, "slow consumer");
+        return;
+    }
     /* Bytes after a close are never read by wslay: drop them. */
     if (!wslay_event_get_read_enabled(s->ws))
         evbuffer_drain(bufferevent_get_input(s->bev), evbuffer_get_length(bufferevent_get_input(s->bev)));
@@ -449,7 +586,7 @@ int session_start(struct hub *hub, struct bufferevent *bev, const char *accept, 
 
     if (!s || response_len == 0 || wslay_event_context_server_init(&s->ws, &ws_callbacks, s) != 0) {
         free(s);
-        bufferevent_free(bev);
+        conn_release(bev);
         return -1;
     }
     s->hub = hub;

@@ -42,6 +42,7 @@ void session_expire_closing(struct hub *hub, uint64_t now_ms);
 void session_ping_all(struct hub *hub);
 void session_close_deferred(struct hub *hub);
 void session_close_all(struct hub *hub, uint16_t code, const char *reason);
+void session_recheck_all(struct hub *hub);
 
 /* Unsent bytes of every session. */
 uint64_t session_backlog_all(const struct hub *hub);

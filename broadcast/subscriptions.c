@@ -267,3 +267,9 @@ size_t subs_index_entry_count(const struct subs_index *index)
 {
     return index->entry_count;
 }
+
+const char *subs_topic_type(const struct subs_topic *topic, size_t *len)
+{
+    *len = topic->len;
+    return topic->type;
+}

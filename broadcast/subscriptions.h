@@ -55,6 +55,8 @@ struct subs_topic *subs_find(const struct subs_index *index, const char *type, s
  * Subscribers come in subscription order: a new one is appended at the tail. */
 struct subs_entry *subs_topic_first(const struct subs_topic *topic);
 size_t subs_topic_count(const struct subs_topic *topic);
+/* The topic's event type (NUL-terminated), its length in *len. */
+const char *subs_topic_type(const struct subs_topic *topic, size_t *len);
 
 size_t subs_index_topic_count(const struct subs_index *index); /* distinct types */
 size_t subs_index_entry_count(const struct subs_index *index); /* (session, type) pairs */

@@ -64,6 +64,9 @@ static void write_metrics(struct ws_api *api, struct evbuffer *out)
                    c->ping_timeout_closes);
     metrics_sample(out, "evs_broadcast_closes_total", "reason=\"message_too_big\"",
                    c->oversized_message_closes);
+    metrics_sample(out, "evs_broadcast_closes_total", "reason=\"token_expired\"",
+                   c->expired_closes);
+    metrics_sample(out, "evs_broadcast_closes_total", "reason=\"revoked\"", c->revoked_closes);
     metrics_single(out, "evs_broadcast_backlog_bytes", "gauge",
                    "bytes queued to subscribers and not yet sent", hub_backlog_bytes(api->hub));
     metrics_single(out, "evs_broadcast_shared_frame_bytes", "gauge",

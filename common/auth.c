@@ -6,6 +6,7 @@
 #include "auth.h"
 
 #include <stdbool.h>
+#include <string.h>
 #include <strings.h>
 
 static bool auth_is_blank(char c)
@@ -15,7 +16,8 @@ static bool auth_is_blank(char c)
 
 int auth_parse(const char *text, size_t len, struct auth_credential *out)
 {
-    static const char basic[] = "basic";
+    static const char basic[] = "basic", bearer[] = "bearer";
+    enum auth_scheme kind;
     size_t pos = 0;
 
     if (text == NULL)
@@ -29,7 +31,11 @@ int auth_parse(const char *text, size_t len, struct auth_credential *out)
     while (pos < len && !auth_is_blank(text[pos]))
         pos++;
     size_t scheme_len = (size_t)(text + pos - scheme);
-    if (scheme_len != sizeof(basic) - 1 || strncasecmp(scheme, basic, scheme_len) != 0)
+    if (scheme_len == sizeof(basic) - 1 && strncasecmp(scheme, basic, scheme_len) == 0)
+        kind = AUTH_SCHEME_BASIC;
+    else if (scheme_len == sizeof(bearer) - 1 && strncasecmp(scheme, bearer, scheme_len) == 0)
+        kind = AUTH_SCHEME_BEARER;
+    else
         return AUTH_UNRECOGNIZED_SCHEME;
 
     while (pos < len && auth_is_blank(text[pos]))
@@ -41,7 +47,7 @@ int auth_parse(const char *text, size_t len, struct auth_credential *out)
         return AUTH_UNAUTHENTICATED;
 
     if (out != NULL) {
-        out->scheme = AUTH_SCHEME_BASIC;
+        out->scheme = kind;
         out->token = text + pos;
         out->token_len = end - pos;
     }
@@ -55,9 +61,110 @@ int auth_check(const struct tokens *tokens, const char *text, size_t len)
 
     if (result != AUTH_OK)
         return result;
+    if (credential.scheme != AUTH_SCHEME_BASIC)
+        return AUTH_UNRECOGNIZED_SCHEME;
     if (!tokens_contains(tokens, credential.token, credential.token_len))
         return AUTH_UNAUTHENTICATED;
     return AUTH_OK;
+}
+
+void auth_identity_clear(struct auth_identity *identity)
+{
+    if (!identity)
+        return;
+    event_patterns_clear(&identity->publish);
+    event_patterns_clear(&identity->subscribe);
+    memset(identity, 0, sizeof *identity);
+}
+
+/* Adds the grants of every role named in the comma-separated list[0..len). */
+static int add_role_list(const struct roles *roles, const char *list, size_t len,
+                         struct auth_identity *out)
+{
+    size_t start = 0;
+    while (start <= len) {
+        const char *comma = memchr(list + start, ',', len - start);
+        size_t end = comma ? (size_t)(comma - list) : len;
+        const struct role_rights *rights = roles_find(roles, list + start, end - start);
+        if (rights && (event_patterns_merge(&out->publish, &rights->publish) < 0 ||
+                       event_patterns_merge(&out->subscribe, &rights->subscribe) < 0))
+            return -1;
+        start = end + 1;
+    }
+    return 0;
+}
+
+static int identity_from_claims(const struct auth_sources *sources, const struct jwt_claims *c,
+                                struct auth_identity *out)
+{
+    out->scheme = AUTH_SCHEME_BEARER;
+    out->expires = c->exp;
+    memcpy(out->subject, c->subject, sizeof out->subject);
+    if (!c->has_roles && !c->has_publish && !c->has_subscribe) {
+        out->full_rights = true;
+        return 0;
+    }
+    for (size_t i = 0; i < c->role_count; i++) {
+        if (add_role_list(sources->roles, c->roles[i], strlen(c->roles[i]), out) < 0)
+            return -1;
+    }
+    if (event_patterns_merge(&out->publish, &c->publish) < 0 ||
+        event_patterns_merge(&out->subscribe, &c->subscribe) < 0)
+        return -1;
+    return 0;
+}
+
+int auth_authenticate(const struct auth_sources *sources, const char *text, size_t len,
+                      int64_t now, struct auth_identity *out)
+{
+    struct auth_credential credential;
+    int result = auth_parse(text, len, &credential);
+
+    memset(out, 0, sizeof *out);
+    if (result != AUTH_OK)
+        return result;
+    if (credential.scheme == AUTH_SCHEME_BASIC) {
+        const char *roles = NULL;
+        if (!tokens_find(sources->tokens, credential.token, credential.token_len, &roles))
+            return AUTH_UNAUTHENTICATED;
+        out->scheme = AUTH_SCHEME_BASIC;
+        if (!roles) {
+            out->full_rights = true;
+            return AUTH_OK;
+        }
+        if (add_role_list(sources->roles, roles, strlen(roles), out) < 0) {
+            auth_identity_clear(out);
+            return AUTH_UNAUTHENTICATED;
+        }
+        return AUTH_OK;
+    }
+    if (!sources->jwt_keys ||
+        jwt_keys_secret_count(sources->jwt_keys) + jwt_keys_public_count(sources->jwt_keys) == 0)
+        return AUTH_UNRECOGNIZED_SCHEME;
+    struct jwt_claims claims;
+    int rc = jwt_verify(credential.token, credential.token_len, sources->jwt_keys,
+                        &sources->jwt_policy, now, &claims);
+    if (rc == JWT_ERR_EXPIRED)
+        return AUTH_TOKEN_EXPIRED;
+    if (rc != JWT_OK)
+        return AUTH_UNAUTHENTICATED;
+    rc = identity_from_claims(sources, &claims, out);
+    jwt_claims_clear(&claims);
+    if (rc < 0) {
+        auth_identity_clear(out);
+        return AUTH_UNAUTHENTICATED;
+    }
+    return AUTH_OK;
+}
+
+bool auth_may_publish(const struct auth_identity *identity, const char *type, size_t len)
+{
+    return identity->full_rights || event_patterns_match(&identity->publish, type, len);
+}
+
+bool auth_may_subscribe(const struct auth_identity *identity, const char *type, size_t len)
+{
+    return identity->full_rights || event_patterns_match(&identity->subscribe, type, len);
 }
 
 const char *auth_result_code(int result)
@@ -67,6 +174,10 @@ const char *auth_result_code(int result)
         return "OK";
     case AUTH_UNRECOGNIZED_SCHEME:
         return "AUTH_UNRECOGNIZED_SCHEME";
+    case AUTH_TOKEN_EXPIRED:
+        return "TOKEN_EXPIRED";
+    case AUTH_FORBIDDEN:
+        return "FORBIDDEN";
     case AUTH_UNAUTHENTICATED:
     default:
         return "UNAUTHENTICATED";

@@ -1,24 +1,44 @@
-/* Authentication of a credential string "<scheme> <token>".
+/* Authentication and authorization of a credential "<scheme> <token>".
  *
  * The same text arrives as the HTTP Authorization header of a publish and as
  * the "authentication" member of a subscriber's init message. The scheme is
  * matched case-insensitively; the token is what follows the blanks after the
- * scheme, with trailing blanks removed. Pure.
+ * scheme, with trailing blanks removed.
+ *
+ * Schemes: "Basic <token>" checks the token against the tokens file; the
+ * token's line may name roles. "Bearer <jwt>" checks a JSON Web Token
+ * (jwt.h), accepted only when JWT keys are configured (otherwise Bearer is
+ * an unrecognized scheme, as it was in the original service).
+ *
+ * Rights: a Basic token without roles, and a JWT without "roles",
+ * "publish" or "subscribe" claims, may publish and subscribe to every type,
+ * so existing deployments work unchanged. Otherwise the rights are the
+ * union of the named roles' grants and the patterns in the token. A role
+ * that does not exist grants nothing. Pure.
  */
 #ifndef EVS_AUTH_H
 #define EVS_AUTH_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "event_pattern.h"
+#include "jwt.h"
+#include "roles.h"
 #include "tokens.h"
 
 enum auth_result {
     AUTH_OK = 0,
-    AUTH_UNAUTHENTICATED = -1,      /* no credential, no token, or a token not in the set */
-    AUTH_UNRECOGNIZED_SCHEME = -2,  /* a scheme other than Basic */
+    AUTH_UNAUTHENTICATED = -1,     /* no credential, no token, unknown token, bad JWT */
+    AUTH_UNRECOGNIZED_SCHEME = -2, /* neither Basic nor (when enabled) Bearer */
+    AUTH_TOKEN_EXPIRED = -3,       /* a JWT past its exp */
+    AUTH_FORBIDDEN = -4,           /* authenticated, but without the right asked for */
 };
 
 enum auth_scheme {
     AUTH_SCHEME_BASIC = 1,
+    AUTH_SCHEME_BEARER = 2,
 };
 
 /* Credential borrowed from the parsed text: valid while that text is. */
@@ -29,14 +49,45 @@ struct auth_credential {
 };
 
 /* Splits text (len bytes, need not be NUL-terminated; NULL/0 = absent).
- * Returns AUTH_OK with *out filled, AUTH_UNRECOGNIZED_SCHEME, or
- * AUTH_UNAUTHENTICATED (absent, empty, or a scheme with no token). */
+ * Returns AUTH_OK with *out filled (scheme Basic or Bearer),
+ * AUTH_UNRECOGNIZED_SCHEME, or AUTH_UNAUTHENTICATED (absent, empty, or a
+ * scheme with no token). */
 int auth_parse(const char *text, size_t len, struct auth_credential *out);
 
-/* auth_parse, then a constant-time lookup of the token in tokens (which may be NULL). */
+/* Basic only: auth_parse, then a constant-time lookup of the token in
+ * tokens (which may be NULL). Bearer is AUTH_UNRECOGNIZED_SCHEME here. */
 int auth_check(const struct tokens *tokens, const char *text, size_t len);
 
-/* The wire code of a result: "OK", "UNAUTHENTICATED", "AUTH_UNRECOGNIZED_SCHEME". */
+/* Where credentials are checked against; every member borrowed. */
+struct auth_sources {
+    const struct tokens *tokens;
+    const struct roles *roles;       /* NULL: no roles defined */
+    const struct jwt_keys *jwt_keys; /* NULL or empty: Bearer is not accepted */
+    struct jwt_policy jwt_policy;
+};
+
+/* Who a credential is and what it may do. Owned: auth_identity_clear. */
+struct auth_identity {
+    enum auth_scheme scheme;
+    bool full_rights;
+    struct event_patterns publish, subscribe; /* when not full_rights */
+    int64_t expires;                          /* JWT exp (seconds); 0: never */
+    char subject[JWT_SUBJECT_MAX + 1];        /* JWT sub, "" otherwise */
+};
+
+/* Authenticates text at time now (seconds since the epoch). Returns
+ * AUTH_OK with *out filled, or AUTH_UNAUTHENTICATED,
+ * AUTH_UNRECOGNIZED_SCHEME, AUTH_TOKEN_EXPIRED (then *out is empty). */
+int auth_authenticate(const struct auth_sources *sources, const char *text, size_t len,
+                      int64_t now, struct auth_identity *out);
+
+bool auth_may_publish(const struct auth_identity *identity, const char *type, size_t len);
+bool auth_may_subscribe(const struct auth_identity *identity, const char *type, size_t len);
+
+void auth_identity_clear(struct auth_identity *identity);
+
+/* The wire code of a result: "OK", "UNAUTHENTICATED", "AUTH_UNRECOGNIZED_SCHEME",
+ * "TOKEN_EXPIRED", "FORBIDDEN". */
 const char *auth_result_code(int result);
 
 #endif

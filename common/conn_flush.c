@@ -23,7 +23,34 @@ struct flush_state {
     struct event *poll;
     struct event *deadline;
     bool lingering;
+    struct flush_state *prev, *next;
 };
+
+/* Single-threaded daemons: process-wide state is fine here. */
+static size_t open_connections;
+static struct flush_state *flushing;
+static size_t flushing_count;
+
+void conn_track_open(void)
+{
+    open_connections++;
+}
+
+size_t conn_open_count(void)
+{
+    return open_connections;
+}
+
+void conn_release(struct bufferevent *bev)
+{
+    bufferevent_free(bev);
+    open_connections--;
+}
+
+size_t conn_flush_count(void)
+{
+    return flushing_count;
+}
 
 size_t conn_output_pending(struct bufferevent *bev)
 {
@@ -36,10 +63,23 @@ size_t conn_output_pending(struct bufferevent *bev)
 
 static void flush_finish(struct flush_state *st)
 {
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        flushing = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    flushing_count--;
     event_free(st->poll);
     event_free(st->deadline);
-    bufferevent_free(st->bev);
+    conn_release(st->bev);
     free(st);
+}
+
+void conn_flush_abort_all(void)
+{
+    while (flushing)
+        flush_finish(flushing);
 }
 
 /* EOF, a reset or a write error: the peer is gone, nothing more to do. */
@@ -107,7 +147,7 @@ void conn_flush_and_close(struct bufferevent *bev, unsigned timeout_ms)
     struct flush_state *st;
 
     if (!(st = calloc(1, sizeof *st))) {
-        bufferevent_free(bev);
+        conn_release(bev);
         return;
     }
     st->bev = bev;
@@ -119,9 +159,14 @@ void conn_flush_and_close(struct bufferevent *bev, unsigned timeout_ms)
         if (st->deadline)
             event_free(st->deadline);
         free(st);
-        bufferevent_free(bev);
+        conn_release(bev);
         return;
     }
+    st->next = flushing;
+    if (flushing)
+        flushing->prev = st;
+    flushing = st;
+    flushing_count++;
     bufferevent_set_timeouts(bev, NULL, NULL);
     bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
     bufferevent_setcb(bev, NULL, flush_write_cb, flush_event_cb, st);

@@ -14,12 +14,27 @@
 
 struct bufferevent;
 
+/* Client connections are counted from accept to their last close, whoever
+ * holds them meanwhile (the HTTP server, a WebSocket session, or the flush
+ * below), so that one cap bounds them all. */
+void conn_track_open(void);
+size_t conn_open_count(void);
+
+/* Frees a client connection's bev at once (closing it) and counts it gone. */
+void conn_release(struct bufferevent *bev);
+
+/* Connections still flushing or lingering. */
+size_t conn_flush_count(void);
+
+/* Frees every connection still flushing (at exit, after the loop ended). */
+void conn_flush_abort_all(void);
+
 /* Bytes queued on bev and not yet handed to the kernel, all layers. */
 size_t conn_output_pending(struct bufferevent *bev);
 
-/* Takes ownership of bev: stops reading, writes out everything queued, then
- * frees it (closing the socket). Gives up and frees after timeout_ms
- * without completing, or on a write error. */
+/* Takes ownership of bev (a tracked client connection): stops reading,
+ * writes out everything queued, then releases it. Gives up after
+ * timeout_ms without completing, or on a write error. */
 void conn_flush_and_close(struct bufferevent *bev, unsigned timeout_ms);
 
 #endif

@@ -42,6 +42,8 @@ struct http_conn {
     bool in_process;      /* inside conn_process: an answer must not re-enter it */
     bool *alive;          /* cleared by conn_free while conn_process runs the handler */
     bool timer_for_request; /* the timer measures a request, not idleness */
+    bool early;           /* answering from the head: the body is unread */
+    struct event *resume; /* re-checks a connection paused on unsent output */
     size_t scanned;       /* input bytes already searched for the end of the head */
     uint64_t body_len;
     struct http_exchange ex;
@@ -58,6 +60,7 @@ struct http_server {
     struct event_base *base;
     struct http_server_limits limits;
     http_handler_fn handler;
+    http_head_check_fn head_check;
     void *handler_arg;
     http_bev_factory_fn factory;
     void *factory_arg;
@@ -113,7 +116,8 @@ static void conn_arm_timer(struct http_conn *conn, unsigned ms, bool for_request
 
 /* Queues an answer on the connection; closes after it when close is set. */
 static void conn_write_answer(struct http_conn *conn, int status, const char *extra_headers,
-                              const char *content_type, const char *body, size_t len, bool close)
+                              const char *content_type, const char *body, size_t len, bool close,
+                              bool head_only)
 {
     struct evbuffer *out = bufferevent_get_output(conn->bev);
     evbuffer_add_printf(out,
@@ -124,7 +128,8 @@ static void conn_write_answer(struct http_conn *conn, int status, const char *ex
                         "%s%s\r\n",
                         status, http_status_text(status), content_type, len,
                         close ? "Connection: close\r\n" : "", extra_headers ? extra_headers : "");
-    evbuffer_add(out, body, len);
+    if (!head_only) /* RFC 9110 §9.3.2: an answer to HEAD has no content */
+        evbuffer_add(out, body, len);
 }
 
 /* Ends the connection once what is queued on it is written; conn is
@@ -159,7 +164,7 @@ static void conn_fail(struct http_conn *conn, int status, const char *code)
     count_failure(&conn->server->stats, status);
     int n = snprintf(body, sizeof body, "{\"code\":\"%s\"}", code);
     log_info("http %s: %d %s", conn->peer, status, code);
-    conn_write_answer(conn, status, NULL, "application/json", body, (size_t)n, true);
+    conn_write_answer(conn, status, NULL, "application/json", body, (size_t)n, true, false);
     conn_start_closing(conn);
 }
 
@@ -185,8 +190,12 @@ void http_exchange_respond_full(struct http_exchange *ex, int status, const char
                                 const char *content_type, const char *body, size_t len)
 {
     struct http_conn *conn = ex->conn;
-    bool close = !conn->keep_alive || conn->server->shutting_down;
-    conn_write_answer(conn, status, extra_headers, content_type, body, len, close);
+    bool close;
+    if (conn->early)
+        conn->keep_alive = false; /* the body is still in the way of the next request */
+    close = !conn->keep_alive || conn->server->shutting_down;
+    conn_write_answer(conn, status, extra_headers, content_type, body, len, close,
+                      http_request_method_is(&ex->head, "HEAD"));
     conn_after_answer(conn);
 }
 
@@ -273,12 +282,51 @@ static bool conn_accept_head(struct http_conn *conn)
         return false;
     }
     conn->body_len = length;
+    /* The head check only matters while the body is still to come; a
+     * request already complete goes straight to the handler, keeping its
+     * connection alive whatever the answer. */
+    if (conn->server->head_check && length > 0 &&
+        evbuffer_get_length(bufferevent_get_input(conn->bev)) < head->head_len + length) {
+        bool alive = true;
+        conn->alive = &alive;
+        conn->early = true;
+        conn->state = CONN_HANDLING;
+        conn->ex.conn = conn;
+        conn->server->head_check(&conn->ex, conn->server->handler_arg);
+        if (!alive)
+            return false; /* answered: the connection is closing */
+        conn->alive = NULL;
+        conn->early = false;
+        conn->state = CONN_READING_HEAD;
+    }
     if (length > 0 && head->version_minor == 1) {
         const struct http_header *expect = http_request_header(head, "Expect");
         if (expect && expect->value_len == 12 && strncasecmp(expect->value, "100-continue", 12) == 0)
             evbuffer_add_printf(bufferevent_get_output(conn->bev), "HTTP/1.1 100 Continue\r\n\r\n");
     }
     return true;
+}
+
+static void conn_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_conn *conn = arg;
+    if (conn->state != CONN_READING_HEAD)
+        return;
+    bufferevent_enable(conn->bev, EV_READ);
+    conn_process(conn);
+}
+
+/* Stops reading requests until the answers already queued have mostly left;
+ * the output of a layered (TLS) connection gives no callback when it
+ * drains, so this polls. */
+static void conn_pause(struct http_conn *conn)
+{
+    struct timeval tv = {0, 20 * 1000};
+    bufferevent_disable(conn->bev, EV_READ);
+    if (!conn->resume)
+        conn->resume = evtimer_new(conn->server->base, conn_resume_cb, conn);
+    if (conn->resume)
+        evtimer_add(conn->resume, &tv);
 }
 
 static void conn_process(struct http_conn *conn)
@@ -292,6 +340,10 @@ static void conn_process(struct http_conn *conn)
         if (conn->state == CONN_READING_HEAD) {
             unsigned char *buf;
             int rc;
+            if (conn_output_pending(conn->bev) > HTTP_OUTPUT_PAUSE_BYTES) {
+                conn_pause(conn);
+                break;
+            }
             if (len == 0) {
                 if (server->shutting_down) {
                     conn_start_closing(conn);
@@ -390,8 +442,10 @@ static void conn_free(struct http_conn *conn)
         conn->next->prev = conn->prev;
     server->conn_count--;
     if (conn->bev)
-        bufferevent_free(conn->bev);
+        conn_release(conn->bev);
     event_free(conn->timer);
+    if (conn->resume)
+        event_free(conn->resume);
     free(conn);
 }
 
@@ -404,12 +458,15 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct http_conn *conn = arg;
     if (what & BEV_EVENT_EOF) {
-        /* The client finished sending. Requests already buffered are still
-         * answered; anything else ends the connection. */
+        /* The client finished sending (it may have shut down only its own
+         * side): the request in progress is still answered, and answers
+         * already queued are written before the connection closes. */
         if (conn->state == CONN_HANDLING) {
             conn->keep_alive = false;
             return;
         }
+        conn_start_closing(conn);
+        return;
     }
     if (what & BEV_EVENT_TIMEOUT)
         log_debug("http %s: write timeout", conn->peer);
@@ -437,7 +494,7 @@ static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd
     struct http_conn *conn;
     struct timeval write_tv;
 
-    if (server->conn_count >= server->limits.max_connections || server->shutting_down) {
+    if (conn_open_count() >= server->limits.max_connections || server->shutting_down) {
         char peer[64];
         net_format_address(sa, (socklen_t)socklen, peer, sizeof peer);
         server->stats.refused_connections++;
@@ -445,7 +502,7 @@ static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd
         if (time(NULL) != server->last_refusal_log) {
             server->last_refusal_log = time(NULL);
             log_warn("http %s: refused, %zu connections open (limit); %llu refused so far", peer,
-                     server->conn_count, (unsigned long long)server->stats.refused_connections);
+                     conn_open_count(), (unsigned long long)server->stats.refused_connections);
         }
         close(fd);
         return;
@@ -467,9 +524,11 @@ static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd
         conn->bev = server->factory(server->base, fd, server->factory_arg);
     else
         conn->bev = bufferevent_socket_new(server->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (conn->bev)
+        conn_track_open();
     if (!conn->timer || !conn->bev) {
         if (conn->bev)
-            bufferevent_free(conn->bev);
+            conn_release(conn->bev);
         else
             close(fd);
         if (conn->timer)
@@ -531,6 +590,11 @@ struct http_server *http_server_new(struct event_base *base, const struct http_s
     return server;
 }
 
+void http_server_set_head_check(struct http_server *server, http_head_check_fn check)
+{
+    server->head_check = check;
+}
+
 void http_server_set_bev_factory(struct http_server *server, http_bev_factory_fn factory,
                                  void *arg)
 {
@@ -546,7 +610,7 @@ int http_server_add_listener(struct http_server *server, int fd)
         return -1;
     }
     l->listener = evconnlistener_new(server->base, server_accept_cb, server,
-                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
     if (!l->listener) {
         close(fd);
         free(l);
@@ -568,7 +632,7 @@ void http_server_shutdown(struct http_server *server)
         next = conn->next;
         if (conn->state == CONN_READING_HEAD &&
             evbuffer_get_length(bufferevent_get_input(conn->bev)) == 0)
-            conn_free(conn);
+            conn_start_closing(conn); /* idle: write what is queued, then close */
     }
 }
 

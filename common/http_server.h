@@ -10,13 +10,16 @@
  * One request at a time per connection; pipelined requests wait in the input
  * buffer and are answered in order. Reading stops while a request is being
  * handled, so the head and body handed to the handler stay put until it
- * answers. Limits: head size, body size (refused with 413 from the head
+ * answers; and it stops while more than HTTP_OUTPUT_PAUSE_BYTES of answers
+ * are unsent, so a client that pipelines without reading cannot grow them. Limits: head size, body size (refused with 413 from the head
  * alone), a deadline for a whole request to arrive, an idle keep-alive
  * deadline, a write-progress timeout, and a cap on open connections (past it,
  * new connections are closed at once).
  */
 #ifndef EVS_HTTP_SERVER_H
 #define EVS_HTTP_SERVER_H
+
+#define HTTP_OUTPUT_PAUSE_BYTES (256 * 1024)
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -35,7 +38,7 @@ struct http_server_limits {
     unsigned request_timeout_ms; /* from a request's first byte to its last */
     unsigned idle_timeout_ms;    /* keep-alive wait for the next request */
     unsigned write_timeout_ms;   /* no progress sending an answer */
-    size_t max_connections;
+    size_t max_connections; /* client connections of the process (conn_flush.h counts them) */
 };
 
 /* Called once per complete request. The exchange is borrowed until the
@@ -43,12 +46,22 @@ struct http_server_limits {
  * (after the handler returns), or until the cancel callback runs. */
 typedef void (*http_handler_fn)(struct http_exchange *ex, void *arg);
 
+/* Called once a request's head is in while its body has not fully arrived
+ * yet, before "100 Continue" is sent. It may answer the exchange at once (for example
+ * 403 without reading a body), which closes the connection afterwards since
+ * the body was not read; or return without answering, and the body is read
+ * and the handler called. The body is not available here. */
+typedef void (*http_head_check_fn)(struct http_exchange *ex, void *arg);
+
 /* Wraps an accepted socket into a bufferevent (plain or TLS) owning fd.
- * Returns NULL on failure (the server then closes fd). */
+ * Returns NULL on failure, leaving fd open (the server then closes it). */
 typedef struct bufferevent *(*http_bev_factory_fn)(struct event_base *base, int fd, void *arg);
 
 struct http_server *http_server_new(struct event_base *base, const struct http_server_limits *limits,
                                     http_handler_fn handler, void *handler_arg);
+
+/* Sets the head check (default: none); it gets the handler's arg. */
+void http_server_set_head_check(struct http_server *server, http_head_check_fn check);
 
 /* Sets how accepted sockets become bufferevents (default: a plain socket one). */
 void http_server_set_bev_factory(struct http_server *server, http_bev_factory_fn factory,

@@ -71,12 +71,19 @@ static void config_unref(struct tls_config *config)
     }
 }
 
-/* "<file>: <reason>" for a file that cannot be opened, else 0. */
+/* "<file>: <reason>" for a file that cannot be read as one, else 0. */
 static int check_readable(const char *what, const char *path, char *err, size_t err_len)
 {
+    struct stat st;
     FILE *f = fopen(path, "r");
     if (!f) {
         snprintf(err, err_len, "%s %s cannot be read: %s", what, path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
+        snprintf(err, err_len, "%s %s cannot be read: %s", what, path,
+                 S_ISDIR(st.st_mode) ? "Is a directory" : "not a regular file");
+        fclose(f);
         return -1;
     }
     fclose(f);
@@ -341,28 +348,25 @@ struct bufferevent *tls_server_wrap(struct event_base *base, int fd, void *arg)
 {
     struct tls_server *server = arg;
     struct tls_conn *tc = calloc(1, sizeof *tc);
-    if (!tc) {
-        close(fd);
-        return NULL;
-    }
+    if (!tc)
+        return NULL; /* the caller closes fd */
     mbedtls_ssl_init(&tc->ssl);
     tc->config = server->current;
     tc->config->refs++;
     if (mbedtls_ssl_setup(&tc->ssl, &tc->config->conf) != 0) {
         tls_conn_free(tc);
-        close(fd);
         return NULL;
     }
     mbedtls_ssl_set_bio(&tc->ssl, tc, bio_send, bio_recv, NULL);
     tc->under = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!tc->under) {
         tls_conn_free(tc);
-        close(fd);
         return NULL;
     }
     tc->filter = bufferevent_filter_new(tc->under, tls_filter_in, tls_filter_out,
                                         BEV_OPT_CLOSE_ON_FREE, tls_conn_free, tc);
     if (!tc->filter) {
+        bufferevent_setfd(tc->under, -1); /* fd stays open: the caller closes it */
         bufferevent_free(tc->under);
         tls_conn_free(tc);
         return NULL;

@@ -36,8 +36,9 @@ struct tls_server *tls_server_new(const char *cert_file, const char *key_file, c
 /* Loads the files again. Returns 0, or -1 with err (the old pair stays). */
 int tls_server_reload(struct tls_server *server, char *err, size_t err_len);
 
-/* An http_bev_factory_fn: wraps the accepted socket fd (owned from now on)
- * into a TLS server connection. arg is the struct tls_server *. */
+/* An http_bev_factory_fn: wraps the accepted socket fd into a TLS server
+ * connection that owns it; on failure returns NULL and fd is left to the
+ * caller. arg is the struct tls_server *. */
 struct bufferevent *tls_server_wrap(struct event_base *base, int fd, void *arg);
 
 void tls_server_free(struct tls_server *server);

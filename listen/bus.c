@@ -3,6 +3,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -36,6 +37,16 @@ struct bus {
     size_t waiting;
     size_t in_flight;
 };
+
+/* Deadlines use the monotonic clock: a wall-clock step must not stretch or
+ * cut a publish's wait. */
+static void monotonic_now(struct timeval *tv)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    tv->tv_sec = ts.tv_sec;
+    tv->tv_usec = ts.tv_nsec / 1000;
+}
 
 static void publish_unref(struct bus_publish *p)
 {
@@ -106,7 +117,7 @@ static void wait_timer_arm(struct bus *bus)
         evtimer_del(bus->wait_timer);
         return;
     }
-    event_base_gettimeofday_cached(bus->base, &now);
+    monotonic_now(&now);
     if (timercmp(&bus->wait_head->deadline, &now, >))
         timersub(&bus->wait_head->deadline, &now, &delay);
     else
@@ -131,7 +142,7 @@ static void wait_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct bus *bus = arg;
     struct timeval now;
-    event_base_gettimeofday_cached(bus->base, &now);
+    monotonic_now(&now);
     while (bus->wait_head && !timercmp(&bus->wait_head->deadline, &now, >)) {
         struct bus_publish *p = wait_pop(bus);
         p->failed = true;
@@ -228,7 +239,7 @@ struct bus_publish *bus_publish(struct bus *bus, struct publish_event *event,
         return p;
     /* No broadcast daemon is ready: wait for one, in order, up to wait_ms
      * (a wait of 0 fails on the next loop turn, not inside this call). */
-    event_base_gettimeofday_cached(bus->base, &now);
+    monotonic_now(&now);
     wait.tv_sec = bus->wait_ms / 1000;
     wait.tv_usec = (bus->wait_ms % 1000) * 1000;
     timeradd(&now, &wait, &p->deadline);

@@ -106,6 +106,7 @@ static void link_handle_ack(struct bus_link *link, uint64_t seq)
         link_drop(link, "peer acked an event never sent (protocol error)");
         return;
     }
+    bool progress = false;
     while ((f = link->head) && f->seq <= seq) {
         link->head = f->next;
         if (!link->head)
@@ -113,7 +114,12 @@ static void link_handle_ack(struct bus_link *link, uint64_t seq)
         link->in_flight_count--;
         link->events->acked(link->arg, f->item);
         free(f);
+        progress = true;
     }
+    /* Only progress restarts the deadline: a peer repeating an old ack
+     * must not hold events for ever. */
+    if (!progress)
+        return;
     evtimer_del(link->timer);
     if (link->head)
         link_arm(link, link->ack_timeout_ms);
@@ -131,7 +137,12 @@ static void link_read_cb(struct bufferevent *bev, void *arg)
         size_t take = len < BUS_ACK_FRAME_LEN ? len : BUS_ACK_FRAME_LEN;
         const uint8_t *buf = evbuffer_pullup(in, (ev_ssize_t)take);
         struct bus_frame frame;
-        int rc = bus_frame_decode(buf, take, 1, &frame, &frame_len);
+        int rc;
+        if (take > 4 && buf[4] != BUS_KIND_HELLO && buf[4] != BUS_KIND_ACK) {
+            link_drop(link, "unexpected frame kind from peer (protocol error)");
+            return;
+        }
+        rc = bus_frame_decode(buf, take, 1, &frame, &frame_len);
         if (rc == BUS_AGAIN)
             return;
         if (rc != BUS_OK) {

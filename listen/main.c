@@ -10,6 +10,7 @@
 #include "bus.h"
 #include "bus_codec.h"
 #include "config.h"
+#include "conn_flush.h"
 #include "http_server.h"
 #include "log.h"
 #include "net.h"
@@ -17,14 +18,14 @@
 #include "service_manager.h"
 #include "publish_api.h"
 #include "tls.h"
-#include "token_store.h"
+#include "auth_settings.h"
 
 #define SHUTDOWN_GRACE_MS 10000
 
 struct listen_settings {
     uint16_t port;
     char *bind;
-    char *tokens_file;
+    struct auth_settings auth;
     bool tls;
     char *cert_file;
     char *key_file;
@@ -46,8 +47,7 @@ static const struct cfg_option options[] = {
     {"--port", "LISTEN_PORT", CFG_PORT, "8080", "TCP port for publishers", &settings.port, 0, 0},
     {"--bind", "BIND_ADDRESS", CFG_STRING, "", "address to listen on (empty: all addresses)",
      &settings.bind, 0, 0},
-    {"--tokens", "TOKENS_FILE", CFG_STRING, "/tokens/tokens",
-     "tokens file: one token per line, re-read when it changes", &settings.tokens_file, 0, 0},
+    AUTH_SETTINGS_OPTIONS(settings.auth),
     {"--tls", "HTTPS_ENABLE", CFG_BOOL, "false", "serve HTTPS instead of HTTP", &settings.tls, 0,
      0},
     {"--cert", "TLS_CERT_FILE", CFG_STRING, "/certs/cert.crt", "TLS certificate (chain) file",
@@ -95,7 +95,7 @@ static const struct cfg_program program = {
 struct listen_daemon {
     struct event_base *base;
     struct http_server *http;
-    struct token_store *tokens;
+    struct auth_store *auth;
     struct tls_server *tls;
     struct bus *bus;
     struct publish_api api;
@@ -131,7 +131,7 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
 {
     struct listen_daemon *d = arg;
     service_manager_reloading(d->manager);
-    token_store_reload(d->tokens, "SIGHUP");
+    auth_store_reload(d->auth, "SIGHUP");
     if (d->tls) {
         char err[512];
         if (tls_server_reload(d->tls, err, sizeof err) < 0)
@@ -147,7 +147,7 @@ static void drain_check_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct listen_daemon *d = arg;
     struct timeval tick = {0, 50 * 1000};
-    if (http_server_connection_count(d->http) == 0) {
+    if (conn_open_count() == 0) {
         event_base_loopexit(d->base, NULL);
         return;
     }
@@ -209,6 +209,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "event-listen: cannot create the event loop\n");
         goto out;
     }
+    {
+        struct auth_store_config auth_config;
+        auth_settings_store_config(&settings.auth, &auth_config);
+        d.auth = auth_store_new(d.base, &auth_config, err, sizeof err);
+        if (!d.auth) {
+            /* A roles, secrets or key file that cannot be used is a bad setting. */
+            fprintf(stderr, "event-listen: %s\n", err);
+            status = 2;
+            goto out;
+        }
+    }
     fd = service_manager_take_socket("http");
     if (fd < 0)
         fd = net_listen_tcp(settings.bind, settings.port, false, 1024, err, sizeof err);
@@ -223,24 +234,24 @@ int main(int argc, char **argv)
     limits.write_timeout_ms = (unsigned)settings.request_timeout_ms;
     limits.max_connections = process_connection_cap((size_t)settings.max_connections, file_limit,
                                                     64 + settings.bus_sockets.count);
-    d.tokens = token_store_new(d.base, settings.tokens_file);
     bus_config.paths = (const char *const *)settings.bus_sockets.items;
     bus_config.path_count = settings.bus_sockets.count;
     bus_config.wait_ms = (unsigned)settings.bus_wait_ms;
     bus_config.ack_timeout_ms = (unsigned)settings.bus_ack_timeout_ms;
     d.bus = bus_new(d.base, &bus_config);
-    d.api.tokens = d.tokens;
+    d.api.auth = d.auth;
     d.api.bus = d.bus;
     d.api.metrics_token = settings.metrics_token;
     d.http = http_server_new(d.base, &limits, publish_api_handle, &d.api);
     d.api.http = d.http;
     d.manager = service_manager_new(d.base, status_line, &d);
     d.ready_timer = evtimer_new(d.base, ready_check_cb, &d);
-    if (!d.tokens || !d.bus || !d.http || !d.manager || !d.ready_timer ||
+    if (!d.bus || !d.http || !d.manager || !d.ready_timer ||
         http_server_add_listener(d.http, fd) < 0) {
         log_error("out of memory during start-up");
         goto out;
     }
+    http_server_set_head_check(d.http, publish_api_check_head);
     if (d.tls)
         http_server_set_bev_factory(d.http, tls_server_wrap, d.tls);
     d.sighup = evsignal_new(d.base, SIGHUP, on_sighup, &d);
@@ -263,7 +274,7 @@ int main(int argc, char **argv)
 out:
     http_server_free(d.http);
     bus_free(d.bus);
-    token_store_free(d.tokens);
+    auth_store_free(d.auth);
     tls_server_free(d.tls);
     service_manager_free(d.manager);
     if (d.ready_timer)
@@ -274,6 +285,7 @@ out:
         event_free(d.sigint);
         event_free(d.drain_timer);
     }
+    conn_flush_abort_all();
     if (d.base)
         event_base_free(d.base);
     cfg_free(options, sizeof options / sizeof options[0]);

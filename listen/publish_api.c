@@ -6,13 +6,12 @@
 
 #include <event2/buffer.h>
 
-#include "auth.h"
+#include "auth_store.h"
 #include "bus.h"
 #include "http_server.h"
 #include "log.h"
 #include "metrics.h"
 #include "publish_body.h"
-#include "token_store.h"
 
 /* A publish waiting for the bus; freed when answered or cancelled. */
 struct pending_publish {
@@ -64,11 +63,22 @@ static void pending_cancel_cb(void *arg)
     free(pending);
 }
 
+static void count_auth_failure(struct publish_api *api, int rc)
+{
+    if (rc == AUTH_UNRECOGNIZED_SCHEME)
+        api->counters.unrecognized_scheme++;
+    else if (rc == AUTH_TOKEN_EXPIRED)
+        api->counters.token_expired++;
+    else
+        api->counters.unauthenticated++;
+}
+
 static void handle_publish(struct publish_api *api, struct http_exchange *ex)
 {
     const struct http_request_head *head = http_exchange_head(ex);
     const struct http_header *authorization = http_request_header(head, "Authorization");
     struct publish_event event;
+    struct auth_identity identity;
     struct pending_publish *pending;
     const char *body, *reason = NULL;
     size_t body_len;
@@ -76,13 +86,12 @@ static void handle_publish(struct publish_api *api, struct http_exchange *ex)
     int rc;
 
     /* Authentication comes before the body, as in the original service. */
-    rc = auth_check(token_store_tokens(api->tokens), authorization ? authorization->value : NULL,
-                    authorization ? authorization->value_len : 0);
+    rc = auth_authenticate(auth_store_sources(api->auth),
+                           authorization ? authorization->value : NULL,
+                           authorization ? authorization->value_len : 0, (int64_t)time(NULL),
+                           &identity);
     if (rc != AUTH_OK) {
-        if (rc == AUTH_UNRECOGNIZED_SCHEME)
-            api->counters.unrecognized_scheme++;
-        else
-            api->counters.unauthenticated++;
+        count_auth_failure(api, rc);
         log_warn("publish from %s rejected: %s", http_exchange_peer(ex), auth_result_code(rc));
         answer(api, ex, started, 403, auth_result_code(rc));
         return;
@@ -90,16 +99,28 @@ static void handle_publish(struct publish_api *api, struct http_exchange *ex)
     body = http_exchange_body(ex, &body_len);
     rc = publish_body_parse(body, body_len, &event, &reason);
     if (rc == PUBLISH_BODY_NOMEM) {
+        auth_identity_clear(&identity);
         answer(api, ex, started, 500, "INTERNAL_ERROR");
         return;
     }
     if (rc != PUBLISH_BODY_OK) {
+        auth_identity_clear(&identity);
         api->counters.invalid_body++;
         log_info("publish from %s rejected: INVALID_BODY (%s)", http_exchange_peer(ex),
                  reason ? reason : "invalid");
         answer(api, ex, started, 400, "INVALID_BODY");
         return;
     }
+    if (!auth_may_publish(&identity, event.type, event.type_len)) {
+        api->counters.forbidden++;
+        log_warn("publish from %s%s%s rejected: FORBIDDEN for this event type",
+                 http_exchange_peer(ex), *identity.subject ? " as " : "", identity.subject);
+        auth_identity_clear(&identity);
+        publish_event_clear(&event);
+        answer(api, ex, started, 403, "FORBIDDEN");
+        return;
+    }
+    auth_identity_clear(&identity);
     pending = calloc(1, sizeof *pending);
     if (!pending) {
         publish_event_clear(&event);
@@ -146,6 +167,8 @@ static void write_metrics(struct publish_api *api, struct evbuffer *out)
     metrics_sample(out, "evs_listen_publishes_total", "code=\"AUTH_UNRECOGNIZED_SCHEME\"",
                    c->unrecognized_scheme);
     metrics_sample(out, "evs_listen_publishes_total", "code=\"INVALID_BODY\"", c->invalid_body);
+    metrics_sample(out, "evs_listen_publishes_total", "code=\"TOKEN_EXPIRED\"", c->token_expired);
+    metrics_sample(out, "evs_listen_publishes_total", "code=\"FORBIDDEN\"", c->forbidden);
     metrics_sample(out, "evs_listen_publishes_total", "code=\"BROADCAST_UNAVAILABLE\"",
                    c->unavailable);
     metrics_family(out, "evs_listen_http_rejected_total", "counter",
@@ -241,4 +264,31 @@ void publish_api_handle(struct http_exchange *ex, void *arg)
         return;
     }
     http_exchange_respond_code(ex, 404, "NOT_FOUND");
+}
+
+void publish_api_check_head(struct http_exchange *ex, void *arg)
+{
+    struct publish_api *api = arg;
+    const struct http_request_head *head = http_exchange_head(ex);
+    const struct http_header *authorization;
+    struct auth_identity identity;
+    double started = now_seconds();
+    int rc;
+
+    if (!path_is(head, "/event") || !http_request_method_is(head, "POST")) {
+        publish_api_handle(ex, arg); /* 404, 405, or a GET with a body: no body needed */
+        return;
+    }
+    authorization = http_request_header(head, "Authorization");
+    rc = auth_authenticate(auth_store_sources(api->auth),
+                           authorization ? authorization->value : NULL,
+                           authorization ? authorization->value_len : 0, (int64_t)time(NULL),
+                           &identity);
+    auth_identity_clear(&identity);
+    if (rc != AUTH_OK) {
+        count_auth_failure(api, rc);
+        log_warn("publish from %s rejected before its body: %s", http_exchange_peer(ex),
+                 auth_result_code(rc));
+        answer(api, ex, started, 403, auth_result_code(rc));
+    }
 }

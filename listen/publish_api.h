@@ -1,7 +1,8 @@
 /* The listen daemon's HTTP API: routes requests, authenticates and
  * validates publishes, and answers once the bus has delivered them.
  *
- *   POST /event   publish (the public contract; 200, 400, 403, 413, 503)
+ *   POST /event   publish (the public contract; 200, 400, 403, 413, 503;
+ *                 403 FORBIDDEN when the credential may not publish that type)
  *   GET  /healthz 200 while a broadcast daemon is connected, else 503
  *   GET  /metrics Prometheus text; with metrics_token set, only for
  *                 "Authorization: Bearer <metrics_token>"
@@ -16,7 +17,7 @@
 
 struct http_exchange;
 struct http_server;
-struct token_store;
+struct auth_store;
 struct bus;
 
 struct publish_api_counters {
@@ -24,12 +25,14 @@ struct publish_api_counters {
     uint64_t unauthenticated;
     uint64_t unrecognized_scheme;
     uint64_t invalid_body;
+    uint64_t token_expired;
+    uint64_t forbidden;
     uint64_t unavailable;   /* answered 503 */
     uint64_t in_flight;     /* publishes waiting for the bus */
 };
 
 struct publish_api {
-    struct token_store *tokens; /* borrowed */
+    struct auth_store *auth;    /* borrowed */
     struct bus *bus;            /* borrowed */
     struct http_server *http;   /* borrowed, for its counters */
     const char *metrics_token;  /* borrowed; NULL or "" = /metrics open */
@@ -39,5 +42,10 @@ struct publish_api {
 
 /* The http_server handler; arg is a struct publish_api *. */
 void publish_api_handle(struct http_exchange *ex, void *arg);
+
+/* The http_server head check: refuses a request from its head alone (wrong
+ * path or method, failed authentication), so that nobody can make the
+ * daemon read a body it would refuse anyway. */
+void publish_api_check_head(struct http_exchange *ex, void *arg);
 
 #endif

@@ -112,9 +112,8 @@ static void test_other_scheme_is_unrecognized_even_without_token(void **state)
 {
     struct auth_credential c;
 
-    assert_int_equal(parse("Bearer " GOOD_TOKEN, &c), AUTH_UNRECOGNIZED_SCHEME);
-    assert_int_equal(parse("Bearer", &c), AUTH_UNRECOGNIZED_SCHEME);
     assert_int_equal(parse("Digest   ", &c), AUTH_UNRECOGNIZED_SCHEME);
+    assert_int_equal(parse("Token " GOOD_TOKEN, &c), AUTH_UNRECOGNIZED_SCHEME);
     /* A bare token with no scheme is read as an unknown scheme. */
     assert_int_equal(parse(GOOD_TOKEN, &c), AUTH_UNRECOGNIZED_SCHEME);
 }
@@ -180,6 +179,23 @@ static void test_result_codes_are_the_wire_names(void **state)
     assert_string_equal(auth_result_code(7), "UNAUTHENTICATED");
 }
 
+static void test_bearer_is_parsed_as_its_own_scheme(void **state)
+{
+    struct auth_credential c;
+
+    assert_int_equal(parse("bearer " GOOD_TOKEN, &c), AUTH_OK);
+    assert_int_equal(c.scheme, AUTH_SCHEME_BEARER);
+    assert_int_equal(parse("Bearer", &c), AUTH_UNAUTHENTICATED);
+}
+
+static void test_check_refuses_bearer_as_unrecognized(void **state)
+{
+    struct tokens *set = tokens_parse(GOOD_TOKEN "\n", strlen(GOOD_TOKEN) + 1, NULL);
+    const char *text = "Bearer " GOOD_TOKEN;
+    assert_int_equal(auth_check(set, text, strlen(text)), AUTH_UNRECOGNIZED_SCHEME);
+    tokens_free(set);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -191,6 +207,8 @@ int main(void)
         cmocka_unit_test(test_absent_or_empty_credential_is_unauthenticated),
         cmocka_unit_test(test_basic_without_token_is_unauthenticated),
         cmocka_unit_test(test_other_scheme_is_unrecognized_even_without_token),
+        cmocka_unit_test(test_bearer_is_parsed_as_its_own_scheme),
+        cmocka_unit_test(test_check_refuses_bearer_as_unrecognized),
         cmocka_unit_test(test_scheme_must_match_exactly),
         cmocka_unit_test(test_parse_reads_only_len_bytes),
         cmocka_unit_test_setup_teardown(test_check_accepts_a_known_token, make_set, free_set),

@@ -1,0 +1,107 @@
+/* JSON Web Tokens (RFC 7519) in the JWS compact serialisation (RFC 7515),
+ * for "Authorization: Bearer <jwt>" and "authentication": "Bearer <jwt>".
+ *
+ * Accepted algorithms: HS256 (HMAC-SHA256 with any configured secret, so
+ * keys can be rotated with an overlap), and RS256 / ES256 (P-256) with
+ * configured public keys. A token's "alg" must name an algorithm for which
+ * a key is configured: "none" and every other value are refused, and an
+ * HS256 token is never checked against a public key (no algorithm
+ * confusion). A "crit" header is refused (no extensions are understood).
+ *
+ * Claims: "exp" is required; "nbf" and "iat" are checked when present;
+ * every time check allows leeway_s seconds of clock skew. "iss" and "aud"
+ * must match when the verifier is configured with them ("aud" may be a
+ * string or an array). Authorization claims: "roles" (array of role names),
+ * "publish" and "subscribe" (arrays of event-type patterns); "sub" is the
+ * subject, kept for log lines.
+ *
+ * Limits: JWT_MAX_LEN bytes of token, JWT_MAX_HEADER_LEN and
+ * JWT_MAX_CLAIMS_LEN bytes of decoded header and claims, JWT_MAX_LIST
+ * entries per array claim. Pure apart from mbedTLS's cryptography.
+ */
+#ifndef EVS_JWT_H
+#define EVS_JWT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "event_pattern.h"
+
+#define JWT_MAX_LEN 8192
+#define JWT_MAX_HEADER_LEN 1024
+#define JWT_MAX_CLAIMS_LEN 4096
+#define JWT_MAX_LIST 256
+#define JWT_SUBJECT_MAX 128
+
+enum jwt_status {
+    JWT_OK = 0,
+    JWT_ERR_MALFORMED = -1,    /* not three base64url parts, bad JSON, limits, "crit" */
+    JWT_ERR_ALGORITHM = -2,    /* alg missing, "none", or not configured */
+    JWT_ERR_SIGNATURE = -3,    /* no configured key verifies it */
+    JWT_ERR_EXPIRED = -4,      /* exp (plus leeway) has passed */
+    JWT_ERR_NOT_YET_VALID = -5, /* nbf or iat in the future (beyond leeway) */
+    JWT_ERR_CLAIMS = -6,       /* exp missing, wrong types, iss/aud mismatch, bad patterns */
+    JWT_ERR_NOMEM = -7,
+};
+
+struct jwt_keys; /* configured secrets and public keys */
+
+/* Parses the secrets file text: one HS256 secret per line (LF or CRLF;
+ * blank lines and '#' comments ignored; a secret shorter than 32 bytes is
+ * ignored and counted in *too_short). As in the tokens file, blanks (space,
+ * tab) around a secret are trimmed and a line holding a NUL byte is ignored.
+ * too_short may be NULL. Returns a new set (possibly empty) or NULL when out
+ * of memory. */
+struct jwt_keys *jwt_keys_parse_secrets(const char *text, size_t len, size_t *too_short);
+
+/* A set holding the one HS256 secret secret[0..len), taken as raw bytes with
+ * none of the file rules (no trimming, no minimum length): for tests and
+ * known-answer vectors whose keys may hold '\n' or '#'. NULL when len is 0 or
+ * out of memory. */
+struct jwt_keys *jwt_keys_from_secret(const unsigned char *secret, size_t len);
+
+/* Adds the public key in PEM file path (RSA for RS256, EC P-256 for ES256).
+ * RSA keys under 2048 bits are refused (RFC 7518 §3.3). Returns 0, or -1
+ * with a one-line reason in err. */
+int jwt_keys_add_public_key_file(struct jwt_keys *keys, const char *path, char *err,
+                                 size_t err_len);
+
+size_t jwt_keys_secret_count(const struct jwt_keys *keys);
+size_t jwt_keys_public_count(const struct jwt_keys *keys);
+void jwt_keys_free(struct jwt_keys *keys);
+
+struct jwt_policy {
+    int64_t leeway_s;
+    const char *issuer;   /* required "iss" when non-NULL and non-empty */
+    const char *audience; /* required in "aud" when non-NULL and non-empty */
+};
+
+/* What a verified token grants. Owned by the caller: jwt_claims_clear. */
+struct jwt_claims {
+    int64_t exp;
+    char subject[JWT_SUBJECT_MAX + 1]; /* "" when absent; control characters replaced */
+    char **roles;
+    size_t role_count;
+    struct event_patterns publish;
+    struct event_patterns subscribe;
+    bool has_roles, has_publish, has_subscribe; /* which claims were present */
+};
+
+/* Verifies token[0..len) against keys at time now (seconds since the
+ * epoch). On JWT_OK *claims is filled; otherwise it is left empty. *claims
+ * is overwritten, not freed, on entry; claims may be NULL. */
+int jwt_verify(const char *token, size_t len, const struct jwt_keys *keys,
+               const struct jwt_policy *policy, int64_t now, struct jwt_claims *claims);
+
+void jwt_claims_clear(struct jwt_claims *claims);
+
+/* A short reason for a status, for log lines. */
+const char *jwt_status_text(int status);
+
+/* base64url without padding (RFC 7515 §2): decodes in[0..len) into out
+ * (room for len * 3 / 4 + 1 bytes). Returns 0 with *out_len, or -1 on any
+ * character outside the alphabet, '=' padding, or an impossible length. */
+int jwt_base64url_decode(const char *in, size_t len, unsigned char *out, size_t *out_len);
+
+#endif
