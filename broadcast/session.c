@@ -17,6 +17,7 @@
 #include "log.h"
 #include "shared_frame.h"
 #include "subscriptions.h"
+#include "ws_frame.h"
 
 /* Input read per callback before wslay gets to parse it: bounds what one
  * client can make the daemon buffer. */
@@ -27,10 +28,17 @@
 #define WS_CLOSE_POLICY 1008
 #define WS_CLOSE_TRY_AGAIN_LATER 1013
 
+/* A wslay context costs about 9 KiB (its 4 KiB input and output buffers),
+ * more than the rest of an idle session together. So a session holds one
+ * only while wslay has state to keep: from the arrival of client bytes
+ * until the stream is back between messages (ws_frame_tracker), and for
+ * the whole close handshake. Server frames (events, init replies, pings)
+ * are written directly, never through wslay's queue. */
 struct session {
     struct hub *hub;
     struct bufferevent *bev;
-    wslay_event_context_ptr ws;
+    wslay_event_context_ptr ws; /* NULL while idle */
+    struct ws_frame_tracker frames;
     struct subs_session_list subs;
     bool authenticated; /* has had a successful init */
     bool closing;       /* close started by us; in the closing FIFO */
@@ -81,6 +89,33 @@ static struct session_fifo *session_fifo_of(struct session *s)
     return s->closing ? &s->hub->closing : &s->hub->init_wait;
 }
 
+static const struct wslay_event_callbacks ws_callbacks;
+
+/* The session's wslay context, created when needed. NULL when out of memory. */
+static wslay_event_context_ptr session_ws(struct session *s)
+{
+    if (!s->ws) {
+        if (wslay_event_context_server_init(&s->ws, &ws_callbacks, s) != 0) {
+            s->ws = NULL;
+            return NULL;
+        }
+        wslay_event_config_set_max_recv_msg_length(s->ws, s->hub->limits.max_message);
+    }
+    return s->ws;
+}
+
+/* Frees the wslay context when it holds nothing: no partial frame or
+ * message, nothing queued, no close under way. */
+static void session_release_ws_if_idle(struct session *s)
+{
+    if (!s->ws || s->closing || !ws_frame_tracker_idle(&s->frames) ||
+        wslay_event_want_write(s->ws) || !wslay_event_get_read_enabled(s->ws) ||
+        wslay_event_get_close_sent(s->ws) || wslay_event_get_close_received(s->ws))
+        return;
+    wslay_event_context_free(s->ws);
+    s->ws = NULL;
+}
+
 static void arm_timer(struct event *timer, uint64_t deadline_ms)
 {
     uint64_t now = hub_now_ms(), delay = deadline_ms > now ? deadline_ms - now : 0;
@@ -118,7 +153,8 @@ void session_free(struct session *s)
     free(s->credential);
     if (s->bev)
         conn_release(s->bev); /* releases the shared frames still queued */
-    wslay_event_context_free(s->ws);
+    if (s->ws)
+        wslay_event_context_free(s->ws);
     log_debug("ws %s: session ended", s->peer);
     free(s);
 }
@@ -130,7 +166,7 @@ static bool session_finish_if_done(struct session *s)
 {
     struct bufferevent *bev = s->bev;
     unsigned timeout_ms = s->hub->limits.close_timeout_ms;
-    if (wslay_event_want_read(s->ws) || wslay_event_want_write(s->ws))
+    if (!s->ws || wslay_event_want_read(s->ws) || wslay_event_want_write(s->ws))
         return false;
     s->bev = NULL;
     session_free(s);
@@ -152,6 +188,10 @@ void session_close(struct session *s, uint16_t code, const char *reason)
     fifo_push(&hub->closing, s);
     if (hub->closing.head == s)
         arm_timer(hub->close_timer, s->deadline_ms);
+    if (!session_ws(s)) {
+        session_free(s);
+        return;
+    }
     wslay_event_queue_close(s->ws, code, (const uint8_t *)reason, strlen(reason));
     if (wslay_event_send(s->ws) != 0) {
         session_free(s);
@@ -162,10 +202,28 @@ void session_close(struct session *s, uint16_t code, const char *reason)
 
 /* --- init messages -------------------------------------------------------- */
 
+/* Writes a server frame straight to the output (server frames are not
+ * masked, §5.1). Safe at any time: wslay never leaves a frame half-written,
+ * since the send callback never blocks. */
+static void session_send_frame(struct session *s, uint8_t opcode, const void *payload, size_t len)
+{
+    uint8_t header[WS_FRAME_HEADER_MAX];
+    size_t header_len = ws_frame_header_encode(header, opcode, len);
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    evbuffer_add(out, header, header_len);
+    if (len)
+        evbuffer_add(out, payload, len);
+}
+
+/* While wslay is active its queue is used, so that a pong it owes (for a
+ * ping that came before this message) goes out first: wslay sends control
+ * frames ahead of data. The caller runs wslay_event_send afterwards. */
 static void session_reply(struct session *s, const char *json)
 {
     struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)json, strlen(json)};
-    wslay_event_queue_msg(s->ws, &msg);
+    if (s->ws && wslay_event_queue_msg(s->ws, &msg) == 0)
+        return;
+    session_send_frame(s, WS_OPCODE_TEXT, json, strlen(json));
 }
 
 static void session_reply_init(struct session *s, const char *code)
@@ -181,7 +239,13 @@ static void session_end_auth(struct session *s, const char *code)
 {
     char json[64];
     snprintf(json, sizeof json, "{\"type\":\"auth\",\"code\":\"%s\"}", code);
-    session_reply(s, json);
+    /* Written directly, after anything wslay still holds: queued through
+     * wslay it would go out after the close frame, which wslay sends first. */
+    if (s->ws && wslay_event_send(s->ws) != 0) {
+        session_free(s);
+        return;
+    }
+    session_send_frame(s, WS_OPCODE_TEXT, json, strlen(json));
     log_info("ws %s: credential %s: closing (1008)", s->peer,
              strcmp(code, "REVOKED") == 0 ? "revoked" : "expired");
     session_close(s, WS_CLOSE_POLICY, strcmp(code, "REVOKED") == 0 ? "revoked" : "token expired");
@@ -415,7 +479,7 @@ static void session_note_protocol_close(struct session *s)
 {
     struct hub *hub = s->hub;
     uint16_t code;
-    if (s->closing || s->protocol_close_seen || !wslay_event_get_close_sent(s->ws) ||
+    if (!s->ws || s->closing || s->protocol_close_seen || !wslay_event_get_close_sent(s->ws) ||
         wslay_event_get_close_received(s->ws))
         return;
     s->protocol_close_seen = true;
@@ -436,8 +500,39 @@ static void session_note_protocol_close(struct session *s)
         arm_timer(hub->close_timer, s->deadline_ms);
 }
 
+/* Tells the frame tracker about every byte wslay is about to consume
+ * (wslay reads until the input is empty, unless it stops after a close,
+ * and then the tracker no longer matters). */
+static void session_track_input(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    struct evbuffer_iovec v[8];
+    struct evbuffer_ptr pos;
+    size_t total = evbuffer_get_length(in), done = 0;
+    evbuffer_ptr_set(in, &pos, 0, EVBUFFER_PTR_SET);
+    while (done < total) {
+        int n = evbuffer_peek(in, (ev_ssize_t)(total - done), &pos, v, 8);
+        if (n <= 0)
+            break;
+        for (int i = 0; i < n && i < 8; i++) {
+            size_t len = v[i].iov_len;
+            if (len > total - done)
+                len = total - done;
+            ws_frame_tracker_feed(&s->frames, v[i].iov_base, len);
+            done += len;
+        }
+        if (evbuffer_ptr_set(in, &pos, done, EVBUFFER_PTR_SET) < 0)
+            break;
+    }
+}
+
 static void session_pump(struct session *s)
 {
+    if (!session_ws(s)) {
+        session_free(s);
+        return;
+    }
+    session_track_input(s);
     if (wslay_event_recv(s->ws) != 0 || wslay_event_send(s->ws) != 0) {
         session_free(s);
         return;
@@ -455,8 +550,10 @@ static void session_pump(struct session *s)
     }
     /* Bytes after a close are never read by wslay: drop them. */
     if (!wslay_event_get_read_enabled(s->ws))
-        evbuffer_drain(bufferevent_get_input(s->bev), evbuffer_get_length(bufferevent_get_input(s->bev)));
-    session_finish_if_done(s);
+        evbuffer_drain(bufferevent_get_input(s->bev),
+                       evbuffer_get_length(bufferevent_get_input(s->bev)));
+    if (!session_finish_if_done(s))
+        session_release_ws_if_idle(s);
 }
 
 static void session_read_cb(struct bufferevent *bev, void *arg)
@@ -528,10 +625,8 @@ void session_ping_all(struct hub *hub)
             session_free(s);
             continue;
         }
-        struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
         s->awaiting_pong = true;
-        if (wslay_event_queue_msg(s->ws, &ping) != 0 || wslay_event_send(s->ws) != 0)
-            session_free(s);
+        session_send_frame(s, 0x9, NULL, 0); /* ping, §5.5.2 */
     }
 }
 
@@ -553,7 +648,7 @@ void session_close_all(struct hub *hub, uint16_t code, const char *reason)
     struct session *s, *next;
     for (s = hub->sessions; s; s = next) {
         next = s->next;
-        if (!s->closing && !wslay_event_get_close_sent(s->ws))
+        if (!s->closing && (!s->ws || !wslay_event_get_close_sent(s->ws)))
             session_close(s, code, reason); /* may free s, never next */
     }
 }
@@ -584,7 +679,7 @@ int session_start(struct hub *hub, struct bufferevent *bev, const char *accept, 
     size_t response_len = ws_handshake_response(response, sizeof response, accept);
     struct session *s = calloc(1, sizeof *s);
 
-    if (!s || response_len == 0 || wslay_event_context_server_init(&s->ws, &ws_callbacks, s) != 0) {
+    if (!s || response_len == 0) {
         free(s);
         conn_release(bev);
         return -1;
@@ -592,7 +687,6 @@ int session_start(struct hub *hub, struct bufferevent *bev, const char *accept, 
     s->hub = hub;
     s->bev = bev;
     snprintf(s->peer, sizeof s->peer, "%s", peer);
-    wslay_event_config_set_max_recv_msg_length(s->ws, hub->limits.max_message);
 
     s->next = hub->sessions;
     if (hub->sessions)

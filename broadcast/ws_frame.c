@@ -1,6 +1,8 @@
 /* Server-to-client WebSocket frame headers (RFC 6455 §5.2). */
 #include "ws_frame.h"
 
+#include <string.h>
+
 size_t ws_frame_header_encode(uint8_t out[WS_FRAME_HEADER_MAX], uint8_t opcode,
                               uint64_t payload_len)
 {
@@ -27,4 +29,74 @@ size_t ws_frame_header_encode(uint8_t out[WS_FRAME_HEADER_MAX], uint8_t opcode,
     for (int i = 0; i < 8; i++)
         out[2 + i] = (uint8_t)(payload_len >> (56 - 8 * i));
     return 10;
+}
+
+/* Header length once its first two bytes are known (§5.2): 2, plus 2 or 8
+ * for an extended length, plus 4 for a masking key. */
+static size_t tracker_header_need(const struct ws_frame_tracker *t)
+{
+    size_t need = 2;
+    uint8_t len7;
+    if (t->header_len < 2)
+        return 2;
+    len7 = t->header[1] & 0x7f;
+    need += len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
+    need += (t->header[1] & 0x80) ? 4 : 0;
+    return need;
+}
+
+static void tracker_frame_end(struct ws_frame_tracker *t)
+{
+    uint8_t opcode = t->header[0] & 0x0f;
+    bool fin = (t->header[0] & 0x80) != 0;
+    /* Data frames (continuation 0, text 1, binary 2) open or close a
+     * message; control frames (8 and up) may come in between. */
+    if (opcode < 8)
+        t->fragmented = !fin;
+    t->header_len = 0;
+    t->in_payload = false;
+}
+
+void ws_frame_tracker_feed(struct ws_frame_tracker *t, const uint8_t *data, size_t len)
+{
+    while (len > 0) {
+        if (t->in_payload) {
+            uint64_t n = len < t->payload_left ? len : t->payload_left;
+            t->payload_left -= n;
+            data += n;
+            len -= (size_t)n;
+            if (t->payload_left == 0)
+                tracker_frame_end(t);
+            continue;
+        }
+        size_t need = tracker_header_need(t);
+        size_t take = need - t->header_len;
+        if (take > len)
+            take = len;
+        memcpy(t->header + t->header_len, data, take);
+        t->header_len += (uint8_t)take;
+        data += take;
+        len -= take;
+        if (t->header_len < 2 || t->header_len < tracker_header_need(t))
+            continue;
+        uint8_t len7 = t->header[1] & 0x7f;
+        uint64_t payload = len7;
+        if (len7 == 126)
+            payload = (uint64_t)t->header[2] << 8 | t->header[3];
+        else if (len7 == 127) {
+            payload = 0;
+            for (int i = 0; i < 8; i++)
+                payload = payload << 8 | t->header[2 + i];
+        }
+        t->payload_left = payload;
+        if (payload == 0)
+            tracker_frame_end(t);
+        else
+            t->in_payload = true;
+    }
+}
+
+bool ws_frame_tracker_idle(const struct ws_frame_tracker *t)
+{
+    return !t->in_payload && t->header_len == 0 && !t->fragmented;
 }

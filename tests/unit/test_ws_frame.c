@@ -77,9 +77,84 @@ static void test_frame_opcode_is_kept_and_mask_bit_clear(void **state)
     assert_int_equal(out[1] & 0x80, 0);
 }
 
+/* A masked client frame: header, 4-byte key, payload (masking not applied:
+ * the tracker never looks at payload bytes). */
+static size_t client_frame(uint8_t *out, uint8_t first, uint64_t len)
+{
+    size_t n = 0;
+    out[n++] = first;
+    if (len < 126) {
+        out[n++] = (uint8_t)(0x80 | len);
+    } else if (len <= 0xffff) {
+        out[n++] = 0x80 | 126;
+        out[n++] = (uint8_t)(len >> 8);
+        out[n++] = (uint8_t)len;
+    } else {
+        out[n++] = 0x80 | 127;
+        for (int i = 7; i >= 0; i--)
+            out[n++] = (uint8_t)(len >> (8 * i));
+    }
+    memset(out + n, 0x5a, 4 + (size_t)len);
+    return n + 4 + (size_t)len;
+}
+
+static void test_tracker_is_idle_only_between_whole_frames(void **state)
+{
+    (void)state;
+    static uint8_t buf[70000];
+    size_t len = client_frame(buf, 0x81, 300);
+    for (size_t split = 0; split <= len; split++) {
+        struct ws_frame_tracker t = {0};
+        ws_frame_tracker_feed(&t, buf, split);
+        assert_int_equal(ws_frame_tracker_idle(&t), split == 0 || split == len);
+        ws_frame_tracker_feed(&t, buf + split, len - split);
+        assert_true(ws_frame_tracker_idle(&t));
+    }
+    len = client_frame(buf, 0x82, 66000); /* 64-bit length */
+    struct ws_frame_tracker t = {0};
+    ws_frame_tracker_feed(&t, buf, len - 1);
+    assert_false(ws_frame_tracker_idle(&t));
+    ws_frame_tracker_feed(&t, buf + len - 1, 1);
+    assert_true(ws_frame_tracker_idle(&t));
+}
+
+static void test_tracker_keeps_a_fragmented_message_open_across_control_frames(void **state)
+{
+    (void)state;
+    uint8_t buf[256];
+    struct ws_frame_tracker t = {0};
+    size_t n = client_frame(buf, 0x01, 5); /* text, no FIN */
+    ws_frame_tracker_feed(&t, buf, n);
+    assert_false(ws_frame_tracker_idle(&t));
+    n = client_frame(buf, 0x89, 3); /* ping in between */
+    ws_frame_tracker_feed(&t, buf, n);
+    assert_false(ws_frame_tracker_idle(&t));
+    n = client_frame(buf, 0x00, 4); /* continuation, no FIN */
+    ws_frame_tracker_feed(&t, buf, n);
+    assert_false(ws_frame_tracker_idle(&t));
+    n = client_frame(buf, 0x80, 4); /* last continuation */
+    ws_frame_tracker_feed(&t, buf, n);
+    assert_true(ws_frame_tracker_idle(&t));
+}
+
+static void test_tracker_counts_an_empty_frame_as_whole(void **state)
+{
+    (void)state;
+    uint8_t buf[16];
+    struct ws_frame_tracker t = {0};
+    size_t n = client_frame(buf, 0x8a, 0); /* empty pong */
+    ws_frame_tracker_feed(&t, buf, 1);
+    assert_false(ws_frame_tracker_idle(&t));
+    ws_frame_tracker_feed(&t, buf + 1, n - 1);
+    assert_true(ws_frame_tracker_idle(&t));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tracker_is_idle_only_between_whole_frames),
+        cmocka_unit_test(test_tracker_keeps_a_fragmented_message_open_across_control_frames),
+        cmocka_unit_test(test_tracker_counts_an_empty_frame_as_whole),
         cmocka_unit_test(test_frame_empty_payload_uses_two_byte_header),
         cmocka_unit_test(test_frame_125_is_largest_seven_bit_length),
         cmocka_unit_test(test_frame_126_switches_to_sixteen_bit_length),
