@@ -152,6 +152,14 @@ void log_write(enum log_level level, const char *fmt, ...)
     used = log_format_time(line, body_cap);
     const char *program = log_current_program;
     log_append_sanitised(line, body_cap, &used, program, strlen(program));
+    /* The process id tells apart several daemons of one kind (several
+     * broadcast daemons on one port), as syslog's "name[pid]" does. */
+    char pid[24];
+    int pid_len = snprintf(pid, sizeof pid, "[%ld]", (long)getpid());
+    if (pid_len > 0 && (size_t)pid_len < body_cap - used) {
+        memcpy(line + used, pid, (size_t)pid_len);
+        used += (size_t)pid_len;
+    }
     const char *name = log_level_name(level);
     if (body_cap - used >= strlen(name) + 3) {
         line[used++] = ' ';

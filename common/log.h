@@ -1,6 +1,6 @@
 /* Logging: one line per record on stderr, with a level.
  *
- * Format: "2026-11-28T05:51:17.123Z event-listen warn: <message>".
+ * Format: "2026-11-28T05:51:17.123Z event-listen[4242] warn: <message>".
  * The message is sanitised: control characters (including CR and LF) are
  * written as "\xNN", so a record is always exactly one line whatever a
  * client sent. Never pass a token, a key or event data to these functions.
