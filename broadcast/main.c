@@ -45,6 +45,7 @@ struct broadcast_settings {
     uint64_t handshake_timeout_ms;
     bool reuse_port;
     char *metrics_token;
+    uint64_t metrics_port;
 };
 
 static struct broadcast_settings settings;
@@ -91,6 +92,9 @@ static const struct cfg_option options[] = {
      3600000},
     {"--reuse-port", "REUSE_PORT", CFG_BOOL, "false",
      "share the port with other broadcast daemons (SO_REUSEPORT)", &settings.reuse_port, 0, 0},
+    {"--metrics-port", "METRICS_PORT", CFG_UINT, "0",
+     "also serve /healthz and /metrics of this process alone on this port (0: off)",
+     &settings.metrics_port, 0, 65535},
     {"--metrics-token", "METRICS_TOKEN", CFG_STRING, "",
      "when set, GET /metrics needs \"Authorization: Bearer <token>\"", &settings.metrics_token, 0,
      0},
@@ -106,6 +110,7 @@ static const struct cfg_program program = {
 struct broadcast_daemon {
     struct event_base *base;
     struct http_server *http;
+    struct http_server *admin;
     struct auth_store *auth;
     struct tls_server *tls;
     struct bus_server *bus;
@@ -174,6 +179,8 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     log_info("%s: closing %llu sessions (1001), then exiting", strsignal((int)sig),
              (unsigned long long)d->hub.counters.sessions_open);
     http_server_shutdown(d->http);
+    if (d->admin)
+        http_server_shutdown(d->admin);
     bus_server_stop_accepting(d->bus);
     hub_close_all(&d->hub, 1001, "server shutting down");
     event_base_loopexit(d->base, &grace);
@@ -290,6 +297,19 @@ int main(int argc, char **argv)
     d.api.http = d.http;
     d.api.metrics_token = settings.metrics_token;
     d.manager = service_manager_new(d.base, status_line, &d);
+    if (settings.metrics_port) {
+        int admin_fd = net_listen_tcp(settings.bind, (uint16_t)settings.metrics_port, false, 64,
+                                      err, sizeof err);
+        if (admin_fd < 0) {
+            log_error("%s", err);
+            goto out;
+        }
+        d.admin = http_server_new(d.base, &limits, ws_api_handle_admin, &d.api);
+        if (!d.admin || http_server_add_listener(d.admin, admin_fd) < 0) {
+            log_error("out of memory during start-up");
+            goto out;
+        }
+    }
     if (!d.bus || !d.http || !d.manager || http_server_add_listener(d.http, tcp_fd) < 0) {
         log_error("out of memory during start-up");
         goto out;
@@ -313,6 +333,7 @@ int main(int argc, char **argv)
     status = 0;
 out:
     http_server_free(d.http);
+    http_server_free(d.admin);
     bus_server_free(d.bus);
     if (d.hub_ready)
         hub_free(&d.hub);

@@ -98,6 +98,18 @@ static void handle_metrics(struct ws_api *api, struct http_exchange *ex)
     evbuffer_free(out);
 }
 
+void ws_api_handle_admin(struct http_exchange *ex, void *arg)
+{
+    struct ws_api *api = arg;
+    const struct http_request_head *head = http_exchange_head(ex);
+    if (path_is(head, "/healthz") && http_request_method_is(head, "GET"))
+        http_exchange_respond_code(ex, 200, "OK");
+    else if (path_is(head, "/metrics") && http_request_method_is(head, "GET"))
+        handle_metrics(api, ex);
+    else
+        http_exchange_respond_code(ex, 404, "NOT_FOUND");
+}
+
 void ws_api_handle(struct http_exchange *ex, void *arg)
 {
     struct ws_api *api = arg;

@@ -24,4 +24,9 @@ struct ws_api {
  * Bearer <metrics_token>"). */
 void ws_api_handle(struct http_exchange *ex, void *arg);
 
+/* The handler of the optional admin port (METRICS_PORT): GET /healthz and
+ * GET /metrics of this process only, which matters when several broadcast
+ * daemons share the WebSocket port and a scrape there could reach any. */
+void ws_api_handle_admin(struct http_exchange *ex, void *arg);
+
 #endif
