@@ -170,7 +170,7 @@ static bool session_finish_if_done(struct session *s)
         return false;
     s->bev = NULL;
     session_free(s);
-    conn_flush_and_close(bev, timeout_ms);
+    conn_flush_and_close(bev, timeout_ms, CONN_CLOSE_GRACEFUL);
     return true;
 }
 
@@ -260,11 +260,14 @@ static void session_expiry_cb(evutil_socket_t fd, short what, void *arg)
     session_end_auth(s, "TOKEN_EXPIRED");
 }
 
-/* Arms the expiry timer for a credential ending at expires (0: never). */
+/* Arms the expiry timer for a credential ending at expires (seconds since
+ * the epoch; 0: never). The session lasts as long as the credential would
+ * be accepted: up to exp plus the configured leeway. */
 static int session_set_expiry(struct session *s, int64_t expires)
 {
-    int64_t now = (int64_t)time(NULL);
+    struct timespec now;
     struct timeval tv;
+    int64_t end_ns, now_ns, delay_ns;
     if (expires == 0) {
         if (s->expiry)
             evtimer_del(s->expiry);
@@ -272,8 +275,12 @@ static int session_set_expiry(struct session *s, int64_t expires)
     }
     if (!s->expiry && !(s->expiry = evtimer_new(bufferevent_get_base(s->bev), session_expiry_cb, s)))
         return -1;
-    tv.tv_sec = expires > now ? (time_t)(expires - now) : 0;
-    tv.tv_usec = 0;
+    clock_gettime(CLOCK_REALTIME, &now);
+    end_ns = (expires + auth_store_sources(s->hub->auth)->jwt_policy.leeway_s) * 1000000000LL;
+    now_ns = (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec;
+    delay_ns = end_ns > now_ns ? end_ns - now_ns : 0;
+    tv.tv_sec = (time_t)(delay_ns / 1000000000LL);
+    tv.tv_usec = (suseconds_t)(delay_ns % 1000000000LL / 1000);
     return evtimer_add(s->expiry, &tv);
 }
 
@@ -564,9 +571,14 @@ static void session_read_cb(struct bufferevent *bev, void *arg)
 static void session_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct session *s = arg;
-    /* EOF or a reset: the peer is gone; its subscriptions go with it. */
+    unsigned timeout_ms = s->hub->limits.close_timeout_ms;
+    /* EOF or a reset: the peer is gone; its subscriptions go with it. What
+     * is still queued (a TLS alert, say) is written briefly. */
     log_debug("ws %s: connection %s", s->peer, (what & BEV_EVENT_EOF) ? "closed" : "lost");
+    s->bev = NULL;
     session_free(s);
+    conn_flush_and_close(bev, timeout_ms,
+                         (what & BEV_EVENT_EOF) ? CONN_CLOSE_PEER_DONE : CONN_CLOSE_FAILED);
 }
 
 /* --- the hub's timers ----------------------------------------------------- */

@@ -23,6 +23,7 @@ struct flush_state {
     struct event *poll;
     struct event *deadline;
     bool lingering;
+    bool linger_wanted;
     struct flush_state *prev, *next;
 };
 
@@ -116,7 +117,10 @@ static void flush_check(struct flush_state *st)
     if (st->lingering)
         return;
     if (conn_output_pending(st->bev) == 0) {
-        flush_start_linger(st);
+        if (st->linger_wanted)
+            flush_start_linger(st);
+        else
+            flush_finish(st);
         return;
     }
     if (bufferevent_get_underlying(st->bev) &&
@@ -140,7 +144,7 @@ static void flush_deadline_cb(evutil_socket_t fd, short what, void *arg)
     flush_finish(arg);
 }
 
-void conn_flush_and_close(struct bufferevent *bev, unsigned timeout_ms)
+void conn_flush_and_close(struct bufferevent *bev, unsigned timeout_ms, enum conn_close_mode mode)
 {
     struct event_base *base = bufferevent_get_base(bev);
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
@@ -151,6 +155,7 @@ void conn_flush_and_close(struct bufferevent *bev, unsigned timeout_ms)
         return;
     }
     st->bev = bev;
+    st->linger_wanted = mode == CONN_CLOSE_GRACEFUL;
     st->poll = evtimer_new(base, flush_poll_cb, st);
     st->deadline = evtimer_new(base, flush_deadline_cb, st);
     if (!st->poll || !st->deadline) {
@@ -172,6 +177,10 @@ void conn_flush_and_close(struct bufferevent *bev, unsigned timeout_ms)
     bufferevent_setcb(bev, NULL, flush_write_cb, flush_event_cb, st);
     bufferevent_disable(bev, EV_READ);
     bufferevent_enable(bev, EV_WRITE);
+    /* A layered (TLS) connection ends its stream properly: BEV_FINISHED
+     * makes the filter write its closing record (close_notify). */
+    if (mode != CONN_CLOSE_FAILED)
+        bufferevent_flush(bev, EV_WRITE, BEV_FINISHED);
     evtimer_add(st->deadline, &tv);
     flush_check(st);
 }

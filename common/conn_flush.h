@@ -32,9 +32,21 @@ void conn_flush_abort_all(void);
 /* Bytes queued on bev and not yet handed to the kernel, all layers. */
 size_t conn_output_pending(struct bufferevent *bev);
 
+enum conn_close_mode {
+    /* We end the connection: a TLS close_notify follows the last answer,
+     * then the socket is shut down for writing and input is drained for a
+     * moment before it closes (lingering close). */
+    CONN_CLOSE_GRACEFUL,
+    /* The peer has finished sending (EOF): close_notify, no lingering. */
+    CONN_CLOSE_PEER_DONE,
+    /* The connection failed (a TLS error, say): only what is already queued
+     * (such as a TLS alert) is written, then it closes. */
+    CONN_CLOSE_FAILED,
+};
+
 /* Takes ownership of bev (a tracked client connection): stops reading,
- * writes out everything queued, then releases it. Gives up after
- * timeout_ms without completing, or on a write error. */
-void conn_flush_and_close(struct bufferevent *bev, unsigned timeout_ms);
+ * writes out everything queued, then releases it, as mode says. Gives up
+ * after timeout_ms without completing, or on a write error. */
+void conn_flush_and_close(struct bufferevent *bev, unsigned timeout_ms, enum conn_close_mode mode);
 
 #endif

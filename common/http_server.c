@@ -134,13 +134,18 @@ static void conn_write_answer(struct http_conn *conn, int status, const char *ex
 
 /* Ends the connection once what is queued on it is written; conn is
  * freed at once and must not be used afterwards. */
-static void conn_start_closing(struct http_conn *conn)
+static void conn_close_as(struct http_conn *conn, enum conn_close_mode mode)
 {
     struct bufferevent *bev = conn->bev;
     unsigned timeout_ms = conn->server->limits.write_timeout_ms;
     conn->bev = NULL;
     conn_free(conn);
-    conn_flush_and_close(bev, timeout_ms);
+    conn_flush_and_close(bev, timeout_ms, mode);
+}
+
+static void conn_start_closing(struct http_conn *conn)
+{
+    conn_close_as(conn, CONN_CLOSE_GRACEFUL);
 }
 
 /* An error answered by the server itself; the connection closes after it,
@@ -465,12 +470,17 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
             conn->keep_alive = false;
             return;
         }
-        conn_start_closing(conn);
+        conn_close_as(conn, CONN_CLOSE_PEER_DONE);
         return;
     }
-    if (what & BEV_EVENT_TIMEOUT)
+    if (what & BEV_EVENT_TIMEOUT) {
         log_debug("http %s: write timeout", conn->peer);
-    conn_free(conn);
+        conn_free(conn);
+        return;
+    }
+    /* An error (a reset, or a TLS failure whose alert is still queued):
+     * write what is queued, briefly, and close. */
+    conn_close_as(conn, CONN_CLOSE_FAILED);
 }
 
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)

@@ -59,6 +59,7 @@ struct tls_conn {
     struct bufferevent *filter; /* what the application uses: plaintext */
     bool handshake_done;
     bool failed;
+    bool close_notify_sent;
 };
 
 static void config_unref(struct tls_config *config)
@@ -332,6 +333,12 @@ static enum bufferevent_filter_result tls_filter_out(struct evbuffer *src, struc
             break;
         conn_fail(tc, BEV_EVENT_WRITING | BEV_EVENT_ERROR, rc);
         return BEV_ERROR;
+    }
+    /* The application is finishing the stream: end it with close_notify
+     * (RFC 5246 §7.2.1), so the peer can tell it from a truncation. */
+    if (mode == BEV_FINISHED && evbuffer_get_length(src) == 0 && !tc->close_notify_sent) {
+        tc->close_notify_sent = true;
+        mbedtls_ssl_close_notify(&tc->ssl);
     }
     return BEV_OK;
 }
