@@ -10,6 +10,7 @@
 #include "hub.h"
 #include "log.h"
 #include "metrics.h"
+#include "metrics_endpoint.h"
 #include "session.h"
 #include "shared_frame.h"
 #include "subscriptions.h"
@@ -77,25 +78,14 @@ static void write_metrics(struct ws_api *api, struct evbuffer *out)
                    "bus peers dropped for breaking the protocol", bus->protocol_errors);
 }
 
+static void write_metrics_cb(void *arg, struct evbuffer *out)
+{
+    write_metrics(arg, out);
+}
+
 static void handle_metrics(struct ws_api *api, struct http_exchange *ex)
 {
-    const struct http_header *authorization =
-        http_request_header(http_exchange_head(ex), "Authorization");
-    struct evbuffer *out;
-    if (!metrics_authorized(authorization ? authorization->value : NULL,
-                            authorization ? authorization->value_len : 0, api->metrics_token)) {
-        http_exchange_respond_code(ex, 403, "UNAUTHENTICATED");
-        return;
-    }
-    out = evbuffer_new();
-    if (!out) {
-        http_exchange_respond_code(ex, 500, "INTERNAL_ERROR");
-        return;
-    }
-    write_metrics(api, out);
-    http_exchange_respond_full(ex, 200, NULL, METRICS_CONTENT_TYPE,
-                               (const char *)evbuffer_pullup(out, -1), evbuffer_get_length(out));
-    evbuffer_free(out);
+    metrics_endpoint_serve(ex, api->metrics_token, write_metrics_cb, api);
 }
 
 void ws_api_handle_admin(struct http_exchange *ex, void *arg)

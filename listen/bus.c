@@ -203,6 +203,19 @@ fail:
     return NULL;
 }
 
+void bus_abort(struct bus *bus)
+{
+    struct bus_publish *p;
+    for (size_t i = 0; i < bus->link_count; i++)
+        bus_link_free(bus->links[i]);
+    bus->link_count = 0;
+    while ((p = wait_pop(bus))) {
+        p->failed = true;
+        publish_complete(p);
+    }
+    bus->wait_ms = 0;
+}
+
 void bus_free(struct bus *bus)
 {
     struct bus_publish *p;

@@ -51,6 +51,11 @@ struct bus *bus_new(struct event_base *base, const struct bus_config *config);
 /* Fails every pending event (done is called with UNAVAILABLE) and frees. */
 void bus_free(struct bus *bus);
 
+/* Closes every link and fails every pending event (done with UNAVAILABLE);
+ * later publishes fail too. For the end of a shutdown's grace period, so
+ * that every publisher still gets an answer. */
+void bus_abort(struct bus *bus);
+
 /* Publishes event, taking ownership of its contents (*event is zeroed).
  * done(arg, status) is called exactly once, never from inside bus_publish,
  * unless bus_publish_cancel is called first. Returns NULL when out of memory

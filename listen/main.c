@@ -99,7 +99,7 @@ struct listen_daemon {
     struct tls_server *tls;
     struct bus *bus;
     struct publish_api api;
-    struct event *sighup, *sigterm, *sigint, *drain_timer, *ready_timer;
+    struct event *sighup, *sigterm, *sigint, *drain_timer, *ready_timer, *abort_timer;
     struct service_manager *manager;
     bool stopping;
 };
@@ -154,10 +154,21 @@ static void drain_check_cb(evutil_socket_t fd, short what, void *arg)
     evtimer_add(d->drain_timer, &tick);
 }
 
+/* The grace period is almost over: publishes still waiting for the bus are
+ * answered 503 now, so that none is left without an answer at exit. */
+static void abort_bus_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct listen_daemon *d = arg;
+    log_warn("shutdown grace ending: answering %llu publishes still in flight with 503",
+             (unsigned long long)d->api.counters.in_flight);
+    bus_abort(d->bus);
+}
+
 static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct listen_daemon *d = arg;
     struct timeval grace = {SHUTDOWN_GRACE_MS / 1000, 0};
+    struct timeval abort_at = {(SHUTDOWN_GRACE_MS - 1000) / 1000, 0};
     if (d->stopping) {
         log_warn("second stop signal: exiting now");
         event_base_loopbreak(d->base);
@@ -167,6 +178,9 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     service_manager_stopping(d->manager);
     log_info("%s: finishing requests in progress, then exiting", strsignal((int)sig));
     http_server_shutdown(d->http);
+    d->abort_timer = evtimer_new(d->base, abort_bus_cb, d);
+    if (d->abort_timer)
+        evtimer_add(d->abort_timer, &abort_at);
     event_base_loopexit(d->base, &grace);
     drain_check_cb(-1, 0, d);
 }
@@ -279,6 +293,8 @@ out:
     service_manager_free(d.manager);
     if (d.ready_timer)
         event_free(d.ready_timer);
+    if (d.abort_timer)
+        event_free(d.abort_timer);
     if (d.sighup) {
         event_free(d.sighup);
         event_free(d.sigterm);

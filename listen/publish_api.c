@@ -11,6 +11,7 @@
 #include "http_server.h"
 #include "log.h"
 #include "metrics.h"
+#include "metrics_endpoint.h"
 #include "publish_body.h"
 
 /* A publish waiting for the bus; freed when answered or cancelled. */
@@ -207,25 +208,14 @@ static void write_metrics(struct publish_api *api, struct evbuffer *out)
                    "events waiting for a broadcast daemon", bus.waiting);
 }
 
+static void write_metrics_cb(void *arg, struct evbuffer *out)
+{
+    write_metrics(arg, out);
+}
+
 static void handle_metrics(struct publish_api *api, struct http_exchange *ex)
 {
-    const struct http_header *authorization =
-        http_request_header(http_exchange_head(ex), "Authorization");
-    struct evbuffer *out;
-    if (!metrics_authorized(authorization ? authorization->value : NULL,
-                            authorization ? authorization->value_len : 0, api->metrics_token)) {
-        http_exchange_respond_code(ex, 403, "UNAUTHENTICATED");
-        return;
-    }
-    out = evbuffer_new();
-    if (!out) {
-        http_exchange_respond_code(ex, 500, "INTERNAL_ERROR");
-        return;
-    }
-    write_metrics(api, out);
-    http_exchange_respond_full(ex, 200, NULL, METRICS_CONTENT_TYPE,
-                               (const char *)evbuffer_pullup(out, -1), evbuffer_get_length(out));
-    evbuffer_free(out);
+    metrics_endpoint_serve(ex, api->metrics_token, write_metrics_cb, api);
 }
 
 static bool path_is(const struct http_request_head *head, const char *path)
