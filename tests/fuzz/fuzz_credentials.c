@@ -48,13 +48,20 @@ static void check_one(const struct tokens *set, const char *text, size_t len)
             abort();
         return;
     }
-    if (credential.scheme != AUTH_SCHEME_BASIC || credential.token_len == 0)
+    if ((credential.scheme != AUTH_SCHEME_BASIC && credential.scheme != AUTH_SCHEME_BEARER) ||
+        credential.token_len == 0)
         abort();
     if (credential.token < text || credential.token_len > len ||
         (size_t)(credential.token - text) > len - credential.token_len)
         abort();
     if (is_blank(credential.token[0]) || is_blank(credential.token[credential.token_len - 1]))
         abort();
+    if (credential.scheme == AUTH_SCHEME_BEARER) {
+        /* auth_check knows tokens only: a Bearer credential is not for it. */
+        if (checked != AUTH_UNRECOGNIZED_SCHEME)
+            abort();
+        return;
+    }
     bool member = tokens_contains(set, credential.token, credential.token_len);
     if (checked != (member ? AUTH_OK : AUTH_UNAUTHENTICATED))
         abort();
