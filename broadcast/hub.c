@@ -5,6 +5,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include <malloc.h>
+
 #include <event2/event.h>
 
 #include "session.h"
@@ -46,6 +48,27 @@ static void ping_timer_cb(evutil_socket_t fd, short what, void *arg)
     session_ping_all(arg);
 }
 
+/* Hands freed heap back to the system after many sessions ended (a burst
+ * of connections, slow consumers cut off): glibc keeps it otherwise, and
+ * the daemon's RSS would stay at its peak. At most every few seconds. */
+#define HUB_TRIM_PERIOD_MS 5000
+#define HUB_TRIM_AFTER_SESSIONS 256
+
+void hub_trim_heap(struct hub *hub)
+{
+    if (hub->sessions_ended > 0) {
+        hub->sessions_ended = 0;
+        malloc_trim(0);
+    }
+}
+
+static void trim_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hub *hub = arg;
+    if (hub->sessions_ended >= HUB_TRIM_AFTER_SESSIONS)
+        hub_trim_heap(hub);
+}
+
 int hub_init(struct hub *hub, struct event_base *base, const struct hub_limits *limits,
              struct auth_store *auth)
 {
@@ -62,9 +85,15 @@ int hub_init(struct hub *hub, struct event_base *base, const struct hub_limits *
     hub->init_timer = evtimer_new(base, init_timer_cb, hub);
     hub->close_timer = evtimer_new(base, close_timer_cb, hub);
     hub->ping_timer = event_new(base, -1, EV_PERSIST, ping_timer_cb, hub);
-    if (!hub->subs || !hub->init_timer || !hub->close_timer || !hub->ping_timer)
+    hub->trim_timer = event_new(base, -1, EV_PERSIST, trim_timer_cb, hub);
+    if (!hub->subs || !hub->init_timer || !hub->close_timer || !hub->ping_timer ||
+        !hub->trim_timer)
         return -1;
     event_add(hub->ping_timer, &ping);
+    {
+        struct timeval trim = {HUB_TRIM_PERIOD_MS / 1000, 0};
+        event_add(hub->trim_timer, &trim);
+    }
     return 0;
 }
 
@@ -116,6 +145,8 @@ void hub_free(struct hub *hub)
         event_free(hub->close_timer);
     if (hub->ping_timer)
         event_free(hub->ping_timer);
+    if (hub->trim_timer)
+        event_free(hub->trim_timer);
     hub->subs = NULL;
-    hub->init_timer = hub->close_timer = hub->ping_timer = NULL;
+    hub->init_timer = hub->close_timer = hub->ping_timer = hub->trim_timer = NULL;
 }

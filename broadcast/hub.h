@@ -12,6 +12,7 @@
 #ifndef EVS_HUB_H
 #define EVS_HUB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,9 +63,10 @@ struct hub {
     struct session_fifo init_wait; /* no successful init yet, by connect time */
     struct session_fifo closing;   /* close started, by start time */
     struct session *deferred;      /* to close once the current fan-out ends */
-    struct event *init_timer, *close_timer, *ping_timer;
+    struct event *init_timer, *close_timer, *ping_timer, *trim_timer;
     struct hub_counters counters;
-    int fanning_out;
+    uint64_t sessions_ended; /* since the last heap trim */
+    bool stopping;           /* shutting down: no new session */
 };
 
 /* Returns 0, or -1 when out of memory (then hub_free cleans up). */
@@ -91,6 +93,10 @@ void hub_close_all(struct hub *hub, uint16_t code, const char *reason);
 
 /* Frees every session and the hub's own state (not the struct itself). */
 void hub_free(struct hub *hub);
+
+/* Returns freed heap to the system (malloc_trim) when sessions have ended
+ * since the last time; also run every few seconds after many have ended. */
+void hub_trim_heap(struct hub *hub);
 
 /* Monotonic milliseconds, for deadlines. */
 uint64_t hub_now_ms(void);

@@ -1,6 +1,7 @@
 /* event-broadcast: holds the WebSocket subscribers and fans out the events
  * that listen daemons send over the bus. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,6 +134,32 @@ static void status_line(void *arg, char *buf, unsigned len)
              (unsigned long long)d->hub.counters.deliveries);
 }
 
+/* libevent keeps a small record for every descriptor number it has ever
+ * watched and never frees it; allocated one by one as connections arrive,
+ * those records end up spread over the heap between the connections' own
+ * allocations and keep it from being returned to the system after a burst.
+ * Creating them all at start, together, keeps them out of the way: an
+ * event added on a descriptor number that is not open fails in the
+ * backend, after the record was made. About 50 bytes a descriptor. */
+static void reserve_descriptor_records(struct event_base *base, size_t count)
+{
+    struct event *ev = event_new(base, -1, 0, NULL, NULL);
+    int first = 64;
+    if (!ev)
+        return;
+    process_route_libevent_logs(1); /* every add below fails, on purpose */
+    for (size_t i = 0; i < count; i++) {
+        int fd = first + (int)i;
+        if (fcntl(fd, F_GETFD) != -1)
+            continue; /* open: its record will come when it is used */
+        event_assign(ev, base, fd, EV_READ, NULL, NULL);
+        if (event_add(ev, NULL) == 0)
+            event_del(ev);
+    }
+    process_route_libevent_logs(0);
+    event_free(ev);
+}
+
 static void on_credentials_changed(void *arg)
 {
     struct broadcast_daemon *d = arg;
@@ -182,6 +209,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     if (d->admin)
         http_server_shutdown(d->admin);
     bus_server_stop_accepting(d->bus);
+    d->hub.stopping = true;
     hub_close_all(&d->hub, 1001, "server shutting down");
     event_base_loopexit(d->base, &grace);
     drain_check_cb(-1, 0, d);
@@ -232,6 +260,7 @@ int main(int argc, char **argv)
         }
     }
     process_ignore_sigpipe();
+    process_route_libevent_logs(0);
     file_limit = process_raise_file_limit();
 
     d.base = event_base_new();
@@ -239,6 +268,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "event-broadcast: cannot create the event loop\n");
         goto out;
     }
+    /* Signals are caught from here on (a SIGHUP must never kill a daemon
+     * that is still starting); their callbacks only run inside the loop,
+     * once everything below exists. */
+    d.sighup = evsignal_new(d.base, SIGHUP, on_sighup, &d);
+    d.sigterm = evsignal_new(d.base, SIGTERM, on_stop_signal, &d);
+    d.sigint = evsignal_new(d.base, SIGINT, on_stop_signal, &d);
+    d.drain_timer = evtimer_new(d.base, drain_check_cb, &d);
+    evsignal_add(d.sighup, NULL);
+    evsignal_add(d.sigterm, NULL);
+    evsignal_add(d.sigint, NULL);
     {
         struct auth_store_config auth_config;
         auth_settings_store_config(&settings.auth, &auth_config);
@@ -249,6 +288,13 @@ int main(int argc, char **argv)
             status = 2;
             goto out;
         }
+    }
+    {
+        /* Before any socket is bound, so that a daemon that accepts is
+         * fully set up. Bounded: beyond 64k descriptors the up-front cost
+         * (~3 MiB) would outweigh the benefit. */
+        size_t cap = process_connection_cap((size_t)settings.max_connections, file_limit, 64);
+        reserve_descriptor_records(d.base, cap + 64 < 65536 ? cap + 64 : 65536);
     }
     /* Sockets passed by the service manager outlive a restart of this
      * daemon, so that listen daemons reconnect into a socket kept open. */
@@ -316,13 +362,6 @@ int main(int argc, char **argv)
     }
     if (d.tls)
         http_server_set_bev_factory(d.http, tls_server_wrap, d.tls);
-    d.sighup = evsignal_new(d.base, SIGHUP, on_sighup, &d);
-    d.sigterm = evsignal_new(d.base, SIGTERM, on_stop_signal, &d);
-    d.sigint = evsignal_new(d.base, SIGINT, on_stop_signal, &d);
-    d.drain_timer = evtimer_new(d.base, drain_check_cb, &d);
-    evsignal_add(d.sighup, NULL);
-    evsignal_add(d.sigterm, NULL);
-    evsignal_add(d.sigint, NULL);
 
     log_info("listening for subscribers on %s port %u (max %zu connections); bus socket %s",
              *settings.bind ? settings.bind : "all addresses", (unsigned)net_local_port(tcp_fd),

@@ -46,6 +46,7 @@ struct session {
     bool deferred;      /* on hub->deferred */
     bool awaiting_pong;
     bool protocol_close_seen; /* a close wslay started has been accounted for */
+    bool closed_by_us;        /* our close frame is out; waiting for the peer's */
     char *credential; /* authentication text of the last successful init (owned) */
     size_t credential_len;
     struct event *expiry; /* JWT credentials: fires at their exp */
@@ -157,6 +158,9 @@ void session_free(struct session *s)
         wslay_event_context_free(s->ws);
     log_debug("ws %s: session ended", s->peer);
     free(s);
+    hub->sessions_ended++;
+    if (hub->counters.sessions_open == 0)
+        hub_trim_heap(hub); /* the last client left: give the memory back now */
 }
 
 /* Ends the session once wslay has nothing left to read or write; the
@@ -174,34 +178,6 @@ static bool session_finish_if_done(struct session *s)
     return true;
 }
 
-void session_close(struct session *s, uint16_t code, const char *reason)
-{
-    struct hub *hub = s->hub;
-    if (s->closing)
-        return;
-    if (s->in_fifo)
-        fifo_remove(&hub->init_wait, s);
-    /* Its subscriptions end now, whatever the peer does next. */
-    subs_remove_all(hub->subs, &s->subs);
-    s->closing = true;
-    s->deadline_ms = hub_now_ms() + hub->limits.close_timeout_ms;
-    fifo_push(&hub->closing, s);
-    if (hub->closing.head == s)
-        arm_timer(hub->close_timer, s->deadline_ms);
-    if (!session_ws(s)) {
-        session_free(s);
-        return;
-    }
-    wslay_event_queue_close(s->ws, code, (const uint8_t *)reason, strlen(reason));
-    if (wslay_event_send(s->ws) != 0) {
-        session_free(s);
-        return;
-    }
-    session_finish_if_done(s);
-}
-
-/* --- init messages -------------------------------------------------------- */
-
 /* Writes a server frame straight to the output (server frames are not
  * masked, §5.1). Safe at any time: wslay never leaves a frame half-written,
  * since the send callback never blocks. */
@@ -214,6 +190,45 @@ static void session_send_frame(struct session *s, uint8_t opcode, const void *pa
     if (len)
         evbuffer_add(out, payload, len);
 }
+
+void session_close(struct session *s, uint16_t code, const char *reason)
+{
+    struct hub *hub = s->hub;
+    uint8_t payload[2 + 123];
+    size_t reason_len = strlen(reason);
+    if (s->closing)
+        return;
+    if (s->in_fifo)
+        fifo_remove(&hub->init_wait, s);
+    /* Its subscriptions end now, whatever the peer does next. */
+    subs_remove_all(hub->subs, &s->subs);
+    s->closing = true;
+    s->deadline_ms = hub_now_ms() + hub->limits.close_timeout_ms;
+    fifo_push(&hub->closing, s);
+    if (hub->closing.head == s)
+        arm_timer(hub->close_timer, s->deadline_ms);
+    /* The close frame is written directly, so that closing thousands of
+     * sessions (a shutdown, an init-timeout wave) costs no wslay context
+     * each. What wslay still holds goes out first; then it is dropped. */
+    if (s->ws) {
+        if (wslay_event_send(s->ws) != 0) {
+            session_free(s);
+            return;
+        }
+        wslay_event_context_free(s->ws);
+        s->ws = NULL;
+    }
+    if (reason_len > sizeof payload - 2)
+        reason_len = sizeof payload - 2; /* §5.5: a control frame carries at most 125 bytes */
+    payload[0] = (uint8_t)(code >> 8);
+    payload[1] = (uint8_t)code;
+    memcpy(payload + 2, reason, reason_len);
+    session_send_frame(s, 0x8, payload, 2 + reason_len);
+    s->closed_by_us = true;
+}
+
+/* --- init messages -------------------------------------------------------- */
+
 
 /* While wslay is active its queue is used, so that a pong it owes (for a
  * ping that came before this message) goes out first: wslay sends control
@@ -535,11 +550,41 @@ static void session_track_input(struct session *s)
 
 static void session_pump(struct session *s)
 {
+    if (s->closed_by_us) {
+        /* Only the peer's close frame matters now (§5.5.1): follow the
+         * frames without wslay and drop them; the close timeout covers a
+         * peer that never answers. */
+        session_track_input(s);
+        evbuffer_drain(bufferevent_get_input(s->bev),
+                       evbuffer_get_length(bufferevent_get_input(s->bev)));
+        if (s->frames.close_seen) {
+            struct bufferevent *bev = s->bev;
+            unsigned timeout_ms = s->hub->limits.close_timeout_ms;
+            s->bev = NULL;
+            session_free(s);
+            conn_flush_and_close(bev, timeout_ms, CONN_CLOSE_GRACEFUL);
+        }
+        return;
+    }
     if (!session_ws(s)) {
         session_free(s);
         return;
     }
     session_track_input(s);
+    /* wslay checks a message's size only when its payload starts to come:
+     * a header announcing 2 GiB would otherwise wait for bytes that never
+     * come. Refuse it on the header (RFC 6455 §7.4.1: 1009). */
+    if (s->frames.in_payload && s->frames.payload_len > s->hub->limits.max_message &&
+        !s->closing) {
+        s->hub->counters.oversized_message_closes++;
+        log_info("ws %s: closed by the server with 1009 (message too big), a frame of %llu "
+                 "bytes announced",
+                 s->peer, (unsigned long long)s->frames.payload_len);
+        evbuffer_drain(bufferevent_get_input(s->bev),
+                       evbuffer_get_length(bufferevent_get_input(s->bev)));
+        session_close(s, 1009, "message too big");
+        return;
+    }
     if (wslay_event_recv(s->ws) != 0 || wslay_event_send(s->ws) != 0) {
         session_free(s);
         return;

@@ -109,6 +109,12 @@ void ws_api_handle(struct http_exchange *ex, void *arg)
     const char *reason = NULL;
     int rc = ws_handshake_check(head, accept, &reason);
 
+    if (rc == WS_HANDSHAKE_OK && hub->stopping) {
+        /* Shutting down: every session has been told 1001 already. */
+        http_exchange_respond_full(ex, 503, "Retry-After: 1\r\n", "application/json",
+                                   "{\"code\":\"SHUTTING_DOWN\"}", 25);
+        return;
+    }
     if (rc == WS_HANDSHAKE_OK) {
         struct bufferevent *bev;
         snprintf(peer, sizeof peer, "%s", http_exchange_peer(ex));

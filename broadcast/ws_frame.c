@@ -53,6 +53,8 @@ static void tracker_frame_end(struct ws_frame_tracker *t)
      * message; control frames (8 and up) may come in between. */
     if (opcode < 8)
         t->fragmented = !fin;
+    if (opcode == 0x8)
+        t->close_seen = true;
     t->header_len = 0;
     t->in_payload = false;
 }
@@ -89,6 +91,7 @@ void ws_frame_tracker_feed(struct ws_frame_tracker *t, const uint8_t *data, size
                 payload = payload << 8 | t->header[2 + i];
         }
         t->payload_left = payload;
+        t->payload_len = payload;
         if (payload == 0)
             tracker_frame_end(t);
         else

@@ -25,8 +25,10 @@ struct ws_frame_tracker {
     uint8_t header[14];
     uint8_t header_len;  /* header bytes of the current frame seen so far */
     uint64_t payload_left;
+    uint64_t payload_len; /* of the frame in progress (valid while in_payload) */
     bool in_payload;
     bool fragmented;     /* a data message began without FIN and has not ended */
+    bool close_seen;     /* a whole close frame has gone by */
 };
 
 void ws_frame_tracker_feed(struct ws_frame_tracker *tracker, const uint8_t *data, size_t len);

@@ -1,6 +1,10 @@
 #include "process.h"
 
 #include <signal.h>
+
+#include <event2/event.h>
+
+#include "log.h"
 #include <sys/resource.h>
 
 size_t process_raise_file_limit(void)
@@ -26,4 +30,33 @@ size_t process_connection_cap(size_t requested, size_t file_limit, size_t reserv
 void process_ignore_sigpipe(void)
 {
     signal(SIGPIPE, SIG_IGN);
+}
+
+static void libevent_log_cb(int severity, const char *msg)
+{
+    switch (severity) {
+    case EVENT_LOG_DEBUG:
+        log_debug("libevent: %s", msg);
+        break;
+    case EVENT_LOG_MSG:
+        log_info("libevent: %s", msg);
+        break;
+    case EVENT_LOG_WARN:
+        log_warn("libevent: %s", msg);
+        break;
+    default:
+        log_error("libevent: %s", msg);
+        break;
+    }
+}
+
+static void libevent_quiet_cb(int severity, const char *msg)
+{
+    (void)severity;
+    (void)msg;
+}
+
+void process_route_libevent_logs(int quiet)
+{
+    event_set_log_callback(quiet ? libevent_quiet_cb : libevent_log_cb);
 }

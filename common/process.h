@@ -12,6 +12,11 @@ size_t process_raise_file_limit(void);
  * minus reserve (descriptors kept for the daemon's own files and sockets). */
 size_t process_connection_cap(size_t requested, size_t file_limit, size_t reserve);
 
+/* Sends libevent's own messages through log.h (as "libevent: ..."), so
+ * that every line on stderr has the same form. quiet drops them instead,
+ * for a moment where failures are expected. */
+void process_route_libevent_logs(int quiet);
+
 /* Ignores SIGPIPE: a write to a closed socket must come back as EPIPE. */
 void process_ignore_sigpipe(void);
 

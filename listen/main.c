@@ -216,6 +216,7 @@ int main(int argc, char **argv)
         }
     }
     process_ignore_sigpipe();
+    process_route_libevent_logs(0);
     file_limit = process_raise_file_limit();
 
     d.base = event_base_new();
@@ -223,6 +224,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "event-listen: cannot create the event loop\n");
         goto out;
     }
+    /* Signals are caught from here on (a SIGHUP must never kill a daemon
+     * that is still starting); their callbacks only run inside the loop,
+     * once everything below exists. */
+    d.sighup = evsignal_new(d.base, SIGHUP, on_sighup, &d);
+    d.sigterm = evsignal_new(d.base, SIGTERM, on_stop_signal, &d);
+    d.sigint = evsignal_new(d.base, SIGINT, on_stop_signal, &d);
+    d.drain_timer = evtimer_new(d.base, drain_check_cb, &d);
+    evsignal_add(d.sighup, NULL);
+    evsignal_add(d.sigterm, NULL);
+    evsignal_add(d.sigint, NULL);
     {
         struct auth_store_config auth_config;
         auth_settings_store_config(&settings.auth, &auth_config);
@@ -268,13 +279,6 @@ int main(int argc, char **argv)
     http_server_set_head_check(d.http, publish_api_check_head);
     if (d.tls)
         http_server_set_bev_factory(d.http, tls_server_wrap, d.tls);
-    d.sighup = evsignal_new(d.base, SIGHUP, on_sighup, &d);
-    d.sigterm = evsignal_new(d.base, SIGTERM, on_stop_signal, &d);
-    d.sigint = evsignal_new(d.base, SIGINT, on_stop_signal, &d);
-    d.drain_timer = evtimer_new(d.base, drain_check_cb, &d);
-    evsignal_add(d.sighup, NULL);
-    evsignal_add(d.sigterm, NULL);
-    evsignal_add(d.sigint, NULL);
 
     log_info("listening for publishers on %s port %u (max %zu connections, body limit %llu "
              "bytes); %zu bus socket(s)",

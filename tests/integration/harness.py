@@ -12,6 +12,7 @@ that arrives), polled with a deadline, never on a fixed sleep.
 import asyncio
 import http.client
 import json
+import re
 import os
 import secrets
 import signal
@@ -106,6 +107,10 @@ class Daemon:
         log = self.log()
         for marker in SANITIZER_MARKERS:
             case.assertNotIn(marker, log, f"sanitizer report in {self.argv[0]} log:\n{log[-4000:]}")
+        # Under valgrind --quiet (EVS_*_BIN pointing at a wrapper), any
+        # "==PID== " line is an error report.
+        case.assertIsNone(re.search(r"^==\d+== ", log, re.M),
+                          f"valgrind report in {self.argv[0]} log:\n{log[-4000:]}")
 
 
 class ServiceCase(unittest.TestCase):

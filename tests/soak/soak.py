@@ -1,0 +1,956 @@
+#!/usr/bin/python3
+"""Soak test with faults: both real daemons, real clients, loopback, bounded time.
+
+    tests/soak/soak.py --minutes 10          the long form, by hand
+    tests/integration/test_soak.py           the short form, run by ctest
+
+(EVS_LISTEN_BIN / EVS_BROADCAST_BIN name the binaries, as for the
+integration tests; EVS_TIME_SCALE stretches every wait for slow builds.)
+
+What runs, for the whole traffic period:
+  - publishers (threads of one worker process, http.client keep-alive) post
+    {"event": "soak-<t>", "data": {"pub": p, "seq": n}} one after another,
+    flat out, recording for each publish its send time, answer time and
+    status;
+  - subscribers (worker processes, one asyncio loop each) on overlapping
+    types: "steady" ones (a small RFC 6455 client on asyncio transports)
+    that stay connected and reconnect only when the server goes away,
+    "reconnecting" ones (Debian's python3-websockets) that connect, init,
+    read for a random fraction of a second and close, again and again, and
+    "slow" ones on every type (small receive buffer, reading a few KiB every
+    200 ms for 6 s, then reading everything for 1 s) that fall behind until
+    the server cuts them off (1013), notice it, and come back.
+    Each connection records its init-OK time, how and when it ended, and
+    every event it received, in order.
+  - faults, in this order: the broadcast daemon is killed (SIGKILL), left
+    down for longer than the listen daemon's bus wait, and restarted on the
+    same port and bus socket; the listen daemon is killed and restarted;
+    the broadcast daemon is restarted with SIGTERM; the listen daemon is
+    restarted with SIGTERM; the tokens file is rewritten (atomically,
+    keeping the token in use) several times.
+
+Checked at the end (every time is CLOCK_MONOTONIC, shared by all processes):
+  - every event answered 200 reached every connection subscribed to its
+    type that had its init OK before the publish was sent and was still
+    connected after its answer came back, exactly once and in order (per
+    publisher by sequence number; across publishers, an event answered
+    before another was sent arrives first). When a connection ended is
+    judged from what the client can know: a close it started itself (all
+    answered events were queued before the server read that close); a 1001
+    close from a SIGTERM (events answered before the signal); anything else
+    (cut-off, SIGKILL): events answered before the last event it received
+    was sent. Nothing arrives that was not published or not subscribed to.
+  - every publish got an answer within the bus wait plus a margin (no
+    hang); a publish made entirely while no broadcast daemon ran got 503;
+    503s happen only around broadcast outages and connection errors only
+    around listen restarts; no other status (a 403 during a tokens rewrite
+    would be a failure).
+  - once the clients have left: no session, no backlog, no shared frame
+    left in the broadcast daemon; both daemons' open file descriptors
+    (/proc/PID/fd) back to what they were idle before the run, and their
+    RSS (/proc/PID/status) back within 20% + 8 MiB of the warm figure (the
+    largest RSS of the final daemons from their restart to 62% of the run;
+    growth over the last 38% would be a leak). RSS is not asserted under
+    AddressSanitizer, whose quarantine keeps freed memory; LeakSanitizer
+    checks leaks at each clean exit instead;
+  - both daemons exit 0 on SIGTERM; no sanitizer report in any log.
+Printed: events published, deliveries checked, faults injected, largest RSS.
+"""
+
+import argparse
+import array
+import asyncio
+import base64
+import bisect
+import hashlib
+import http.client
+import json
+import multiprocessing
+import os
+import pickle
+import random
+import re
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+
+import harness  # noqa: E402
+from harness import TIME_SCALE, http_get, wait_for  # noqa: E402
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
+INIT_OK = b'{"type":"init","code":"OK"}'
+EVENT_RE = re.compile(rb'\{"type":"event","event":"soak-(\d+)","data":\{"pub":(\d+),"seq":(\d+)(?:,"pad":"x*")?\}\}\Z')
+SEQ_BITS, PUB_BITS = 40, 16
+
+
+def key_of(type_idx, pub, seq):
+    return type_idx << (SEQ_BITS + PUB_BITS) | pub << SEQ_BITS | seq
+
+
+def split_key(key):
+    return key >> (SEQ_BITS + PUB_BITS), (key >> SEQ_BITS) & 0xFFFF, key & ((1 << SEQ_BITS) - 1)
+
+
+class Config:
+    """Sizes and timings of one run. Times are seconds of real time; waits
+    that depend on the daemons' speed are multiplied by TIME_SCALE."""
+
+    def __init__(self, seconds, steady, reconnecting, slow, publishers=4, types=12, sub_procs=2,
+                 rewrites=3):
+        self.seconds = seconds
+        self.steady, self.reconnecting, self.slow = steady, reconnecting, slow
+        self.publishers = publishers
+        self.types = types
+        self.sub_procs = sub_procs
+        self.rewrites = rewrites
+        self.bus_wait_ms = int(1000 * TIME_SCALE)
+        self.max_backlog = 128 * 1024
+        self.close_timeout_ms = int(2000 * TIME_SCALE)
+        self.ping_interval_ms = int(5000 * TIME_SCALE)
+        self.margin = 2.0 * TIME_SCALE  # on top of the bus wait, for "no hang"
+        self.seed = 7
+
+    @classmethod
+    def short(cls):
+        return cls(seconds=45, steady=40, reconnecting=12, slow=8, rewrites=2)
+
+    @classmethod
+    def long(cls, minutes, subscribers=200):
+        steady = int(subscribers * 0.7)
+        slow = max(2, subscribers // 10)
+        return cls(seconds=int(minutes * 60), steady=steady, reconnecting=subscribers - steady - slow,
+                   slow=slow, types=16, rewrites=max(3, int(minutes)))
+
+
+# --- process figures ----------------------------------------------------------------------------
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def stable_fd_count(pid):
+    """The descriptor count once it holds still for three reads in a row
+    (connections that just closed take a moment to be let go)."""
+    seen = []
+
+    def settled():
+        seen.append(fd_count(pid))
+        return len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3]
+    wait_for(settled, timeout=10, interval=0.1, what=f"fd count of {pid} to settle")
+    return seen[-1]
+
+
+def is_asan_binary(path):
+    with open(path, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+def metric(port, name):
+    status, body, _ = harness.http_request(port, "GET", "/metrics", timeout=10)
+    if status != 200:
+        raise AssertionError(f"GET /metrics: {status}")
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"no {name} in /metrics")
+
+
+# --- publishers (a worker process, one thread each) ---------------------------------------------
+
+class PublishLog:
+    """What one publisher did: arrays indexed by seq - 1."""
+
+    def __init__(self):
+        self.ts = array.array("d")
+        self.ta = array.array("d")
+        self.status = array.array("h")
+        self.type = array.array("h")
+        self.odd = []  # (seq, status, body) answers that are neither 200 OK nor 503 BROADCAST_UNAVAILABLE
+
+
+def publisher_thread(pub, port, token, cfg, stop, log):
+    rng = random.Random(cfg.seed * 1000 + pub)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=cfg.bus_wait_ms / 1000 + 30 * TIME_SCALE)
+    headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
+    seq = 0
+    while not stop.is_set():
+        seq += 1
+        t = rng.randrange(cfg.types)
+        data = '{"pub":%d,"seq":%d' % (pub, seq)
+        if seq % 50 == 0:
+            data += ',"pad":"' + "x" * 4000 + '"'
+        body = '{"event":"soak-%d","data":%s}}' % (t, data)
+        status = 0
+        ts = time.monotonic()
+        try:
+            conn.request("POST", "/event", body=body, headers=headers)
+            resp = conn.getresponse()
+            answer = resp.read()
+            status = resp.status
+            if resp.will_close:
+                conn.close()
+        except (OSError, http.client.HTTPException):
+            conn.close()
+        ta = time.monotonic()
+        log.ts.append(ts)
+        log.ta.append(ta)
+        log.status.append(status)
+        log.type.append(t)
+        if status and (status, answer) not in ((200, b'{"code":"OK"}'), (503, b'{"code":"BROADCAST_UNAVAILABLE"}')):
+            log.odd.append((seq, status, answer[:200]))
+        if status == 0:
+            time.sleep(0.02)  # the listen daemon is away: do not spin on refused connects
+    conn.close()
+
+
+def publisher_worker(cfg, port, token, stop, out_path):
+    logs = [PublishLog() for _ in range(cfg.publishers)]
+    threads = [threading.Thread(target=publisher_thread, args=(p, port, token, cfg, stop, logs[p]))
+               for p in range(cfg.publishers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with open(out_path, "wb") as f:
+        pickle.dump([(l.ts, l.ta, l.status, l.type, l.odd) for l in logs], f)
+
+
+# --- subscribers (worker processes, one asyncio loop each) ---------------------------------------
+
+class ConnRecord:
+    """One subscriber connection, from its init OK to its end."""
+
+    __slots__ = ("sub", "kind", "types", "t_init", "t_end", "end", "code", "received", "problems")
+
+    def __init__(self, sub, kind, types):
+        self.sub, self.kind, self.types = sub, kind, types
+        self.t_init = None   # init OK received
+        self.t_end = None    # client close started, close frame seen, or connection lost
+        self.end = None      # "client" | "server" (a close frame came) | "lost"
+        self.code = None     # close code received
+        self.received = array.array("Q")
+        self.problems = []
+
+    def text(self, payload):
+        m = EVENT_RE.match(payload)
+        if m:
+            t = int(m[1])
+            if self.t_init is None:
+                self.problems.append("event before the init reply")
+            if t not in self.types:
+                self.problems.append(f"event of type soak-{t}, not subscribed ({self.types})")
+            self.received.append(key_of(t, int(m[2]), int(m[3])))
+        elif payload == INIT_OK and self.t_init is None:
+            self.t_init = time.monotonic()
+        else:
+            self.problems.append(f"unexpected message {payload[:120]!r}")
+
+    def state(self):
+        return (self.sub, self.kind, self.types, self.t_init, self.t_end, self.end, self.code,
+                self.received, self.problems)
+
+
+def mask_frame(opcode, payload):
+    key = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes((key * (n // 4 + 1))[:n], "big")).to_bytes(n, "big") if n else b""
+    return head + key + masked
+
+
+class RawSubscriber(asyncio.Protocol):
+    """A minimal RFC 6455 client: handshake (accept key checked), one masked
+    init, then frames: text recorded, pings answered, close answered."""
+
+    def __init__(self, rec, token, slow):
+        self.rec, self.slow = rec, slow
+        self.fast = False
+        self.key = base64.b64encode(os.urandom(16))
+        self.init = json.dumps({"authentication": f"Basic {token}",
+                                "events": [f"soak-{t}" for t in rec.types]}).encode()
+        self.buf = bytearray()
+        self.handshaken = False
+        self.closing = False  # we sent a close
+        loop = asyncio.get_running_loop()
+        self.ready = loop.create_future()
+        self.ended = loop.create_future()
+        self.tr = None
+
+    def connection_made(self, transport):
+        self.tr = transport
+        transport.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        b"Sec-WebSocket-Key: " + self.key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+    def data_received(self, data):
+        if self.slow and not self.fast and self.rec.t_init is not None:
+            self.tr.pause_reading()  # one read per tick (see slow_ticker)
+        self.buf += data
+        if not self.handshaken:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
+            del self.buf[:end + 4]
+            expected = base64.b64encode(hashlib.sha1(self.key + WS_GUID).digest()).decode()
+            headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in head[1:] if ":" in l)}
+            if not head[0].startswith("HTTP/1.1 101") or headers.get("sec-websocket-accept") != expected:
+                self.rec.problems.append(f"handshake refused: {head[0]!r}")
+                self.tr.abort()
+                return
+            self.handshaken = True
+            self.tr.write(mask_frame(OP_TEXT, self.init))
+        self.parse()
+
+    def parse(self):
+        buf, off, n = self.buf, 0, len(self.buf)
+        rec = self.rec
+        while n - off >= 2:
+            b0, b1 = buf[off], buf[off + 1]
+            length, pos = b1 & 0x7F, off + 2
+            if length == 126:
+                if n - off < 4:
+                    break
+                length, pos = int.from_bytes(buf[off + 2:off + 4], "big"), off + 4
+            elif length == 127:
+                if n - off < 10:
+                    break
+                length, pos = int.from_bytes(buf[off + 2:off + 10], "big"), off + 10
+            if n - pos < length:
+                break
+            payload = bytes(buf[pos:pos + length])
+            off = pos + length
+            opcode = b0 & 0x0F
+            if b1 & 0x80 or not b0 & 0x80 or b0 & 0x70:
+                rec.problems.append(f"bad server frame header {b0:#x} {b1:#x}")
+            if opcode == OP_TEXT:
+                was_ready = rec.t_init is not None
+                rec.text(payload)
+                if not was_ready and rec.t_init is not None and not self.ready.done():
+                    self.ready.set_result(True)
+            elif opcode == OP_PING:
+                if not self.closing:
+                    self.tr.write(mask_frame(OP_PONG, payload))
+            elif opcode == OP_CLOSE:
+                code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+                rec.code = code
+                if not self.closing:
+                    rec.t_end, rec.end = time.monotonic(), "server"
+                    self.tr.write(mask_frame(OP_CLOSE, payload[:2]))
+                # (when we had started the close, the end stays ours whatever code crossed it)
+                self.closing = True
+                self.tr.close()
+                break
+            elif opcode != OP_PONG:
+                rec.problems.append(f"unexpected opcode {opcode}")
+        del buf[:off]
+
+    def client_close(self):
+        self.rec.t_end, self.rec.end = time.monotonic(), "client"
+        self.closing = True
+        self.tr.write(mask_frame(OP_CLOSE, struct.pack("!H", 1000)))
+
+    def connection_lost(self, exc):
+        if self.rec.end is None:
+            self.rec.t_end, self.rec.end = time.monotonic(), "lost"
+        if not self.ended.done():
+            self.ended.set_result(True)
+        if not self.ready.done():
+            self.ready.set_result(False)
+
+
+class SubscriberWorker:
+    def __init__(self, cfg, port, token, specs, stop, seed):
+        self.cfg, self.port, self.token, self.specs, self.stop = cfg, port, token, specs, stop
+        self.rng = random.Random(seed)
+        self.records = []
+        self.connect_failures = 0
+
+    async def main(self):
+        loop = asyncio.get_running_loop()
+        self.stopping = loop.create_future()
+        waiter = loop.run_in_executor(None, self.stop.wait)
+        waiter.add_done_callback(lambda _: self.stopping.done() or self.stopping.set_result(True))
+        tasks = []
+        for sub, kind, types in self.specs:
+            if kind == "reconnect":
+                tasks.append(asyncio.ensure_future(self.reconnecting(sub, types)))
+            else:
+                tasks.append(asyncio.ensure_future(self.raw_loop(sub, kind, types)))
+        await asyncio.gather(*tasks)
+
+    async def raw_loop(self, sub, kind, types):
+        while not self.stopping.done():
+            ok = await self.raw_connection(sub, kind, types)
+            if not ok and not self.stopping.done():
+                self.connect_failures += 1
+                await asyncio.sleep(0.05)  # the broadcast daemon is away: retry soon, not in a spin
+
+    async def raw_connection(self, sub, kind, types):
+        loop = asyncio.get_running_loop()
+        slow = kind == "slow"
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if slow:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, ("127.0.0.1", self.port))
+            rec = ConnRecord(sub, kind, types)
+            proto = RawSubscriber(rec, self.token, slow)
+            tr, _ = await loop.create_connection(lambda: proto, sock=sock)
+        except OSError:
+            sock.close()
+            return False
+        done, _ = await asyncio.wait([proto.ready, self.stopping], timeout=10 * TIME_SCALE,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if not proto.ready.done() or not proto.ready.result():
+            tr.abort()
+            if not proto.ready.done() and not self.stopping.done():
+                rec.problems.append("no init reply within 10 s")
+            if rec.problems:
+                self.records.append(rec.state())
+            return False
+        ticker = asyncio.ensure_future(self.slow_ticker(tr, proto)) if slow else None
+        await asyncio.wait([proto.ended, self.stopping], return_when=asyncio.FIRST_COMPLETED)
+        if ticker:
+            ticker.cancel()
+        if not proto.ended.done():
+            if slow:
+                rec.t_end, rec.end = time.monotonic(), "client"
+                tr.abort()  # behind by up to the backlog: no point in a close handshake
+            else:
+                proto.client_close()
+                await asyncio.wait([proto.ended], timeout=self.cfg.close_timeout_ms / 1000 + 10 * TIME_SCALE)
+                if not proto.ended.done():
+                    rec.problems.append("the server did not answer a close")
+                    tr.abort()
+        self.records.append(rec.state())
+        return True
+
+    async def slow_ticker(self, tr, proto):
+        """Slow phases of 6 s (one read of a few KiB per 200 ms, far below the event rate) and
+        short fast phases. A cut-off is only seen once the bytes queued before it are read,
+        so the fast phases make a slow reader notice, and come back for another round."""
+        while not proto.ended.done():
+            until = time.monotonic() + 6.0
+            while time.monotonic() < until and not proto.ended.done():
+                await asyncio.sleep(0.2)  # the slow reader's pace
+                tr.resume_reading()
+            proto.fast = True
+            tr.resume_reading()
+            await asyncio.sleep(1.0)
+            proto.fast = False
+
+    async def reconnecting(self, sub, types):
+        import websockets
+        url = f"ws://127.0.0.1:{self.port}/"
+        init = json.dumps({"authentication": f"Basic {self.token}", "events": [f"soak-{t}" for t in types]})
+        while not self.stopping.done():
+            try:
+                ws = await websockets.connect(url, ping_interval=None, max_queue=None, max_size=1 << 24,
+                                              open_timeout=10 * TIME_SCALE, close_timeout=10 * TIME_SCALE)
+            except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException):
+                self.connect_failures += 1
+                await asyncio.sleep(0.05)
+                continue
+            rec = ConnRecord(sub, "reconnect", types)
+            try:
+                await ws.send(init)
+                reply = await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE)
+            except (asyncio.TimeoutError, websockets.exceptions.ConnectionClosed):
+                await ws.close()
+                continue
+            rec.text(reply.encode())
+            if rec.t_init is None:
+                self.records.append(rec.state())
+                await ws.close()
+                continue
+            reader = asyncio.ensure_future(self.ws_reader(ws, rec))
+            life = self.rng.uniform(0.2, 1.5)
+            await asyncio.wait([reader, self.stopping], timeout=life, return_when=asyncio.FIRST_COMPLETED)
+            if not reader.done():
+                rec.t_end, rec.end = time.monotonic(), "client"
+                await ws.close()
+                await asyncio.wait([reader], timeout=10 * TIME_SCALE)
+                if not reader.done():
+                    rec.problems.append("reader still running after the close")
+                    reader.cancel()
+                rec.code = ws.close_code
+            self.records.append(rec.state())
+
+    async def ws_reader(self, ws, rec):
+        import websockets
+        try:
+            async for msg in ws:
+                rec.text(msg.encode() if isinstance(msg, str) else msg)
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        if rec.end is None:
+            rec.t_end = time.monotonic()
+            rec.code = ws.close_code
+            rec.end = "server" if ws.close_code not in (None, 1006) else "lost"
+        else:
+            rec.code = ws.close_code
+
+
+def subscriber_worker(cfg, port, token, specs, stop, out_path, seed):
+    w = SubscriberWorker(cfg, port, token, specs, stop, seed)
+    asyncio.run(w.main())
+    with open(out_path, "wb") as f:
+        pickle.dump({"records": w.records, "connect_failures": w.connect_failures}, f)
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+class Fault:
+    def __init__(self, what, t_signal):
+        self.what = what
+        self.t_signal = t_signal  # signal sent / file replaced
+        self.t_dead = None        # the process was seen gone
+        self.t_restart = None     # the new process was started
+        self.t_ready = None       # the new process serves
+
+
+class Soak:
+    """One soak run inside a harness.ServiceCase (for its daemons, tokens
+    file and log checks)."""
+
+    def __init__(self, case, cfg):
+        self.case, self.cfg = case, cfg
+        self.faults = []
+        self.rss_max = {"broadcast": 0, "listen": 0}
+        self.generation = 0
+        self.problems = []
+
+    def problem(self, text):
+        self.problems.append(text)
+
+    # daemons ---------------------------------------------------------------------------------
+
+    def broadcast_args(self):
+        c = self.cfg
+        return ["--max-backlog", str(c.max_backlog), "--close-timeout-ms", str(c.close_timeout_ms),
+                "--ping-interval-ms", str(c.ping_interval_ms)]
+
+    def listen_args(self):
+        return ["--bus-wait-ms", str(self.cfg.bus_wait_ms)]
+
+    def start_broadcast(self, port=None, bus=None):
+        self.generation += 1
+        return self.case.start_broadcast(*self.broadcast_args(), port=port, bus=bus,
+                                         name=f"broadcast-g{self.generation}")
+
+    def start_listen(self, port=None):
+        self.generation += 1
+        return self.case.start_listen(*self.listen_args(), bus=self.b.bus, port=port,
+                                      name=f"listen-g{self.generation}")
+
+    def wait_bus(self):
+        wait_for(lambda: http_get(self.l.port, "/healthz")[0] == 200, timeout=15, what="listen to reach the bus")
+
+    def sample_rss(self):
+        while not self.sampling_done.wait(0.5):
+            sample = [round(time.monotonic() - self.t0, 1)]
+            for name in ("broadcast", "listen"):
+                d = getattr(self, name[0])
+                try:
+                    rss = rss_kib(d.pid)
+                except (OSError, AssertionError):
+                    rss = None  # between a kill and a restart
+                else:
+                    self.rss_max[name] = max(self.rss_max[name], rss)
+                sample.append(rss)
+            self.rss_timeline.append(tuple(sample))
+
+    def restart(self, which, sig):
+        old = self.b if which == "broadcast" else self.l
+        fault = Fault(f"{which} {signal.Signals(sig).name}", time.monotonic())
+        self.faults.append(fault)
+        code = old.stop(sig, timeout=30)
+        fault.t_dead = time.monotonic()
+        expected = -signal.SIGKILL if sig == signal.SIGKILL else 0
+        if code != expected:
+            self.problem(f"{fault.what}: exit status {code}, expected {expected}")
+        if which == "broadcast":
+            # Down for longer than the bus wait, so that publishes meet the outage.
+            # (publishers that met the drop all start their next publish together and wait a
+            # whole bus wait: 2.5 waits leave room for one publish to start and end inside)
+            time.sleep(self.cfg.bus_wait_ms / 1000 * 2.5 + 0.5)
+            fault.t_restart = time.monotonic()
+            self.b = self.start_broadcast(port=old.port, bus=old.bus)
+            self.wait_bus()
+        else:
+            fault.t_restart = time.monotonic()
+            self.l = self.start_listen(port=old.port)
+            self.wait_bus()
+        fault.t_ready = time.monotonic()
+
+    def rewrite_tokens(self, n):
+        others = [harness.new_token() for _ in range(n % 3 + 1)]
+        self.case.write_tokens(others[:1] + [self.case.token] + others[1:])
+        f = Fault("tokens file rewritten", time.monotonic())
+        f.t_ready = f.t_signal
+        self.faults.append(f)
+
+    # the run -------------------------------------------------------------------------------------
+
+    def specs(self):
+        """(sub id, kind, types) for every subscriber; every type has steady subscribers."""
+        c, rng = self.cfg, random.Random(self.cfg.seed)
+        out = []
+        for i in range(c.steady):
+            types = {i % c.types, (i * 7 + 3) % c.types}
+            if i % 3 == 0:
+                types.add(rng.randrange(c.types))
+            out.append((len(out), "steady", tuple(sorted(types))))
+        for i in range(c.reconnecting):
+            out.append((len(out), "reconnect", tuple(sorted(rng.sample(range(c.types), rng.randint(1, 3))))))
+        for i in range(c.slow):
+            out.append((len(out), "slow", tuple(range(c.types))))  # every type: the most traffic
+        return out
+
+    def run(self):
+        c = self.cfg
+        ctx = multiprocessing.get_context("fork")
+        self.b = self.start_broadcast()
+        self.l = self.start_listen()
+        self.wait_bus()
+        asan = is_asan_binary(harness.BROADCAST_BIN)
+
+        # Idle figures, after one warm-up delivery.
+        warm = harness.publish(self.l.port, "soak-warm", {"warm": 1}, self.case.token)
+        self.case.assertEqual(warm, (200, {"code": "OK"}))
+        idle_fds = {"broadcast": stable_fd_count(self.b.pid), "listen": stable_fd_count(self.l.pid)}
+        idle_rss = {"broadcast": rss_kib(self.b.pid), "listen": rss_kib(self.l.pid)}
+
+        work = os.path.join(self.case.dir, "soak")
+        os.makedirs(work)
+        pub_stop, sub_stop = ctx.Event(), ctx.Event()
+        specs = self.specs()
+        sub_procs = []
+        for k in range(c.sub_procs):
+            mine = specs[k::c.sub_procs]
+            p = ctx.Process(target=subscriber_worker,
+                            args=(c, self.b.port, self.case.token, mine, sub_stop,
+                                  os.path.join(work, f"sub-{k}.pkl"), c.seed + k), daemon=True)
+            p.start()
+            sub_procs.append(p)
+        # Publishing starts once the steady subscribers are in (not a requirement of the checks,
+        # which use each connection's own init time, but it makes the figures larger).
+        wait_for(lambda: metric(self.b.port, "evs_broadcast_sessions_authenticated") >= c.steady,
+                 timeout=30, what="steady subscribers to connect")
+        pub = ctx.Process(target=publisher_worker,
+                          args=(c, self.l.port, self.case.token, pub_stop, os.path.join(work, "pub.pkl")),
+                          daemon=True)
+        t0 = time.monotonic()
+        pub.start()
+        self.sampling_done = threading.Event()
+        self.t0, self.rss_timeline = t0, []
+        sampler = threading.Thread(target=self.sample_rss, daemon=True)
+        sampler.start()
+
+        # The timeline: faults in the first half, then the final daemons run on under load.
+        D = c.seconds
+        plan = [(0.12, lambda: self.restart("broadcast", signal.SIGKILL)),
+                (0.24, lambda: self.restart("listen", signal.SIGKILL)),
+                (0.36, lambda: self.restart("broadcast", signal.SIGTERM)),
+                (0.48, lambda: self.restart("listen", signal.SIGTERM)),
+                (0.62, "baseline")]
+        for i in range(c.rewrites):
+            plan.append((0.18 + 0.8 * i / c.rewrites, lambda i=i: self.rewrite_tokens(i)))
+        plan.sort(key=lambda p: p[0])
+        warm_rss = None
+        for at, action in plan:
+            delay = t0 + at * D - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)  # the run itself: traffic flows meanwhile
+            if action == "baseline":
+                # The warm figure: the largest RSS of the final daemons since their restart,
+                # their working set under this load (later growth would be a leak).
+                since = max(f.t_ready for f in self.faults if f.what.split()[0] in ("broadcast", "listen"))
+                warm_rss = {}
+                for k, name in enumerate(("broadcast", "listen")):
+                    seen = [smp[k + 1] for smp in self.rss_timeline
+                            if smp[0] >= since - self.t0 and smp[k + 1] is not None]
+                    warm_rss[name] = max(seen + [rss_kib(getattr(self, name[0]).pid)])
+            else:
+                action()
+        delay = t0 + D - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+        # Publishers stop first, then subscribers close.
+        pub_stop.set()
+        pub.join(60 * TIME_SCALE)
+        self.case.assertEqual(pub.exitcode, 0, "publisher worker failed or hung")
+        t_pub_end = time.monotonic()
+        sub_stop.set()
+        for p in sub_procs:
+            p.join(120 * TIME_SCALE)
+            self.case.assertEqual(p.exitcode, 0, "subscriber worker failed or hung")
+        self.sampling_done.set()
+        sampler.join()
+
+        # Clients gone: the daemons are back to idle.
+        wait_for(lambda: metric(self.b.port, "evs_broadcast_sessions") == 0, timeout=30,
+                 what="every session to end")
+        for name in ("broadcast", "listen"):
+            d = getattr(self, name[0])
+            wait_for(lambda: fd_count(d.pid) <= idle_fds[name], timeout=30,
+                     what=f"{name} fds back to {idle_fds[name]} (now {fd_count(d.pid)})")
+        end_fds = {"broadcast": fd_count(self.b.pid), "listen": fd_count(self.l.pid)}
+        end_rss = {"broadcast": rss_kib(self.b.pid), "listen": rss_kib(self.l.pid)}
+        backlog = metric(self.b.port, "evs_broadcast_backlog_bytes")
+        frames = metric(self.b.port, "evs_broadcast_shared_frame_bytes")
+
+        with open(os.path.join(work, "pub.pkl"), "rb") as f:
+            pubs = pickle.load(f)
+        records, connect_failures = [], 0
+        for k in range(c.sub_procs):
+            with open(os.path.join(work, f"sub-{k}.pkl"), "rb") as f:
+                r = pickle.load(f)
+            records += r["records"]
+            connect_failures += r["connect_failures"]
+
+        figures = self.check(pubs, records)
+        slow_cuts = sum(d.log().count("slow consumer, over") for d in self.case.daemons if "broadcast" in d.argv[0])
+
+        # Clean exits (LeakSanitizer runs at exit in the sanitizer build).
+        for d in (self.l, self.b):
+            code = d.stop(signal.SIGTERM, timeout=30)
+            if code != 0:
+                self.problem(f"{d.argv[0]} exited {code} on SIGTERM")
+
+        figures.update(
+            seconds=round(t_pub_end - t0, 1), idle_fds=idle_fds, end_fds=end_fds, idle_rss_kib=idle_rss,
+            warm_rss_kib=warm_rss, end_rss_kib=end_rss, largest_rss_kib=self.rss_max,
+            slow_consumer_cutoffs=slow_cuts, connect_retries=connect_failures,
+            faults=[f.what for f in self.faults])
+        self.print_figures(figures)
+
+        # Final assertions.
+        if backlog != 0 or frames != 0:
+            self.problem(f"after the clients left: backlog {backlog} bytes, shared frames {frames} bytes")
+        if slow_cuts == 0 and c.slow:
+            self.problem("no slow subscriber was ever cut off (1013)")
+        for name in ("broadcast", "listen"):
+            if end_fds[name] > idle_fds[name]:
+                self.problem(f"{name}: {end_fds[name]} fds open after the run, {idle_fds[name]} idle before")
+            limit = warm_rss[name] * 1.2 + 8 * 1024
+            if not asan and end_rss[name] > limit:
+                self.problem(f"{name}: RSS {end_rss[name]} KiB after the run, over {limit:.0f} KiB "
+                             f"(warm {warm_rss[name]} KiB + 20% + 8 MiB)")
+        if self.problems:
+            shown = "\n  ".join(self.problems[:40])
+            raise AssertionError(f"{len(self.problems)} problems:\n  {shown}")
+        return figures
+
+    # checking --------------------------------------------------------------------------------
+
+    def check(self, pubs, records):
+        c = self.cfg
+        limit = c.bus_wait_ms / 1000 + c.margin
+        b_faults = [f for f in self.faults if f.what.startswith("broadcast")]
+        l_faults = [f for f in self.faults if f.what.startswith("listen")]
+        sigterms = sorted(f.t_signal for f in b_faults if f.what.endswith("SIGTERM"))
+        sigkills = sorted(f.t_signal for f in b_faults if f.what.endswith("SIGKILL"))
+
+        def near(faults, ts, ta, after):
+            return any(ts <= f.t_ready + after and ta >= f.t_signal for f in faults)
+
+        # Publishes: answers, no hang, 503 only around broadcast outages.
+        by_type = [[] for _ in range(c.types)]  # (ts, ta, key) of every 200
+        counts = {200: 0, 503: 0, 0: 0}
+        outage_503 = [0] * len(b_faults)
+        for p, (ts_a, ta_a, st_a, ty_a, odd) in enumerate(pubs):
+            for seq, status, body in odd:
+                self.problem(f"publisher {p} seq {seq}: answered {status} {body!r}")
+            for i in range(len(ts_a)):
+                ts, ta, status = ts_a[i], ta_a[i], st_a[i]
+                counts[status] = counts.get(status, 0) + 1
+                if ta - ts > limit:
+                    self.problem(f"publisher {p} seq {i + 1}: answer after {ta - ts:.2f} s (limit {limit:.2f} s)")
+                if status == 200:
+                    by_type[ty_a[i]].append((ts, ta, key_of(ty_a[i], p, i + 1)))
+                elif status == 503:
+                    if not near(b_faults, ts, ta, limit):
+                        self.problem(f"publisher {p} seq {i + 1}: 503 at {ts - self.faults[0].t_signal:+.2f} s "
+                                     f"from the first fault, outside any broadcast outage")
+                elif status == 0:
+                    if not near(l_faults, ts, ta, 0.5 * TIME_SCALE):
+                        self.problem(f"publisher {p} seq {i + 1}: connection error outside a listen restart")
+                for k, f in enumerate(b_faults):
+                    if ts >= f.t_dead and ta <= f.t_restart:
+                        if status == 503:
+                            outage_503[k] += 1
+                        else:
+                            self.problem(f"publisher {p} seq {i + 1}: {status} while no broadcast daemon ran")
+        for k, f in enumerate(b_faults):
+            if outage_503[k] == 0:
+                self.problem(f"{f.what}: no publish met the outage with a 503")
+        for lst in by_type:
+            lst.sort()
+        type_ts = [[x[0] for x in lst] for lst in by_type]
+
+        # Publish times by key, for order checks.
+        def times(key):
+            _, p, seq = split_key(key)
+            if p >= len(pubs) or not 1 <= seq <= len(pubs[p][0]):
+                return None
+            return pubs[p][0][seq - 1], pubs[p][1][seq - 1], pubs[p][2][seq - 1], pubs[p][3][seq - 1]
+
+        checked = delivered = 0
+        ends = {}
+        for (sub, kind, types, t_init, t_end, end, code, received, problems) in records:
+            label = f"subscriber {sub} ({kind}, types {types})"
+            for text in problems[:3]:
+                self.problem(f"{label}: {text}")
+            if t_init is None:
+                continue
+            delivered += len(received)
+            ends[(kind, end, code)] = ends.get((kind, end, code), 0) + 1
+            # Order, once, only published events of subscribed types.
+            last_seq = {}
+            max_ts = 0.0
+            last_ts = t_init
+            bad = 0
+            for key in received:
+                t, p, seq = split_key(key)
+                info = times(key)
+                if info is None or info[3] != t:
+                    self.problem(f"{label}: received {split_key(key)}, which was not published as such")
+                    bad += 1
+                    continue
+                ts, ta, status, _ = info
+                if seq <= last_seq.get(p, 0):
+                    self.problem(f"{label}: publisher {p} seq {seq} after seq {last_seq[p]} (duplicate or out of order)")
+                    bad += 1
+                last_seq[p] = seq
+                if status == 200 and ta < max_ts:
+                    self.problem(f"{label}: publisher {p} seq {seq} (answered before another event was sent) "
+                                 f"arrived after that event")
+                    bad += 1
+                max_ts = max(max_ts, ts)
+                last_ts = ts
+                if bad > 5:
+                    break
+            # Until when it was surely still subscribed, as the client can tell.
+            if end == "client" and kind != "slow" and code in (1000, 1001):
+                # Its own close: every event answered before it started was queued before the
+                # server read that close. If a 1001 crossed it, the server's close came first:
+                # events answered before the SIGTERM were queued before that.
+                before = [t for t in sigterms if t_init <= t <= t_end] if code == 1001 else []
+                until = before[-1] if before else t_end
+            elif kind == "slow" or end in ("lost", "client") or (end == "server" and code != 1001):
+                until = last_ts
+                if kind != "slow" and end == "client" and code not in (None, 1006):
+                    self.problem(f"{label}: its close was crossed by a close {code} from the server")
+                elif kind != "slow":
+                    if end == "lost" and not any(t_init <= k <= t_end for k in sigkills):
+                        self.problem(f"{label}: connection lost at {t_end - self.t0:.3f} s (init OK at "
+                                     f"{t_init - self.t0:.3f} s) without a broadcast SIGKILL; faults at "
+                                     + ", ".join(f"{f.what} {f.t_signal - self.t0:.3f} s" for f in b_faults))
+                    elif end == "server":
+                        self.problem(f"{label}: closed by the server with {code}")
+            elif end == "server":  # 1001
+                before = [t for t in sigterms if t <= t_end]
+                if not before:
+                    self.problem(f"{label}: closed 1001 without a SIGTERM")
+                    continue
+                until = before[-1]
+            have = set(received)
+            missing = 0
+            for t in types:
+                lst, tss = by_type[t], type_ts[t]
+                lo = bisect.bisect_right(tss, t_init)
+                hi = bisect.bisect_left(tss, until)
+                for ts, ta, key in lst[lo:hi]:
+                    if ta < until:
+                        checked += 1
+                        if key not in have:
+                            missing += 1
+                            if missing <= 3:
+                                self.problem(f"{label}: missing {split_key(key)} sent {ts - t_init:.3f} s "
+                                             f"after its init, answered {until - ta:.3f} s before its end ({end} {code})")
+            if missing > 3:
+                self.problem(f"{label}: {missing} events missing in all")
+        published = sum(len(p[0]) for p in pubs)
+        return {"events_published": published, "answered_200": counts.get(200, 0),
+                "answered_503": counts.get(503, 0), "connection_errors": counts.get(0, 0),
+                "connections": sum(1 for r in records if r[3] is not None),
+                "deliveries_received": delivered, "deliveries_checked": checked,
+                "connection_ends": {f"{k[0]}/{k[1]}/{k[2]}": v for k, v in sorted(ends.items(), key=str)},
+                "faults_injected": len(self.faults)}
+
+    def print_figures(self, fig):
+        lines = [
+            "== soak figures",
+            f"  traffic: {fig['seconds']} s, {self.cfg.publishers} publishers, "
+            f"{self.cfg.steady + self.cfg.reconnecting + self.cfg.slow} subscribers "
+            f"({self.cfg.steady} steady, {self.cfg.reconnecting} reconnecting, {self.cfg.slow} slow)",
+            f"  events published: {fig['events_published']} (200: {fig['answered_200']}, "
+            f"503: {fig['answered_503']}, connection errors: {fig['connection_errors']})",
+            f"  deliveries checked: {fig['deliveries_checked']} (received in all: {fig['deliveries_received']}, "
+            f"over {fig['connections']} connections)",
+            f"  connection ends (kind/end/code): {fig['connection_ends']}",
+            f"  slow-consumer cut-offs: {fig['slow_consumer_cutoffs']}; connect retries: {fig['connect_retries']}",
+            f"  faults injected: {fig['faults_injected']}: "
+            + ", ".join(f"{f.what} at {f.t_signal - self.t0:.1f} s" for f in self.faults),
+            f"  largest RSS (KiB): {fig['largest_rss_kib']}",
+            f"  RSS (KiB) idle before: {fig['idle_rss_kib']}, warm: {fig['warm_rss_kib']}, after: {fig['end_rss_kib']}",
+            f"  fds idle before: {fig['idle_fds']}, after: {fig['end_fds']}",
+            "  RSS timeline (s, broadcast KiB, listen KiB): "
+            + " ".join(f"{t}:{b}/{l}" for t, b, l in self.rss_timeline[::max(1, len(self.rss_timeline) // 24)]),
+            f"  problems: {len(self.problems)}",
+        ]
+        print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+class SoakCase(harness.ServiceCase):
+    config = None  # set by the caller
+
+    def run_soak(self, cfg):
+        return Soak(self, cfg).run()
+
+
+class LongSoak(SoakCase):
+    def test_soak(self):
+        self.run_soak(self.config)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--subscribers", type=int, default=200)
+    parser.add_argument("--publishers", type=int, default=4)
+    args = parser.parse_args()
+    cfg = Config.long(args.minutes, args.subscribers)
+    cfg.publishers = args.publishers
+    LongSoak.config = cfg
+    suite = unittest.TestSuite([LongSoak("test_soak")])
+    result = unittest.TextTestRunner(verbosity=2).run(suite)
+    sys.exit(0 if result.wasSuccessful() else 1)
+
+
+if __name__ == "__main__":
+    main()
