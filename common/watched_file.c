@@ -118,6 +118,14 @@ void watched_file_reload(struct watched_file *file, const char *reason)
     file->seen = signature_of(file->path);
     if (read_whole(file->path, file->max_bytes, &text, &len, &mode) < 0) {
         int error = errno;
+        /* Only errors that say something about the file itself reach the
+         * owner (which may then revoke what the file granted). A passing
+         * failure of this process (out of descriptors or memory, a file
+         * still being written) keeps the last version and is retried at the
+         * next poll. */
+        if (error != ENOENT && error != EACCES && error != EPERM && error != ENOTDIR &&
+            error != ELOOP && error != EINVAL && error != EFBIG)
+            error = EAGAIN;
         if (error == EAGAIN) {
             /* Being written: forget the signature so the next poll retries. */
             memset(&file->seen, 0, sizeof file->seen);

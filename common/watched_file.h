@@ -20,6 +20,8 @@ struct watched_file;
 /* text[0..len) is the file's content (NUL-terminated, borrowed for the
  * call) and error is 0, or text is NULL and error is an errno value (ENOENT,
  * EACCES, EFBIG when over max_bytes, EINVAL when not a regular file).
+ * Other failures (EMFILE, ENOMEM, EIO...) keep the last version and are
+ * retried at the next poll, without a call.
  * reason is NULL for the first load, else what caused the reload. file is
  * the watched file itself (valid during the call, also during the first
  * load inside watched_file_new). */
