@@ -10,7 +10,7 @@
  * Tokens are kept only as SHA-256 digests; tokens_contains compares the
  * digest of the candidate with every stored digest in constant time, so the
  * time taken depends on the number of tokens, never on their content.
- * Pure: no I/O (see token_store.h for the file watcher).
+ * Pure: no I/O (watched_file.h and auth_store.h keep it current).
  */
 #ifndef EVS_TOKENS_H
 #define EVS_TOKENS_H

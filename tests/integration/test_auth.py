@@ -1,4 +1,4 @@
-"""Bearer JWTs and authorization by role (issue 6), end to end.
+"""Bearer JWTs and authorization by role, end to end.
 
 Both real daemons run on free loopback ports with the authentication flags
 (--roles, --jwt-secrets, --jwt-public-key, --jwt-leeway-s, --jwt-issuer,

@@ -3,7 +3,7 @@
 Both real daemons run on free loopback ports; subscribers are Debian's
 python3-websockets, all in one asyncio loop; events are published with
 http.client over one keep-alive connection from a worker thread while the
-subscribers read. What is proven here is issue 3's fan-out: every subscriber
+subscribers read. What is proven here is the fan-out: every subscriber
 of a type gets every event of it, in order, and nothing else; subscribers
 that leave do not disturb the others; and a publisher's 200 means every
 subscriber that had its init OK before the publish gets the event.

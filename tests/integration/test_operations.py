@@ -1,4 +1,4 @@
-"""Operating the daemons (issue 5): what a service manager and a monitoring
+"""Operating the daemons: what a service manager and a monitoring
 system see.
 
 - sd_notify: the test binds its own NOTIFY_SOCKET (an AF_UNIX datagram
