@@ -3,7 +3,7 @@
 Both real daemons run on free loopback ports; subscribers are Debian's
 python3-websockets (or a raw socket where the opening handshake itself is
 under test) and events are published with http.client. What is proven here
-is DESIGN.md "The public contract" (Subscribe) and its init protocol:
+is the subscribe side of the public contract and its init protocol:
 every init code, the connection left open after an error, additive inits,
 routing by type, nothing before the init OK, the event message byte-exact
 with the publisher's data text, order, the handshake answers and token
