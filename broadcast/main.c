@@ -73,8 +73,8 @@ static const struct cfg_option options[] = {
      "unsent bytes a subscriber may fall behind before it is closed with 1013",
      &settings.max_backlog, 4096, (uint64_t)4 * 1024 * 1024 * 1024},
     {"--init-timeout-ms", "INIT_TIMEOUT_MS", CFG_UINT, "10000",
-     "time a new connection has for a successful init before close 1008",
-     &settings.init_timeout_ms, 100, 3600000},
+     "time a new connection has for a successful init before close 1008", &settings.init_timeout_ms,
+     100, 3600000},
     {"--ping-interval-ms", "PING_INTERVAL_MS", CFG_UINT, "30000",
      "ping period; a subscriber that has not answered by the next ping is dropped",
      &settings.ping_interval_ms, 100, 3600000},
@@ -83,11 +83,10 @@ static const struct cfg_option options[] = {
     {"--max-subscriptions", "MAX_SUBSCRIPTIONS", CFG_UINT, "1024",
      "event types one subscriber may subscribe to", &settings.max_subscriptions, 1, 1000000},
     {"--max-connections", "MAX_CONNECTIONS", CFG_UINT, "0",
-     "open connections allowed (0: the file limit minus a reserve)",
-     &settings.max_connections, 0, 10000000},
+     "open connections allowed (0: the file limit minus a reserve)", &settings.max_connections, 0,
+     10000000},
     {"--max-header-size", "MAX_HEADER_SIZE", CFG_SIZE, "16K",
-     "largest handshake request line plus headers (bytes)", &settings.max_head, 1024,
-     1024 * 1024},
+     "largest handshake request line plus headers (bytes)", &settings.max_head, 1024, 1024 * 1024},
     {"--handshake-timeout-ms", "HANDSHAKE_TIMEOUT_MS", CFG_UINT, "10000",
      "time allowed for the opening handshake to arrive", &settings.handshake_timeout_ms, 100,
      3600000},
@@ -119,7 +118,8 @@ struct broadcast_daemon {
     struct ws_api api;
     struct service_manager *manager;
     bool hub_ready;
-    struct event *sighup, *sigterm, *sigint, *drain_timer;
+    struct process_signals signals;
+    struct event *drain_timer;
     bool stopping;
     bool bus_socket_created;
 };
@@ -271,23 +271,17 @@ int main(int argc, char **argv)
     /* Signals are caught from here on (a SIGHUP must never kill a daemon
      * that is still starting); their callbacks only run inside the loop,
      * once everything below exists. */
-    d.sighup = evsignal_new(d.base, SIGHUP, on_sighup, &d);
-    d.sigterm = evsignal_new(d.base, SIGTERM, on_stop_signal, &d);
-    d.sigint = evsignal_new(d.base, SIGINT, on_stop_signal, &d);
     d.drain_timer = evtimer_new(d.base, drain_check_cb, &d);
-    evsignal_add(d.sighup, NULL);
-    evsignal_add(d.sigterm, NULL);
-    evsignal_add(d.sigint, NULL);
-    {
-        struct auth_store_config auth_config;
-        auth_settings_store_config(&settings.auth, &auth_config);
-        d.auth = auth_store_new(d.base, &auth_config, err, sizeof err);
-        if (!d.auth) {
-            /* A roles, secrets or key file that cannot be used is a bad setting. */
-            fprintf(stderr, "event-broadcast: %s\n", err);
-            status = 2;
-            goto out;
-        }
+    if (!d.drain_timer ||
+        process_signals_catch(&d.signals, d.base, on_sighup, on_stop_signal, &d) < 0) {
+        log_error("out of memory during start-up");
+        goto out;
+    }
+    d.auth = auth_settings_open(d.base, &settings.auth, err, sizeof err);
+    if (!d.auth) {
+        fprintf(stderr, "event-broadcast: %s\n", err);
+        status = 2;
+        goto out;
     }
     {
         /* Before any socket is bound, so that a daemon that accepts is
@@ -379,12 +373,9 @@ out:
     auth_store_free(d.auth);
     tls_server_free(d.tls);
     service_manager_free(d.manager);
-    if (d.sighup) {
-        event_free(d.sighup);
-        event_free(d.sigterm);
-        event_free(d.sigint);
+    process_signals_free(&d.signals);
+    if (d.drain_timer)
         event_free(d.drain_timer);
-    }
     conn_flush_abort_all();
     if (d.base)
         event_base_free(d.base);

@@ -55,4 +55,15 @@ static inline void auth_settings_store_config(const struct auth_settings *s,
     out->jwt_policy.audience = s->jwt_audience;
 }
 
+/* The daemon's auth store from its settings; NULL with err on a roles,
+ * secrets or key file that cannot be used (a bad setting: exit 2). */
+static inline struct auth_store *auth_settings_open(struct event_base *base,
+                                                    const struct auth_settings *s, char *err,
+                                                    size_t err_len)
+{
+    struct auth_store_config config;
+    auth_settings_store_config(s, &config);
+    return auth_store_new(base, &config, err, err_len);
+}
+
 #endif

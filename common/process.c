@@ -60,3 +60,27 @@ void process_route_libevent_logs(int quiet)
 {
     event_set_log_callback(quiet ? libevent_quiet_cb : libevent_log_cb);
 }
+
+int process_signals_catch(struct process_signals *signals, struct event_base *base,
+                          void (*reload)(int, short, void *), void (*stop)(int, short, void *),
+                          void *arg)
+{
+    signals->hup = evsignal_new(base, SIGHUP, reload, arg);
+    signals->term = evsignal_new(base, SIGTERM, stop, arg);
+    signals->intr = evsignal_new(base, SIGINT, stop, arg);
+    if (!signals->hup || !signals->term || !signals->intr || evsignal_add(signals->hup, NULL) < 0 ||
+        evsignal_add(signals->term, NULL) < 0 || evsignal_add(signals->intr, NULL) < 0)
+        return -1;
+    return 0;
+}
+
+void process_signals_free(struct process_signals *signals)
+{
+    if (signals->hup)
+        event_free(signals->hup);
+    if (signals->term)
+        event_free(signals->term);
+    if (signals->intr)
+        event_free(signals->intr);
+    signals->hup = signals->term = signals->intr = NULL;
+}

@@ -66,20 +66,19 @@ static const struct cfg_option options[] = {
     {"--log-level", "LOG_LEVEL", CFG_LOG_LEVEL, "info", "error, warn, info or debug",
      &settings.log_level, 0, 0},
     {"--max-body-size", "MAX_BODY_SIZE", CFG_SIZE, "1M",
-     "largest publish body accepted (bytes; k/M suffixes); larger gets 413", &settings.max_body,
-     64, BUS_MESSAGE_HARD_MAX - 1024},
+     "largest publish body accepted (bytes; k/M suffixes); larger gets 413", &settings.max_body, 64,
+     BUS_MESSAGE_HARD_MAX - 1024},
     {"--max-header-size", "MAX_HEADER_SIZE", CFG_SIZE, "16K",
      "largest request line plus headers (bytes); larger gets 431", &settings.max_head, 1024,
      1024 * 1024},
     {"--request-timeout-ms", "REQUEST_TIMEOUT_MS", CFG_UINT, "30000",
-     "time allowed for a whole request to arrive; slower gets 408",
-     &settings.request_timeout_ms, 100, 3600000},
+     "time allowed for a whole request to arrive; slower gets 408", &settings.request_timeout_ms,
+     100, 3600000},
     {"--idle-timeout-ms", "IDLE_TIMEOUT_MS", CFG_UINT, "60000",
-     "keep-alive connections idle this long are closed", &settings.idle_timeout_ms, 100,
-     86400000},
+     "keep-alive connections idle this long are closed", &settings.idle_timeout_ms, 100, 86400000},
     {"--max-connections", "MAX_CONNECTIONS", CFG_UINT, "0",
-     "open connections allowed (0: the file limit minus a reserve)",
-     &settings.max_connections, 0, 10000000},
+     "open connections allowed (0: the file limit minus a reserve)", &settings.max_connections, 0,
+     10000000},
     {"--metrics-token", "METRICS_TOKEN", CFG_STRING, "",
      "when set, GET /metrics needs \"Authorization: Bearer <token>\"", &settings.metrics_token, 0,
      0},
@@ -99,7 +98,8 @@ struct listen_daemon {
     struct tls_server *tls;
     struct bus *bus;
     struct publish_api api;
-    struct event *sighup, *sigterm, *sigint, *drain_timer, *ready_timer, *abort_timer;
+    struct process_signals signals;
+    struct event *drain_timer, *ready_timer, *abort_timer;
     struct service_manager *manager;
     bool stopping;
 };
@@ -109,7 +109,8 @@ static void status_line(void *arg, char *buf, unsigned len)
     struct listen_daemon *d = arg;
     struct bus_stats bus;
     bus_get_stats(d->bus, &bus);
-    snprintf(buf, len, "%zu/%zu broadcast daemons connected, %llu publishes in flight, %llu accepted",
+    snprintf(buf, len,
+             "%zu/%zu broadcast daemons connected, %llu publishes in flight, %llu accepted",
              bus.ready, bus.links, (unsigned long long)d->api.counters.in_flight,
              (unsigned long long)d->api.counters.accepted);
 }
@@ -227,23 +228,17 @@ int main(int argc, char **argv)
     /* Signals are caught from here on (a SIGHUP must never kill a daemon
      * that is still starting); their callbacks only run inside the loop,
      * once everything below exists. */
-    d.sighup = evsignal_new(d.base, SIGHUP, on_sighup, &d);
-    d.sigterm = evsignal_new(d.base, SIGTERM, on_stop_signal, &d);
-    d.sigint = evsignal_new(d.base, SIGINT, on_stop_signal, &d);
     d.drain_timer = evtimer_new(d.base, drain_check_cb, &d);
-    evsignal_add(d.sighup, NULL);
-    evsignal_add(d.sigterm, NULL);
-    evsignal_add(d.sigint, NULL);
-    {
-        struct auth_store_config auth_config;
-        auth_settings_store_config(&settings.auth, &auth_config);
-        d.auth = auth_store_new(d.base, &auth_config, err, sizeof err);
-        if (!d.auth) {
-            /* A roles, secrets or key file that cannot be used is a bad setting. */
-            fprintf(stderr, "event-listen: %s\n", err);
-            status = 2;
-            goto out;
-        }
+    if (!d.drain_timer ||
+        process_signals_catch(&d.signals, d.base, on_sighup, on_stop_signal, &d) < 0) {
+        log_error("out of memory during start-up");
+        goto out;
+    }
+    d.auth = auth_settings_open(d.base, &settings.auth, err, sizeof err);
+    if (!d.auth) {
+        fprintf(stderr, "event-listen: %s\n", err);
+        status = 2;
+        goto out;
     }
     fd = service_manager_take_socket("http");
     if (fd < 0)
@@ -299,12 +294,9 @@ out:
         event_free(d.ready_timer);
     if (d.abort_timer)
         event_free(d.abort_timer);
-    if (d.sighup) {
-        event_free(d.sighup);
-        event_free(d.sigterm);
-        event_free(d.sigint);
+    process_signals_free(&d.signals);
+    if (d.drain_timer)
         event_free(d.drain_timer);
-    }
     conn_flush_abort_all();
     if (d.base)
         event_base_free(d.base);
