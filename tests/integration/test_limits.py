@@ -379,6 +379,29 @@ class LimitsCase(harness.ServiceCase):
         payload = "x" * 4096
         max_events = 4000  # 16 MiB: far past 64 KiB plus any kernel buffering
 
+        # Once the cut-off shows in the log the slow one starts reading, at
+        # once and beside the publisher: what the server queued before the
+        # cut-off, a close 1013, and then (it never answers the close) the
+        # end of the connection after the close timeout. Reading any later
+        # would race that timeout, which discards what is still unsent.
+        slow_seen = {}
+
+        def drain_slow():
+            frames = []
+            while True:
+                frame = slow.recv_frame(timeout=10)
+                if frame is None:
+                    break
+                frames.append(frame)
+                if frame.opcode == OP_CLOSE:
+                    break
+            slow_seen["frames"] = frames
+            if frames and frames[-1].opcode == OP_CLOSE:
+                slow_seen["after_close"] = slow.wait_eof(timeout=close_timeout_ms / 1000 + 5)
+                slow_seen["eof_at"] = time.monotonic()
+
+        slow_reader = threading.Thread(target=drain_slow)
+
         def publish_until_cut_off():
             pub = KeepAlivePublisher(l.port, self.token)
             statuses, sent, extra = [], 0, None
@@ -389,6 +412,7 @@ class LimitsCase(harness.ServiceCase):
                     sent += 1
                     if extra is None and i % 8 == 7 and "slow consumer" in b.log():
                         cut_seen = time.monotonic()
+                        slow_reader.start()
                         extra = 50  # a few more once the slow one is gone
                     if extra is not None:
                         extra -= 1
@@ -423,24 +447,19 @@ class LimitsCase(harness.ServiceCase):
         b.wait_log(f"ws 127.0.0.1:{slow.local_port}: slow consumer, over 65536 bytes unsent: closing (1013)")
         self.assertEqual(closes(b.port, "slow_consumer"), 1)
 
-        # The slow one now reads: it finds what was queued before the cut-off,
-        # a close 1013, and then (it never answers the close) the server
-        # drops the TCP connection after the close timeout.
-        frames = []
-        while True:
-            frame = slow.recv_frame(timeout=10)
-            self.assertIsNotNone(frame, "connection ended without a close frame")
-            frames.append(frame)
-            if frame.opcode == OP_CLOSE:
-                break
+        self.assertIsNotNone(cut_seen)
+        slow_reader.join(timeout=(close_timeout_ms / 1000 + 20) * TIME_SCALE)
+        self.assertFalse(slow_reader.is_alive(), "the slow subscriber's connection never ended")
+        frames = slow_seen["frames"]
+        self.assertTrue(frames and frames[-1].opcode == OP_CLOSE, "connection ended without a close frame")
         self.assertEqual(frames[-1].close_code, 1013)
         events = [f.json() for f in frames[:-1] if f.opcode == OP_TEXT]
         self.assertGreater(len(events), 0)
         self.assertLess(len(events), sent)
         self.assertEqual(events, received[:len(events)])
-        self.assertEqual(slow.wait_eof(timeout=close_timeout_ms / 1000 + 5), [])
+        self.assertEqual(slow_seen["after_close"], [])
         # Not before the close timeout (counted from when the cut-off was seen in the log).
-        self.assertGreater(time.monotonic() - cut_seen, close_timeout_ms / 1000 * 0.8)
+        self.assertGreater(slow_seen["eof_at"] - cut_seen, close_timeout_ms / 1000 * 0.8)
         b.wait_log(f"ws 127.0.0.1:{slow.local_port}: close not completed in time: dropped")
         self.assert_still_serving(b, l)
 
