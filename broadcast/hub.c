@@ -62,6 +62,11 @@ void hub_trim_heap(struct hub *hub)
     }
 }
 
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    session_flush_all(arg);
+}
+
 static void trim_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct hub *hub = arg;
@@ -86,8 +91,9 @@ int hub_init(struct hub *hub, struct event_base *base, const struct hub_limits *
     hub->close_timer = evtimer_new(base, close_timer_cb, hub);
     hub->ping_timer = event_new(base, -1, EV_PERSIST, ping_timer_cb, hub);
     hub->trim_timer = event_new(base, -1, EV_PERSIST, trim_timer_cb, hub);
+    hub->flush_event = event_new(base, -1, 0, flush_cb, hub);
     if (!hub->subs || !hub->init_timer || !hub->close_timer || !hub->ping_timer ||
-        !hub->trim_timer)
+        !hub->trim_timer || !hub->flush_event)
         return -1;
     event_add(hub->ping_timer, &ping);
     {
@@ -147,6 +153,9 @@ void hub_free(struct hub *hub)
         event_free(hub->ping_timer);
     if (hub->trim_timer)
         event_free(hub->trim_timer);
+    if (hub->flush_event)
+        event_free(hub->flush_event);
     hub->subs = NULL;
     hub->init_timer = hub->close_timer = hub->ping_timer = hub->trim_timer = NULL;
+    hub->flush_event = NULL;
 }

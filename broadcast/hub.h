@@ -5,7 +5,9 @@
  * reference to each subscriber's output, costing O(subscribers of its type).
  * A subscriber that cannot take the frame without its unsent backlog passing
  * max_backlog is closed (1013) after the fan-out, so it never slows the
- * others. Timers work on FIFO lists ordered by deadline, never on a scan of
+ * others. Deliveries are written to the sockets once the loop has finished
+ * its current callback, so that every event of one bus read reaches a
+ * subscriber in one write. Timers work on FIFO lists ordered by deadline, never on a scan of
  * every connection, except the ping sweep, which visits each session once
  * per ping interval to ping it.
  */
@@ -63,6 +65,8 @@ struct hub {
     struct session_fifo init_wait; /* no successful init yet, by connect time */
     struct session_fifo closing;   /* close started, by start time */
     struct session *deferred;      /* to close once the current fan-out ends */
+    struct session *unflushed;     /* sessions with deliveries not yet written */
+    struct event *flush_event;     /* made active while unflushed is not empty */
     struct event *init_timer, *close_timer, *ping_timer, *trim_timer;
     struct hub_counters counters;
     uint64_t sessions_ended; /* since the last heap trim */

@@ -12,6 +12,7 @@
 
 #include "auth_store.h"
 #include "conn_flush.h"
+#include "conn_write.h"
 #include "hub.h"
 #include "init_message.h"
 #include "log.h"
@@ -44,6 +45,7 @@ struct session {
     bool closing;       /* close started by us; in the closing FIFO */
     bool in_fifo;       /* in hub->init_wait or hub->closing */
     bool deferred;      /* on hub->deferred */
+    bool unflushed;     /* on hub->unflushed */
     bool awaiting_pong;
     bool protocol_close_seen; /* a close wslay started has been accounted for */
     bool closed_by_us;        /* our close frame is out; waiting for the peer's */
@@ -54,6 +56,7 @@ struct session {
     struct session *prev, *next;           /* hub->sessions */
     struct session *fifo_prev, *fifo_next; /* init_wait or closing */
     struct session *deferred_next;
+    struct session *unflushed_prev, *unflushed_next;
     char peer[64];
 };
 
@@ -83,6 +86,30 @@ static void fifo_remove(struct session_fifo *fifo, struct session *s)
         fifo->tail = s->fifo_prev;
     s->fifo_prev = s->fifo_next = NULL;
     s->in_fifo = false;
+}
+
+static void unflushed_remove(struct hub *hub, struct session *s)
+{
+    if (s->unflushed_prev)
+        s->unflushed_prev->unflushed_next = s->unflushed_next;
+    else
+        hub->unflushed = s->unflushed_next;
+    if (s->unflushed_next)
+        s->unflushed_next->unflushed_prev = s->unflushed_prev;
+    s->unflushed_prev = s->unflushed_next = NULL;
+    s->unflushed = false;
+}
+
+static void unflushed_push(struct hub *hub, struct session *s)
+{
+    if (!hub->unflushed)
+        event_active(hub->flush_event, EV_TIMEOUT, 0);
+    s->unflushed_prev = NULL;
+    s->unflushed_next = hub->unflushed;
+    if (hub->unflushed)
+        hub->unflushed->unflushed_prev = s;
+    hub->unflushed = s;
+    s->unflushed = true;
 }
 
 static struct session_fifo *session_fifo_of(struct session *s)
@@ -140,6 +167,8 @@ void session_free(struct session *s)
     subs_remove_all(hub->subs, &s->subs);
     if (s->in_fifo)
         fifo_remove(session_fifo_of(s), s);
+    if (s->unflushed)
+        unflushed_remove(hub, s);
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -189,6 +218,7 @@ static void session_send_frame(struct session *s, uint8_t opcode, const void *pa
     evbuffer_add(out, header, header_len);
     if (len)
         evbuffer_add(out, payload, len);
+    conn_write_flush(s->bev);
 }
 
 void session_close(struct session *s, uint16_t code, const char *reason)
@@ -589,6 +619,7 @@ static void session_pump(struct session *s)
         session_free(s);
         return;
     }
+    conn_write_flush(s->bev); /* pongs, init replies */
     session_note_protocol_close(s);
     /* Answers to the client's own messages (pongs, init replies) count
      * against the backlog too: a client that sends without reading is a
@@ -611,6 +642,11 @@ static void session_pump(struct session *s)
 static void session_read_cb(struct bufferevent *bev, void *arg)
 {
     session_pump(arg);
+}
+
+static void session_write_cb(struct bufferevent *bev, void *arg)
+{
+    conn_write_drained(bev);
 }
 
 static void session_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -726,6 +762,17 @@ void session_deliver(struct session *s, struct shared_frame *frame)
     }
     hub->counters.deliveries++;
     hub->counters.delivered_bytes += frame->len;
+    if (!s->unflushed)
+        unflushed_push(hub, s);
+}
+
+void session_flush_all(struct hub *hub)
+{
+    struct session *s;
+    while ((s = hub->unflushed)) {
+        unflushed_remove(hub, s);
+        conn_write_flush(s->bev);
+    }
 }
 
 /* --- start ---------------------------------------------------------------- */
@@ -756,10 +803,11 @@ int session_start(struct hub *hub, struct bufferevent *bev, const char *accept, 
     if (hub->init_wait.head == s)
         arm_timer(hub->init_timer, s->deadline_ms);
 
-    bufferevent_setcb(bev, session_read_cb, NULL, session_event_cb, s);
+    bufferevent_setcb(bev, session_read_cb, session_write_cb, session_event_cb, s);
     bufferevent_setwatermark(bev, EV_READ, 0, SESSION_INPUT_HIGH_WATER);
     bufferevent_write(bev, response, response_len);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    conn_write_enable(bev);
+    conn_write_flush(bev);
     log_debug("ws %s: session started", s->peer);
     /* Frames may have arrived in the same segment as the handshake. */
     if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)

@@ -25,9 +25,14 @@ struct shared_frame;
  * peer is copied. Returns 0, or -1 when out of memory (bev is then freed). */
 int session_start(struct hub *hub, struct bufferevent *bev, const char *accept, const char *peer);
 
-/* Queues a shared event frame. When it does not fit under the backlog limit
- * the session is put on the hub's deferred-close list instead. */
+/* Queues a shared event frame; it is written by session_flush_all, which
+ * the hub's flush event runs once the current callback is over. When it
+ * does not fit under the backlog limit the session is put on the hub's
+ * deferred-close list instead. */
 void session_deliver(struct session *session, struct shared_frame *frame);
+
+/* Writes the queued deliveries of every session on hub->unflushed. */
+void session_flush_all(struct hub *hub);
 
 /* Starts a close with code and reason; the session ends when the peer
  * answers or after the close timeout. */

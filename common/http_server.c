@@ -15,6 +15,7 @@
 #include <event2/listener.h>
 
 #include "conn_flush.h"
+#include "conn_write.h"
 #include "log.h"
 #include "net.h"
 
@@ -186,6 +187,7 @@ static void conn_after_answer(struct http_conn *conn)
     }
     conn->state = CONN_READING_HEAD;
     evtimer_del(conn->timer);
+    bufferevent_setwatermark(conn->bev, EV_READ, 0, conn->server->limits.max_head + 1);
     bufferevent_enable(conn->bev, EV_READ);
     if (!conn->in_process)
         conn_process(conn);
@@ -201,6 +203,7 @@ void http_exchange_respond_full(struct http_exchange *ex, int status, const char
     close = !conn->keep_alive || conn->server->shutting_down;
     conn_write_answer(conn, status, extra_headers, content_type, body, len, close,
                       http_request_method_is(&ex->head, "HEAD"));
+    conn_write_flush(conn->bev);
     conn_after_answer(conn);
 }
 
@@ -306,8 +309,10 @@ static bool conn_accept_head(struct http_conn *conn)
     }
     if (length > 0 && head->version_minor == 1) {
         const struct http_header *expect = http_request_header(head, "Expect");
-        if (expect && expect->value_len == 12 && strncasecmp(expect->value, "100-continue", 12) == 0)
+        if (expect && expect->value_len == 12 && strncasecmp(expect->value, "100-continue", 12) == 0) {
             evbuffer_add_printf(bufferevent_get_output(conn->bev), "HTTP/1.1 100 Continue\r\n\r\n");
+            conn_write_flush(conn->bev);
+        }
     }
     return true;
 }
@@ -410,8 +415,11 @@ static void conn_process(struct http_conn *conn)
             conn->state = CONN_HANDLING;
             evtimer_del(conn->timer);
             conn->timer_for_request = false;
-            bufferevent_disable(conn->bev, EV_READ);
-            bufferevent_setwatermark(conn->bev, EV_READ, 0, server->limits.max_head + 1);
+            /* Reading goes on while the request is handled, so that an
+             * EOF is seen, but the read watermark set above suspends it as
+             * soon as a byte beyond this request arrives. (Disabling and
+             * enabling reading around every request would cost two
+             * epoll_ctl calls each time.) */
             bool alive = true;
             conn->alive = &alive;
             server->handler(&conn->ex, server->handler_arg);
@@ -457,6 +465,11 @@ static void conn_free(struct http_conn *conn)
 static void conn_read_cb(struct bufferevent *bev, void *arg)
 {
     conn_process(arg);
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    conn_write_drained(bev);
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -556,8 +569,8 @@ static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd
     timeval_from_ms(&write_tv, server->limits.write_timeout_ms);
     bufferevent_set_timeouts(conn->bev, NULL, &write_tv);
     bufferevent_setwatermark(conn->bev, EV_READ, 0, server->limits.max_head + 1);
-    bufferevent_setcb(conn->bev, conn_read_cb, NULL, conn_event_cb, conn);
-    bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+    bufferevent_setcb(conn->bev, conn_read_cb, conn_write_cb, conn_event_cb, conn);
+    conn_write_enable(conn->bev);
     conn_arm_timer(conn, server->limits.request_timeout_ms, true);
 }
 

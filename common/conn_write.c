@@ -1,0 +1,42 @@
+#include "conn_write.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+static int conn_is_layered(struct bufferevent *bev)
+{
+    return bufferevent_get_underlying(bev) != NULL;
+}
+
+void conn_write_enable(struct bufferevent *bev)
+{
+    bufferevent_enable(bev, conn_is_layered(bev) ? EV_READ | EV_WRITE : EV_READ);
+}
+
+void conn_write_flush(struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    evutil_socket_t fd;
+
+    if (conn_is_layered(bev) || (bufferevent_get_enabled(bev) & EV_WRITE) ||
+        evbuffer_get_length(out) == 0)
+        return;
+    fd = bufferevent_getfd(bev);
+    if (fd >= 0) {
+        /* A socket bufferevent keeps the front of its output frozen so that
+         * only it drains it; its write event is idle, so nothing else is
+         * writing from there now. */
+        evbuffer_unfreeze(out, 1);
+        evbuffer_write(out, fd);
+        evbuffer_freeze(out, 1);
+    }
+    if (evbuffer_get_length(out) > 0)
+        bufferevent_enable(bev, EV_WRITE);
+}
+
+void conn_write_drained(struct bufferevent *bev)
+{
+    if (!conn_is_layered(bev) && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE);
+}
