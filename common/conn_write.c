@@ -11,7 +11,7 @@ static int conn_is_layered(struct bufferevent *bev)
 
 void conn_write_enable(struct bufferevent *bev)
 {
-    bufferevent_enable(bev, conn_is_layered(bev) ? EV_READ | EV_WRITE : EV_READ);
+    bufferevent_enable(bev, EV_READ);
 }
 
 void conn_write_flush(struct bufferevent *bev)
@@ -19,8 +19,14 @@ void conn_write_flush(struct bufferevent *bev)
     struct evbuffer *out = bufferevent_get_output(bev);
     evutil_socket_t fd;
 
-    if (conn_is_layered(bev) || (bufferevent_get_enabled(bev) & EV_WRITE) ||
-        evbuffer_get_length(out) == 0)
+    if (evbuffer_get_length(out) == 0)
+        return;
+    if (conn_is_layered(bev)) {
+        /* A filter with its write event disabled runs only when flushed. */
+        bufferevent_flush(bev, EV_WRITE, BEV_FLUSH);
+        return;
+    }
+    if (bufferevent_get_enabled(bev) & EV_WRITE)
         return;
     fd = bufferevent_getfd(bev);
     if (fd >= 0) {

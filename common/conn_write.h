@@ -7,13 +7,15 @@
  * and frames to sockets that are almost always writable pays more for that
  * than for the writes themselves.
  *
- * So on a plain socket the write event stays disabled while the output is
- * empty. Whoever queues bytes calls conn_write_flush, which writes them
+ * So the write event stays disabled while the output is empty. Whoever
+ * queues bytes calls conn_write_flush. On a plain socket it writes them
  * straight to the socket; only what the kernel would not take is left to
  * the bufferevent, whose write event is then enabled until it is written
- * (conn_write_drained, from the write callback, disables it again). A
- * layered (TLS) bufferevent keeps its write event enabled all the time and
- * these calls leave it alone.
+ * (conn_write_drained, from the write callback, disables it again). On a
+ * layered (TLS) bufferevent it runs the filter over everything queued, so
+ * that the frames queued since the last flush (every event of one bus
+ * read) become one TLS record instead of one record each; the socket
+ * underneath writes the records through its own bufferevent.
  *
  * Ordering is kept: bytes are only ever written from the front of the
  * output, by the bufferevent or by conn_write_flush, never both at once.
@@ -23,18 +25,21 @@
 
 struct bufferevent;
 
-/* Enables a client connection's bufferevent: reading, and writing too
- * when it is layered. Call once, when the connection is set up. */
+/* Enables reading on a client connection's bufferevent, not writing.
+ * Call once, when the connection is set up. */
 void conn_write_enable(struct bufferevent *bev);
 
-/* Writes what bev's output holds to its socket now, when bev is a plain
- * socket whose write event is idle; what the kernel does not take (or a
- * write error, which the bufferevent then reports through its event
- * callback) is left to the bufferevent. Call after queuing output. */
+/* Hands what bev's output holds on now: a plain socket whose write event
+ * is idle writes it to the kernel, and leaves what the kernel does not
+ * take (or a write error, which the bufferevent then reports through its
+ * event callback) to the bufferevent; a layered one encrypts it into the
+ * layer below. Call after queuing output. */
 void conn_write_flush(struct bufferevent *bev);
 
 /* For the write callback of a connection set up by conn_write_enable:
- * disables the write event of a plain socket once its output is empty. */
+ * disables the write event of a plain socket once its output is empty.
+ * (A layered connection's write event stays disabled: conn_write_flush
+ * hands everything on at once.) */
 void conn_write_drained(struct bufferevent *bev);
 
 #endif
