@@ -12,6 +12,7 @@
 #include <event2/listener.h>
 
 #include "bus_codec.h"
+#include "conn_write.h"
 #include "hub.h"
 #include "log.h"
 
@@ -132,7 +133,16 @@ static void peer_read_cb(struct bufferevent *bev, void *arg)
     if (peer->last_seq != acked) {
         uint8_t ack[BUS_ACK_FRAME_LEN];
         bufferevent_write(bev, ack, bus_encode_ack(ack, peer->last_seq));
+        /* Now, before the deliveries of these events are written (the hub
+         * flushes them once this callback is over): a large fan-out must
+         * not hold up the answers to the publishers. */
+        conn_write_flush(bev);
     }
+}
+
+static void peer_write_cb(struct bufferevent *bev, void *arg)
+{
+    conn_write_drained(bev);
 }
 
 static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -171,10 +181,11 @@ static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd
     server->peers = peer;
     server->counters.peers_accepted++;
     server->counters.peers_connected++;
-    bufferevent_setcb(peer->bev, peer_read_cb, NULL, peer_event_cb, peer);
+    bufferevent_setcb(peer->bev, peer_read_cb, peer_write_cb, peer_event_cb, peer);
     bufferevent_set_timeouts(peer->bev, &hello_tv, NULL);
     bufferevent_write(peer->bev, hello, bus_encode_hello(hello));
-    bufferevent_enable(peer->bev, EV_READ | EV_WRITE);
+    conn_write_enable(peer->bev);
+    conn_write_flush(peer->bev);
 }
 
 static void server_resume_cb(evutil_socket_t fd, short what, void *arg)

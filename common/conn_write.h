@@ -1,4 +1,5 @@
-/* Writing to a client connection with as few system calls as possible.
+/* Writing to a connection (a client's, or a bus link) with as few system
+ * calls as possible.
  *
  * A socket bufferevent writes by arming its write event, waiting for the
  * socket to become writable, writing, and disarming the event once its
@@ -25,8 +26,8 @@
 
 struct bufferevent;
 
-/* Enables reading on a client connection's bufferevent, not writing.
- * Call once, when the connection is set up. */
+/* Enables reading on a connection's bufferevent, not writing. Call once,
+ * when the connection is set up (and connected). */
 void conn_write_enable(struct bufferevent *bev);
 
 /* Hands what bev's output holds on now: a plain socket whose write event

@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "bus_codec.h"
+#include "conn_write.h"
 #include "log.h"
 
 enum link_state {
@@ -42,6 +43,7 @@ struct bus_link {
     enum link_state state;
     struct bufferevent *bev;
     struct event *timer; /* reconnect backoff, or handshake/ack deadline */
+    struct event *flush; /* made active when events are queued: writes them */
     unsigned backoff_ms;
     bool tried;        /* the first attempt has ended one way or the other */
     bool was_ready;    /* it has been ready before: log losses, count reconnects */
@@ -176,8 +178,12 @@ static void link_event_cb(struct bufferevent *bev, short what, void *arg)
         size_t n = bus_encode_hello(hello);
         link->state = LINK_HANDSHAKE;
         link->next_seq = 1;
+        /* From here on the link writes through conn_write_flush: the
+         * write event connecting needed is no longer wanted. */
+        bufferevent_disable(bev, EV_WRITE);
         bufferevent_write(bev, hello, n);
-        bufferevent_enable(bev, EV_READ | EV_WRITE);
+        conn_write_enable(bev);
+        conn_write_flush(bev);
         link_arm(link, link->ack_timeout_ms);
         return;
     }
@@ -187,6 +193,20 @@ static void link_event_cb(struct bufferevent *bev, short what, void *arg)
         link_drop(link, strerror(EVUTIL_SOCKET_ERROR()));
     else
         link_drop(link, "connection error");
+}
+
+static void link_write_cb(struct bufferevent *bev, void *arg)
+{
+    conn_write_drained(bev);
+}
+
+/* Runs once the loop has finished its current callback: every event queued
+ * during it leaves in one write. */
+static void link_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct bus_link *link = arg;
+    if (link->bev && link->state == LINK_READY)
+        conn_write_flush(link->bev);
 }
 
 static void link_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -221,7 +241,7 @@ static void link_connect(struct bus_link *link)
         link_drop(link, "out of memory");
         return;
     }
-    bufferevent_setcb(link->bev, link_read_cb, NULL, link_event_cb, link);
+    bufferevent_setcb(link->bev, link_read_cb, link_write_cb, link_event_cb, link);
     link->state = LINK_CONNECTING;
     link_arm(link, link->ack_timeout_ms);
     if (bufferevent_socket_connect(link->bev, (struct sockaddr *)&sun, sizeof sun) < 0) {
@@ -244,10 +264,13 @@ struct bus_link *bus_link_new(struct event_base *base, const char *path, unsigne
     link->arg = arg;
     link->backoff_ms = BUS_LINK_BACKOFF_MIN_MS;
     link->timer = evtimer_new(base, link_timer_cb, link);
-    if (!link->path || !link->timer) {
+    link->flush = event_new(base, -1, 0, link_flush_cb, link);
+    if (!link->path || !link->timer || !link->flush) {
         free(link->path);
         if (link->timer)
             event_free(link->timer);
+        if (link->flush)
+            event_free(link->flush);
         free(link);
         return NULL;
     }
@@ -269,6 +292,7 @@ void bus_link_free(struct bus_link *link)
         free(f);
     }
     event_free(link->timer);
+    event_free(link->flush);
     free(link->path);
     free(link);
 }
@@ -341,5 +365,6 @@ int bus_link_send(struct bus_link *link, const char *type, size_t type_len, cons
     link->tail = f;
     if (link->in_flight_count++ == 0)
         link_arm(link, link->ack_timeout_ms);
+    event_active(link->flush, EV_TIMEOUT, 0); /* a no-op when already active */
     return 0;
 }
