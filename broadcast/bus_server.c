@@ -183,8 +183,8 @@ static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd
     server->counters.peers_connected++;
     bufferevent_setcb(peer->bev, peer_read_cb, peer_write_cb, peer_event_cb, peer);
     bufferevent_set_timeouts(peer->bev, &hello_tv, NULL);
-    bufferevent_write(peer->bev, hello, bus_encode_hello(hello));
     conn_write_enable(peer->bev);
+    bufferevent_write(peer->bev, hello, bus_encode_hello(hello));
     conn_write_flush(peer->bev);
 }
 

@@ -805,8 +805,8 @@ int session_start(struct hub *hub, struct bufferevent *bev, const char *accept, 
 
     bufferevent_setcb(bev, session_read_cb, session_write_cb, session_event_cb, s);
     bufferevent_setwatermark(bev, EV_READ, 0, SESSION_INPUT_HIGH_WATER);
-    bufferevent_write(bev, response, response_len);
     conn_write_enable(bev);
+    bufferevent_write(bev, response, response_len);
     conn_write_flush(bev);
     log_debug("ws %s: session started", s->peer);
     /* Frames may have arrived in the same segment as the handshake. */

@@ -12,6 +12,9 @@ static int conn_is_layered(struct bufferevent *bev)
 void conn_write_enable(struct bufferevent *bev)
 {
     bufferevent_enable(bev, EV_READ);
+    /* A new bufferevent starts with writing enabled. */
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE);
 }
 
 void conn_write_flush(struct bufferevent *bev)
@@ -43,6 +46,6 @@ void conn_write_flush(struct bufferevent *bev)
 
 void conn_write_drained(struct bufferevent *bev)
 {
-    if (!conn_is_layered(bev) && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         bufferevent_disable(bev, EV_WRITE);
 }

@@ -26,8 +26,10 @@
 
 struct bufferevent;
 
-/* Enables reading on a connection's bufferevent, not writing. Call once,
- * when the connection is set up (and connected). */
+/* Enables reading on a connection's bufferevent, and disables writing
+ * unless bytes are already queued (then the bufferevent writes them, and
+ * conn_write_drained turns writing off after). Call once, when the
+ * connection is set up (and connected). */
 void conn_write_enable(struct bufferevent *bev);
 
 /* Hands what bev's output holds on now: a plain socket whose write event
@@ -38,9 +40,7 @@ void conn_write_enable(struct bufferevent *bev);
 void conn_write_flush(struct bufferevent *bev);
 
 /* For the write callback of a connection set up by conn_write_enable:
- * disables the write event of a plain socket once its output is empty.
- * (A layered connection's write event stays disabled: conn_write_flush
- * hands everything on at once.) */
+ * disables writing once the output is empty. */
 void conn_write_drained(struct bufferevent *bev);
 
 #endif

@@ -178,11 +178,9 @@ static void link_event_cb(struct bufferevent *bev, short what, void *arg)
         size_t n = bus_encode_hello(hello);
         link->state = LINK_HANDSHAKE;
         link->next_seq = 1;
-        /* From here on the link writes through conn_write_flush: the
-         * write event connecting needed is no longer wanted. */
-        bufferevent_disable(bev, EV_WRITE);
-        bufferevent_write(bev, hello, n);
+        /* From here on the link writes through conn_write_flush. */
         conn_write_enable(bev);
+        bufferevent_write(bev, hello, n);
         conn_write_flush(bev);
         link_arm(link, link->ack_timeout_ms);
         return;
