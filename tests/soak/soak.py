@@ -236,10 +236,12 @@ def publisher_worker(cfg, port, token, stop, out_path):
 class ConnRecord:
     """One subscriber connection, from its init OK to its end."""
 
-    __slots__ = ("sub", "kind", "types", "t_init", "t_end", "end", "code", "received", "problems")
+    __slots__ = ("sub", "kind", "types", "t_start", "t_init", "t_end", "end", "code", "received",
+                 "problems")
 
     def __init__(self, sub, kind, types):
         self.sub, self.kind, self.types = sub, kind, types
+        self.t_start = time.monotonic()  # connected, init not yet sent
         self.t_init = None   # init OK received
         self.t_end = None    # client close started, close frame seen, or connection lost
         self.end = None      # "client" | "server" (a close frame came) | "lost"
@@ -262,8 +264,8 @@ class ConnRecord:
             self.problems.append(f"unexpected message {payload[:120]!r}")
 
     def state(self):
-        return (self.sub, self.kind, self.types, self.t_init, self.t_end, self.end, self.code,
-                self.received, self.problems)
+        return (self.sub, self.kind, self.types, self.t_start, self.t_init, self.t_end, self.end,
+                self.code, self.received, self.problems)
 
 
 def mask_frame(opcode, payload):
@@ -773,7 +775,10 @@ class Soak:
         b_faults = [f for f in self.faults if f.what.startswith("broadcast")]
         l_faults = [f for f in self.faults if f.what.startswith("listen")]
         sigterms = sorted(f.t_signal for f in b_faults if f.what.endswith("SIGTERM"))
-        sigkills = sorted(f.t_signal for f in b_faults if f.what.endswith("SIGKILL"))
+        # A killed daemon may still serve for a moment after the signal is sent: what counts is
+        # that its death (between the signal and the moment it was seen dead) overlaps the
+        # connection.
+        sigkills = sorted((f.t_signal, f.t_dead) for f in b_faults if f.what.endswith("SIGKILL"))
 
         def near(faults, ts, ta, after):
             return any(ts <= f.t_ready + after and ta >= f.t_signal for f in faults)
@@ -821,7 +826,7 @@ class Soak:
 
         checked = delivered = 0
         ends = {}
-        for (sub, kind, types, t_init, t_end, end, code, received, problems) in records:
+        for (sub, kind, types, t_start, t_init, t_end, end, code, received, problems) in records:
             label = f"subscriber {sub} ({kind}, types {types})"
             for text in problems[:3]:
                 self.problem(f"{label}: {text}")
@@ -866,7 +871,8 @@ class Soak:
                 if kind != "slow" and end == "client" and code not in (None, 1006):
                     self.problem(f"{label}: its close was crossed by a close {code} from the server")
                 elif kind != "slow":
-                    if end == "lost" and not any(t_init <= k <= t_end for k in sigkills):
+                    if end == "lost" and not any(t_start <= dead and sent <= t_end
+                                                 for sent, dead in sigkills):
                         self.problem(f"{label}: connection lost at {t_end - self.t0:.3f} s (init OK at "
                                      f"{t_init - self.t0:.3f} s) without a broadcast SIGKILL; faults at "
                                      + ", ".join(f"{f.what} {f.t_signal - self.t0:.3f} s" for f in b_faults))
@@ -897,7 +903,7 @@ class Soak:
         published = sum(len(p[0]) for p in pubs)
         return {"events_published": published, "answered_200": counts.get(200, 0),
                 "answered_503": counts.get(503, 0), "connection_errors": counts.get(0, 0),
-                "connections": sum(1 for r in records if r[3] is not None),
+                "connections": sum(1 for r in records if r[4] is not None),
                 "deliveries_received": delivered, "deliveries_checked": checked,
                 "connection_ends": {f"{k[0]}/{k[1]}/{k[2]}": v for k, v in sorted(ends.items(), key=str)},
                 "faults_injected": len(self.faults)}
