@@ -25,8 +25,13 @@ void conn_write_flush(struct bufferevent *bev)
     if (evbuffer_get_length(out) == 0)
         return;
     if (conn_is_layered(bev)) {
-        /* A filter with its write event disabled runs only when flushed. */
+        /* A filter with its write event disabled runs only when flushed.
+         * Running it re-arms the filter's write timeout whatever its write
+         * event (libevent 2.1); disabling writing again cancels it, or an
+         * idle keep-alive connection would be cut at the write timeout. */
         bufferevent_flush(bev, EV_WRITE, BEV_FLUSH);
+        if (!(bufferevent_get_enabled(bev) & EV_WRITE))
+            bufferevent_disable(bev, EV_WRITE);
         return;
     }
     if (bufferevent_get_enabled(bev) & EV_WRITE)

@@ -415,11 +415,17 @@ static void conn_process(struct http_conn *conn)
             conn->state = CONN_HANDLING;
             evtimer_del(conn->timer);
             conn->timer_for_request = false;
-            /* Reading goes on while the request is handled, so that an
-             * EOF is seen, but the read watermark set above suspends it as
-             * soon as a byte beyond this request arrives. (Disabling and
-             * enabling reading around every request would cost two
-             * epoll_ctl calls each time.) */
+            /* On a plain socket reading goes on while the request is
+             * handled (disabling and enabling it around every request
+             * would cost two epoll_ctl calls each time): the read
+             * watermark set above suspends it at the first byte beyond
+             * this request, and reading a socket never moves the bytes
+             * the handler points into. A TLS filter may move them (it
+             * reserves room for a whole record in the input), and a
+             * close_notify read now would fail the stream before the
+             * answer is written: there reading stops until the answer. */
+            if (bufferevent_get_underlying(conn->bev))
+                bufferevent_disable(conn->bev, EV_READ);
             bool alive = true;
             conn->alive = &alive;
             server->handler(&conn->ex, server->handler_arg);

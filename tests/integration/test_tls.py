@@ -611,6 +611,32 @@ class HttpsPublishTest(TlsCase):
                 self.assertEqual((answers[0][0], json.loads(answers[0][2])), (200, {"code": "OK"}))
                 buf = rest
 
+    def test_keep_alive_connection_idle_past_the_request_timeout_still_serves(self):
+        # An idle keep-alive connection lasts the idle timeout, not the
+        # request timeout (the write timeout of HTTP connections), even
+        # though the TLS filter re-arms its write timeout whenever it
+        # encrypts an answer.
+        request_timeout_s = 0.8
+        b, l = self.start_tls_pair(listen_args=(
+            "--request-timeout-ms", str(int(request_timeout_s * 1000 * TIME_SCALE)),
+            "--idle-timeout-ms", str(int(30000 * TIME_SCALE))))
+        ca = self.certs.crt("first")
+        with tls_connect(l.port, ca) as s:
+            for i in range(2):
+                if i:
+                    # Idle for twice the request timeout: the behaviour under test.
+                    time.sleep(2 * request_timeout_s * TIME_SCALE)
+                s.sendall(request_bytes("POST", "/event", event_body("idle", i), self.auth()))
+                buf = b""
+                while True:
+                    answers, rest = parse_responses(buf)
+                    if answers:
+                        break
+                    chunk = s.recv(65536)
+                    self.assertNotEqual(chunk, b"", f"closed after {i} answers")
+                    buf += chunk
+                self.assertEqual((answers[0][0], json.loads(answers[0][2])), (200, {"code": "OK"}))
+
     def test_pipelined_requests_followed_by_a_tcp_half_close_are_all_answered(self):
         b, l = self.start_tls_pair()
         ca = self.certs.crt("first")
