@@ -8,6 +8,8 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "conn_write.h"
+
 /* How often a layered connection is checked while its lower layer drains
  * (libevent gives no callback for that). Only closing connections poll. */
 #define CONN_FLUSH_POLL_MS 10
@@ -172,11 +174,17 @@ void conn_flush_and_close(struct bufferevent *bev, unsigned timeout_ms, enum con
         flushing->prev = st;
     flushing = st;
     flushing_count++;
-    bufferevent_set_timeouts(bev, NULL, NULL);
+    conn_write_set_timeout(bev, NULL);
     bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
     bufferevent_setcb(bev, NULL, flush_write_cb, flush_event_cb, st);
     bufferevent_disable(bev, EV_READ);
     bufferevent_enable(bev, EV_WRITE);
+    /* A socket turns its writing off when a write fails, and reports the
+     * error once, to whoever held the connection then: writing again meets
+     * the error again and ends the flush, instead of waiting out the
+     * deadline for bytes that can never leave. */
+    if (bufferevent_get_underlying(bev))
+        bufferevent_enable(bufferevent_get_underlying(bev), EV_WRITE);
     /* A layered (TLS) connection ends its stream properly: BEV_FINISHED
      * makes the filter write its closing record (close_notify). */
     if (mode != CONN_CLOSE_FAILED)

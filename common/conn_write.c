@@ -27,8 +27,8 @@ void conn_write_flush(struct bufferevent *bev)
     if (conn_is_layered(bev)) {
         /* A filter with its write event disabled runs only when flushed.
          * Running it re-arms the filter's write timeout whatever its write
-         * event (libevent 2.1); disabling writing again cancels it, or an
-         * idle keep-alive connection would be cut at the write timeout. */
+         * event (libevent 2.1); disabling writing again cancels it, in
+         * case one was set (conn_write_set_timeout sets none there). */
         bufferevent_flush(bev, EV_WRITE, BEV_FLUSH);
         if (!(bufferevent_get_enabled(bev) & EV_WRITE))
             bufferevent_disable(bev, EV_WRITE);
@@ -47,6 +47,17 @@ void conn_write_flush(struct bufferevent *bev)
     }
     if (evbuffer_get_length(out) > 0)
         bufferevent_enable(bev, EV_WRITE);
+}
+
+void conn_write_set_timeout(struct bufferevent *bev, const struct timeval *tv)
+{
+    struct bufferevent *under = bufferevent_get_underlying(bev);
+    if (under) {
+        bufferevent_set_timeouts(bev, NULL, NULL);
+        bufferevent_set_timeouts(under, NULL, tv); /* the filter passes its events up */
+    } else {
+        bufferevent_set_timeouts(bev, NULL, tv);
+    }
 }
 
 void conn_write_drained(struct bufferevent *bev)

@@ -25,6 +25,7 @@
 #define EVS_CONN_WRITE_H
 
 struct bufferevent;
+struct timeval;
 
 /* Enables reading on a connection's bufferevent, and disables writing
  * unless bytes are already queued (then the bufferevent writes them, and
@@ -38,6 +39,13 @@ void conn_write_enable(struct bufferevent *bev);
  * event callback) to the bufferevent; a layered one encrypts it into the
  * layer below. Call after queuing output. */
 void conn_write_flush(struct bufferevent *bev);
+
+/* Sets how long queued bytes may wait for the socket to take more before
+ * the bufferevent reports BEV_EVENT_TIMEOUT|BEV_EVENT_WRITING (NULL: no
+ * limit); no read timeout. On a layered connection the timeout belongs to
+ * the socket underneath, where the bytes wait: the filter's own would
+ * count from the last encryption, not from the last progress. */
+void conn_write_set_timeout(struct bufferevent *bev, const struct timeval *tv);
 
 /* For the write callback of a connection set up by conn_write_enable:
  * disables writing once the output is empty. */

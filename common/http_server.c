@@ -242,7 +242,7 @@ struct bufferevent *http_exchange_take_connection(struct http_exchange *ex)
     struct bufferevent *bev = conn->bev;
     evbuffer_drain(bufferevent_get_input(bev), ex->head.head_len + ex->body_len);
     bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
-    bufferevent_set_timeouts(bev, NULL, NULL);
+    conn_write_set_timeout(bev, NULL);
     bufferevent_setwatermark(bev, EV_READ, 0, 0);
     conn->bev = NULL;
     conn->ex.cancel = NULL;
@@ -573,7 +573,7 @@ static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd
     server->stats.accepted_connections++;
 
     timeval_from_ms(&write_tv, server->limits.write_timeout_ms);
-    bufferevent_set_timeouts(conn->bev, NULL, &write_tv);
+    conn_write_set_timeout(conn->bev, &write_tv);
     bufferevent_setwatermark(conn->bev, EV_READ, 0, server->limits.max_head + 1);
     bufferevent_setcb(conn->bev, conn_read_cb, conn_write_cb, conn_event_cb, conn);
     conn_write_enable(conn->bev);

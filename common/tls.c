@@ -58,7 +58,8 @@ struct tls_conn {
     struct bufferevent *under;  /* the socket bufferevent: ciphertext */
     struct bufferevent *filter; /* what the application uses: plaintext */
     bool handshake_done;
-    bool failed;
+    bool failed;      /* a TLS error: nothing more is read or written */
+    bool peer_closed; /* the peer's close_notify came */
     bool close_notify_sent;
 };
 
@@ -262,6 +263,17 @@ static void conn_fail(struct tls_conn *tc, short what, int rc)
     bufferevent_trigger_event(tc->filter, what, BEV_TRIG_DEFER_CALLBACKS);
 }
 
+/* The peer's close_notify: the application sees an EOF, and the stream is
+ * not failed, so that our own close_notify still goes out. */
+static void conn_peer_closed(struct tls_conn *tc)
+{
+    if (tc->failed || tc->peer_closed)
+        return;
+    tc->peer_closed = true;
+    bufferevent_trigger_event(tc->filter, BEV_EVENT_READING | BEV_EVENT_EOF,
+                              BEV_TRIG_DEFER_CALLBACKS);
+}
+
 static enum bufferevent_filter_result tls_filter_in(struct evbuffer *src, struct evbuffer *dst,
                                                     ev_ssize_t limit,
                                                     enum bufferevent_flush_mode mode, void *arg)
@@ -272,6 +284,10 @@ static enum bufferevent_filter_result tls_filter_in(struct evbuffer *src, struct
 
     if (tc->failed)
         return BEV_ERROR;
+    if (tc->peer_closed) {
+        evbuffer_drain(src, evbuffer_get_length(src)); /* nothing counts after close_notify */
+        return BEV_NEED_MORE;
+    }
     if (!tc->handshake_done) {
         rc = mbedtls_ssl_handshake(&tc->ssl);
         if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
@@ -301,7 +317,7 @@ static enum bufferevent_filter_result tls_filter_in(struct evbuffer *src, struct
         if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
             break;
         if (rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || rc == 0)
-            conn_fail(tc, BEV_EVENT_READING | BEV_EVENT_EOF, 0);
+            conn_peer_closed(tc);
         else
             conn_fail(tc, BEV_EVENT_READING | BEV_EVENT_ERROR, rc);
         break;
@@ -320,6 +336,17 @@ static enum bufferevent_filter_result tls_filter_out(struct evbuffer *src, struc
         return BEV_ERROR;
     if (!tc->handshake_done)
         return BEV_NEED_MORE; /* nothing is sent before a request, which needs the handshake */
+    if (tc->peer_closed) {
+        /* TLS 1.2 has no half-close: the answer to a close_notify is our
+         * own, at once, and what was still to be written is dropped
+         * (RFC 5246 §7.2.1), so that the connection can end now. */
+        evbuffer_drain(src, evbuffer_get_length(src));
+        if (!tc->close_notify_sent) {
+            tc->close_notify_sent = true;
+            mbedtls_ssl_close_notify(&tc->ssl);
+        }
+        return BEV_OK;
+    }
     /* Small frames are gathered into full records: one record per event
      * frame would cost a header, a tag and a cipher call each. */
     while (evbuffer_get_length(src) > 0) {

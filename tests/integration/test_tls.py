@@ -637,6 +637,53 @@ class HttpsPublishTest(TlsCase):
                     buf += chunk
                 self.assertEqual((answers[0][0], json.loads(answers[0][2])), (200, {"code": "OK"}))
 
+    def test_client_close_notify_is_answered_with_the_server_close_notify(self):
+        # TLS 1.2 has no half-close: a client's close_notify gets ours back
+        # at once (RFC 5246 section 7.2.1), not a silent TCP close later.
+        b, l = self.start_tls_pair(listen_args=("--request-timeout-ms", str(int(20000 * TIME_SCALE))))
+        ca = self.certs.crt("first")
+        with tls_connect(l.port, ca, strict_eof=True, timeout=5) as s:
+            s.sendall(request_bytes("POST", "/event", event_body("bye", 1), self.auth()))
+            buf = b""
+            while not parse_responses(buf)[0]:
+                chunk = s.recv(65536)
+                self.assertNotEqual(chunk, b"", "closed before the answer")
+                buf += chunk
+            self.assertEqual(parse_responses(buf)[0][0][0], 200)
+            started = time.monotonic()
+            plain = s.unwrap()  # sends close_notify; returns once the server's arrives
+            plain.close()
+        self.assertLess(time.monotonic() - started, 5 * TIME_SCALE)
+
+    def test_client_that_never_reads_its_answers_is_dropped_at_the_write_timeout(self):
+        # Pipelined requests whose answers pile up unread: reading stops,
+        # and the connection ends once the socket has taken nothing for the
+        # write timeout (the request timeout), TLS or not.
+        b, l = self.start_tls_pair(listen_args=("--request-timeout-ms", str(int(1000 * TIME_SCALE))))
+        ca = self.certs.crt("first")
+        sock = socket.create_connection(("127.0.0.1", l.port), timeout=10 * TIME_SCALE)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s = client_context(ca).wrap_socket(sock, server_hostname="127.0.0.1")
+        self.addCleanup(s.close)
+        request = request_bytes("GET", "/healthz")
+        s.settimeout(2 * TIME_SCALE)
+        sent = 0
+        try:
+            for _ in range(4000):  # 4000 x 100 requests: far more answers than the kernel buffers
+                s.sendall(request * 100)
+                sent += 100
+        except (socket.timeout, OSError):
+            pass  # the server stopped reading: what was sent is enough
+        self.assertGreater(sent, 0)
+
+        def connections():
+            text = https(l.port, ca, "GET", "/metrics", timeout=5)[2].decode()
+            return int(float(re.search(r"^evs_listen_connections (\S+)$", text, re.M)[1]))
+
+        # 1: the scrape's own connection.
+        wait_for(lambda: connections() == 1, timeout=15, interval=0.2,
+                 what=f"the connection that sent {sent} requests and read nothing to be dropped")
+
     def test_pipelined_requests_followed_by_a_tcp_half_close_are_all_answered(self):
         b, l = self.start_tls_pair()
         ca = self.certs.crt("first")
