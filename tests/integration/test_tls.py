@@ -200,6 +200,19 @@ def parse_responses(data):
     return answers, data
 
 
+def read_answers(sock, buf=b""):
+    """Reads until buf holds at least one whole answer. Returns (answers,
+    rest), or (None, buf) when the server closed first."""
+    while True:
+        answers, rest = parse_responses(buf)
+        if answers:
+            return answers, rest
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None, buf
+        buf += chunk
+
+
 def request_bytes(method, path, body=b"", headers=None):
     if isinstance(body, str):
         body = body.encode()
@@ -600,13 +613,8 @@ class HttpsPublishTest(TlsCase):
             buf = b""
             for i in range(5):
                 s.sendall(request_bytes("POST", "/event", event_body("k", i), self.auth()))
-                while True:
-                    answers, rest = parse_responses(buf)
-                    if answers:
-                        break
-                    chunk = s.recv(65536)
-                    self.assertNotEqual(chunk, b"", f"closed after {i} answers")
-                    buf += chunk
+                answers, rest = read_answers(s, buf)
+                self.assertIsNotNone(answers, f"closed after {i} answers")
                 self.assertEqual(len(answers), 1)
                 self.assertEqual((answers[0][0], json.loads(answers[0][2])), (200, {"code": "OK"}))
                 buf = rest
@@ -627,14 +635,8 @@ class HttpsPublishTest(TlsCase):
                     # Idle for twice the request timeout: the behaviour under test.
                     time.sleep(2 * request_timeout_s * TIME_SCALE)
                 s.sendall(request_bytes("POST", "/event", event_body("idle", i), self.auth()))
-                buf = b""
-                while True:
-                    answers, rest = parse_responses(buf)
-                    if answers:
-                        break
-                    chunk = s.recv(65536)
-                    self.assertNotEqual(chunk, b"", f"closed after {i} answers")
-                    buf += chunk
+                answers, _ = read_answers(s)
+                self.assertIsNotNone(answers, f"closed after {i} answers")
                 self.assertEqual((answers[0][0], json.loads(answers[0][2])), (200, {"code": "OK"}))
 
     def test_client_close_notify_is_answered_with_the_server_close_notify(self):
@@ -644,12 +646,9 @@ class HttpsPublishTest(TlsCase):
         ca = self.certs.crt("first")
         with tls_connect(l.port, ca, strict_eof=True, timeout=5) as s:
             s.sendall(request_bytes("POST", "/event", event_body("bye", 1), self.auth()))
-            buf = b""
-            while not parse_responses(buf)[0]:
-                chunk = s.recv(65536)
-                self.assertNotEqual(chunk, b"", "closed before the answer")
-                buf += chunk
-            self.assertEqual(parse_responses(buf)[0][0][0], 200)
+            answers, _ = read_answers(s)
+            self.assertIsNotNone(answers, "closed before the answer")
+            self.assertEqual(answers[0][0], 200)
             started = time.monotonic()
             plain = s.unwrap()  # sends close_notify; returns once the server's arrives
             plain.close()
