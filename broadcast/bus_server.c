@@ -140,11 +140,6 @@ static void peer_read_cb(struct bufferevent *bev, void *arg)
     }
 }
 
-static void peer_write_cb(struct bufferevent *bev, void *arg)
-{
-    conn_write_drained(bev);
-}
-
 static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct bus_peer *peer = arg;
@@ -181,7 +176,7 @@ static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd
     server->peers = peer;
     server->counters.peers_accepted++;
     server->counters.peers_connected++;
-    bufferevent_setcb(peer->bev, peer_read_cb, peer_write_cb, peer_event_cb, peer);
+    bufferevent_setcb(peer->bev, peer_read_cb, conn_write_drained, peer_event_cb, peer);
     bufferevent_set_timeouts(peer->bev, &hello_tv, NULL);
     conn_write_enable(peer->bev);
     bufferevent_write(peer->bev, hello, bus_encode_hello(hello));

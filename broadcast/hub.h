@@ -7,9 +7,9 @@
  * max_backlog is closed (1013) after the fan-out, so it never slows the
  * others. Deliveries are written to the sockets once the loop has finished
  * its current callback, so that every event of one bus read reaches a
- * subscriber in one write. Timers work on FIFO lists ordered by deadline, never on a scan of
- * every connection, except the ping sweep, which visits each session once
- * per ping interval to ping it.
+ * subscriber in one write. Timers work on FIFO lists ordered by deadline,
+ * never on a scan of every connection, except the ping sweep, which visits
+ * each session once per ping interval to ping it.
  */
 #ifndef EVS_HUB_H
 #define EVS_HUB_H

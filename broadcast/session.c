@@ -644,11 +644,6 @@ static void session_read_cb(struct bufferevent *bev, void *arg)
     session_pump(arg);
 }
 
-static void session_write_cb(struct bufferevent *bev, void *arg)
-{
-    conn_write_drained(bev);
-}
-
 static void session_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct session *s = arg;
@@ -803,7 +798,7 @@ int session_start(struct hub *hub, struct bufferevent *bev, const char *accept, 
     if (hub->init_wait.head == s)
         arm_timer(hub->init_timer, s->deadline_ms);
 
-    bufferevent_setcb(bev, session_read_cb, session_write_cb, session_event_cb, s);
+    bufferevent_setcb(bev, session_read_cb, conn_write_drained, session_event_cb, s);
     bufferevent_setwatermark(bev, EV_READ, 0, SESSION_INPUT_HIGH_WATER);
     conn_write_enable(bev);
     bufferevent_write(bev, response, response_len);

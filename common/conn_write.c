@@ -60,7 +60,7 @@ void conn_write_set_timeout(struct bufferevent *bev, const struct timeval *tv)
     }
 }
 
-void conn_write_drained(struct bufferevent *bev)
+void conn_write_drained(struct bufferevent *bev, void *arg)
 {
     if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         bufferevent_disable(bev, EV_WRITE);

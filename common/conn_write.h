@@ -47,8 +47,9 @@ void conn_write_flush(struct bufferevent *bev);
  * count from the last encryption, not from the last progress. */
 void conn_write_set_timeout(struct bufferevent *bev, const struct timeval *tv);
 
-/* For the write callback of a connection set up by conn_write_enable:
- * disables writing once the output is empty. */
-void conn_write_drained(struct bufferevent *bev);
+/* The write callback (bufferevent_data_cb) of a connection set up by
+ * conn_write_enable: disables writing once the output is empty. arg is
+ * unused. */
+void conn_write_drained(struct bufferevent *bev, void *arg);
 
 #endif

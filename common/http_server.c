@@ -473,11 +473,6 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
     conn_process(arg);
 }
 
-static void conn_write_cb(struct bufferevent *bev, void *arg)
-{
-    conn_write_drained(bev);
-}
-
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct http_conn *conn = arg;
@@ -575,7 +570,7 @@ static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd
     timeval_from_ms(&write_tv, server->limits.write_timeout_ms);
     conn_write_set_timeout(conn->bev, &write_tv);
     bufferevent_setwatermark(conn->bev, EV_READ, 0, server->limits.max_head + 1);
-    bufferevent_setcb(conn->bev, conn_read_cb, conn_write_cb, conn_event_cb, conn);
+    bufferevent_setcb(conn->bev, conn_read_cb, conn_write_drained, conn_event_cb, conn);
     conn_write_enable(conn->bev);
     conn_arm_timer(conn, server->limits.request_timeout_ms, true);
 }

@@ -193,11 +193,6 @@ static void link_event_cb(struct bufferevent *bev, short what, void *arg)
         link_drop(link, "connection error");
 }
 
-static void link_write_cb(struct bufferevent *bev, void *arg)
-{
-    conn_write_drained(bev);
-}
-
 /* Runs once the loop has finished its current callback: every event queued
  * during it leaves in one write. */
 static void link_flush_cb(evutil_socket_t fd, short what, void *arg)
@@ -239,7 +234,7 @@ static void link_connect(struct bus_link *link)
         link_drop(link, "out of memory");
         return;
     }
-    bufferevent_setcb(link->bev, link_read_cb, link_write_cb, link_event_cb, link);
+    bufferevent_setcb(link->bev, link_read_cb, conn_write_drained, link_event_cb, link);
     link->state = LINK_CONNECTING;
     link_arm(link, link->ack_timeout_ms);
     if (bufferevent_socket_connect(link->bev, (struct sockaddr *)&sun, sizeof sun) < 0) {

@@ -33,11 +33,6 @@ struct pair {
     int filter_calls;        /* layered: how often the output filter ran */
 };
 
-static void on_write(struct bufferevent *bev, void *arg)
-{
-    conn_write_drained(bev);
-}
-
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct pair *p = arg;
@@ -58,7 +53,7 @@ static void pair_open(struct pair *p, int sndbuf)
     p->bev = bufferevent_socket_new(p->base, fds[0], BEV_OPT_CLOSE_ON_FREE);
     assert_non_null(p->bev);
     p->peer = fds[1];
-    bufferevent_setcb(p->bev, NULL, on_write, on_event, p);
+    bufferevent_setcb(p->bev, NULL, conn_write_drained, on_event, p);
     conn_write_enable(p->bev);
 }
 
@@ -187,8 +182,8 @@ static void test_write_to_a_closed_peer_reaches_the_event_callback(void **state)
 }
 
 static enum bufferevent_filter_result count_out(struct evbuffer *src, struct evbuffer *dst,
-                                                ev_ssize_t limit,
-                                                enum bufferevent_flush_mode mode, void *arg)
+                                                ev_ssize_t limit, enum bufferevent_flush_mode mode,
+                                                void *arg)
 {
     struct pair *p = arg;
     p->filter_calls++;
@@ -208,7 +203,7 @@ static void test_layered_output_is_filtered_at_flush_all_at_once(void **state)
     filter = bufferevent_filter_new(p.bev, NULL, count_out, BEV_OPT_CLOSE_ON_FREE, NULL, &p);
     assert_non_null(filter);
     p.bev = NULL; /* freed with the filter */
-    bufferevent_setcb(filter, NULL, on_write, on_event, &p);
+    bufferevent_setcb(filter, NULL, conn_write_drained, on_event, &p);
     conn_write_enable(filter);
 
     evbuffer_add(bufferevent_get_output(filter), "one ", 4);
