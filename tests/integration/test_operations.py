@@ -1368,6 +1368,26 @@ class MetricsTest(OpsCase):
                 scrape(port, token=secret)  # 200 and valid
                 self.assertEqual(http_get(port, "/healthz"), OK)
 
+    def test_repeated_authorization_on_metrics_and_websocket_handshake_is_400_bad_request(self):
+        secret = "metrics-" + secrets.token_hex(8)
+        b, l = self.start_pair(broadcast_args=["--metrics-token", secret],
+                               listen_args=["--metrics-token", secret])
+        twice = f"Authorization: Bearer {secret}\r\nAuthorization: Bearer {secret}\r\n"
+        handshake = ("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
+        for port, head in ((l.port, "GET /metrics HTTP/1.1\r\nHost: x\r\n"),
+                           (b.port, "GET /metrics HTTP/1.1\r\nHost: x\r\n"), (b.port, handshake)):
+            with self.subTest(port=port, request=head.split("\r\n")[0]):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=10 * TIME_SCALE)
+                sock.sendall((head + twice + "\r\n").encode())
+                answer = read_all_until_closed(sock, 10)
+                sock.close()
+                head_text, _, body = answer.partition(b"\r\n\r\n")
+                self.assertTrue(head_text.startswith(b"HTTP/1.1 400 "), answer)
+                self.assertIn(b"\r\nContent-Type: application/json", head_text)
+                self.assertEqual(json.loads(body), {"code": "BAD_REQUEST"})
+                scrape(port, token=secret)  # once is fine
+
 
 if __name__ == "__main__":
     unittest.main()
