@@ -655,8 +655,9 @@ static void session_pump(struct session *s)
      * size only once its payload starts to come (a header announcing 2 GiB
      * would wait for bytes that never come), and lets bad control frames
      * through. The frames before it have been handled; it fails the
-     * connection (RFC 6455 §5.5, §7.4.1). */
-    if (s->frames.failure && !s->closing) {
+     * connection (RFC 6455 §5.5, §7.4.1), unless one of them was a close
+     * that wslay has answered: what follows a close is ignored (§5.5.1). */
+    if (s->frames.failure && !s->closing && !wslay_event_get_close_sent(s->ws)) {
         if (s->frames.failure == WS_CLOSE_MESSAGE_TOO_BIG)
             s->hub->counters.oversized_message_closes++;
         log_info("ws %s: closed by the server with %u (%s), a frame of %llu bytes announced",

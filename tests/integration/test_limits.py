@@ -683,6 +683,17 @@ class LimitsCase(harness.ServiceCase):
         b.wait_log("closed by the server with 1002 (control frame over 125 bytes)")
         self.assert_still_serving(b, l)
 
+    def test_frames_after_a_client_close_are_ignored_even_one_that_breaks_the_rules(self):
+        b, l = self.start_pair(broadcast_args=["--close-timeout-ms", self.FAIL_CLOSE_TIMEOUT_MS])
+        raw = self.raw_subscriber(b.port, [fresh_type()])
+        # One write: the close, then a fragmented ping (§5.5.1: nothing may follow a close).
+        raw.send(encode_frame(OP_CLOSE, close_payload(1000)) + encode_frame(OP_PING, b"x", fin=False))
+        echo = raw.recv_frame(timeout=5)
+        self.assertIsNotNone(echo, "no close echo")
+        self.assertEqual((echo.opcode, echo.close_code), (OP_CLOSE, 1000))
+        self.assertEqual(raw.wait_eof(timeout=5), [], "a frame after the close echo")
+        self.assert_still_serving(b, l)
+
     def test_close_codes_invalid_per_rfc_6455_get_1002_and_valid_ones_are_echoed(self):
         b, l = self.start_pair(broadcast_args=["--close-timeout-ms", self.FAIL_CLOSE_TIMEOUT_MS])
         # §7.4.1/§7.4.2: 0-999 unused, 1004-1006 and 1015 never sent, 1016-2999 unassigned,
