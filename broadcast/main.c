@@ -17,6 +17,7 @@
 #include "http_server.h"
 #include "hub.h"
 #include "log.h"
+#include "metrics_token.h"
 #include "net.h"
 #include "process.h"
 #include "service_manager.h"
@@ -45,7 +46,7 @@ struct broadcast_settings {
     uint64_t max_head;
     uint64_t handshake_timeout_ms;
     bool reuse_port;
-    char *metrics_token;
+    struct metrics_token_settings metrics;
     uint64_t metrics_port;
 };
 
@@ -95,9 +96,7 @@ static const struct cfg_option options[] = {
     {"--metrics-port", "METRICS_PORT", CFG_UINT, "0",
      "also serve /healthz and /metrics of this process alone on this port (0: off)",
      &settings.metrics_port, 0, 65535},
-    {"--metrics-token", "METRICS_TOKEN", CFG_STRING, "",
-     "when set, GET /metrics needs \"Authorization: Bearer <token>\"", &settings.metrics_token, 0,
-     0},
+    METRICS_TOKEN_OPTIONS(settings.metrics),
 };
 
 static const struct cfg_program program = {
@@ -112,6 +111,7 @@ struct broadcast_daemon {
     struct http_server *http;
     struct http_server *admin;
     struct auth_store *auth;
+    struct metrics_token *metrics_token;
     struct tls_server *tls;
     struct bus_server *bus;
     struct hub hub;
@@ -171,6 +171,7 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
     struct broadcast_daemon *d = arg;
     service_manager_reloading(d->manager);
     auth_store_reload(d->auth, "SIGHUP");
+    metrics_token_reload(d->metrics_token, "SIGHUP");
     if (d->tls) {
         char err[512];
         if (tls_server_reload(d->tls, err, sizeof err) < 0)
@@ -277,6 +278,12 @@ int main(int argc, char **argv)
         log_error("out of memory during start-up");
         goto out;
     }
+    d.metrics_token = metrics_token_open(d.base, &settings.metrics, err, sizeof err);
+    if (!d.metrics_token) {
+        fprintf(stderr, "event-broadcast: %s\n", err);
+        status = 2;
+        goto out;
+    }
     d.auth = auth_settings_open(d.base, &settings.auth, err, sizeof err);
     if (!d.auth) {
         fprintf(stderr, "event-broadcast: %s\n", err);
@@ -335,7 +342,7 @@ int main(int argc, char **argv)
     d.api.hub = &d.hub;
     d.api.bus = d.bus;
     d.api.http = d.http;
-    d.api.metrics_token = settings.metrics_token;
+    d.api.metrics_token = d.metrics_token;
     d.manager = service_manager_new(d.base, status_line, &d);
     if (settings.metrics_port) {
         int admin_fd = net_listen_tcp(settings.bind, (uint16_t)settings.metrics_port, false, 64,
@@ -371,6 +378,7 @@ out:
     if (d.hub_ready)
         hub_free(&d.hub);
     auth_store_free(d.auth);
+    metrics_token_free(d.metrics_token);
     tls_server_free(d.tls);
     service_manager_free(d.manager);
     process_signals_free(&d.signals);

@@ -26,7 +26,10 @@
 
 /* RFC 6455 §7.4.1 status codes used here. */
 #define WS_CLOSE_GOING_AWAY 1001
+#define WS_CLOSE_PROTOCOL_ERROR 1002
+#define WS_CLOSE_INVALID_DATA 1007
 #define WS_CLOSE_POLICY 1008
+#define WS_CLOSE_MESSAGE_TOO_BIG 1009
 #define WS_CLOSE_TRY_AGAIN_LATER 1013
 
 /* A wslay context costs about 9 KiB (its 4 KiB input and output buffers),
@@ -49,10 +52,11 @@ struct session {
     bool awaiting_pong;
     bool protocol_close_seen; /* a close wslay started has been accounted for */
     bool closed_by_us;        /* our close frame is out; waiting for the peer's */
-    char *credential; /* authentication text of the last successful init (owned) */
+    size_t ws_input_left;     /* input bytes wslay may still read in this pump */
+    char *credential;         /* authentication text of the last successful init (owned) */
     size_t credential_len;
-    struct event *expiry; /* JWT credentials: fires at their exp */
-    uint64_t deadline_ms; /* init or close deadline, by the FIFO it is in */
+    struct event *expiry;                  /* JWT credentials: fires at their exp */
+    uint64_t deadline_ms;                  /* init or close deadline, by the FIFO it is in */
     struct session *prev, *next;           /* hub->sessions */
     struct session *fifo_prev, *fifo_next; /* init_wait or closing */
     struct session *deferred_next;
@@ -192,18 +196,24 @@ void session_free(struct session *s)
         hub_trim_heap(hub); /* the last client left: give the memory back now */
 }
 
-/* Ends the session once wslay has nothing left to read or write; the
- * connection itself closes when its output is on the wire. Returns true
- * when s was freed. */
-static bool session_finish_if_done(struct session *s)
+/* Ends the session now; its connection closes once its output is on the
+ * wire (the server closes the TCP connection first, RFC 6455 §7.1.1). */
+static void session_end_flushed(struct session *s)
 {
     struct bufferevent *bev = s->bev;
     unsigned timeout_ms = s->hub->limits.close_timeout_ms;
-    if (!s->ws || wslay_event_want_read(s->ws) || wslay_event_want_write(s->ws))
-        return false;
     s->bev = NULL;
     session_free(s);
     conn_flush_and_close(bev, timeout_ms, CONN_CLOSE_GRACEFUL);
+}
+
+/* Ends the session once wslay has nothing left to read or write. Returns
+ * true when s was freed. */
+static bool session_finish_if_done(struct session *s)
+{
+    if (!s->ws || wslay_event_want_read(s->ws) || wslay_event_want_write(s->ws))
+        return false;
+    session_end_flushed(s);
     return true;
 }
 
@@ -221,11 +231,32 @@ static void session_send_frame(struct session *s, uint8_t opcode, const void *pa
     conn_write_flush(s->bev);
 }
 
+/* Whether closing with code fails the connection (RFC 6455 §7.1.7) rather
+ * than starting the closing handshake (§7.1.2). An endpoint that must Fail
+ * the WebSocket Connection sends its close frame and then closes the TCP
+ * connection; it "MUST NOT continue to attempt to process data (including a
+ * responding Close frame) from the remote endpoint". That is what the codes
+ * answering the peer's own breach of the protocol mean here: 1002 (a frame
+ * against §5: a bad control frame, a bad close code), 1007 (payload not
+ * valid for its type, §8.1) and 1009 (a message over the limit, whose rest
+ * is never read: a frame announcing 2^62 bytes can never end, so no close
+ * frame could ever follow it). Every other close we start (1001 going away,
+ * 1008 policy, 1013 slow consumer) is a closing handshake with a peer whose
+ * stream is in order: its close frame is awaited, up to the close timeout.
+ * wslay's own closes for 1002, 1007 and 1009 already stop reading, and the
+ * session ends as soon as wslay has written them (session_finish_if_done). */
+static bool session_close_fails_connection(uint16_t code)
+{
+    return code == WS_CLOSE_PROTOCOL_ERROR || code == WS_CLOSE_INVALID_DATA ||
+           code == WS_CLOSE_MESSAGE_TOO_BIG;
+}
+
 void session_close(struct session *s, uint16_t code, const char *reason)
 {
     struct hub *hub = s->hub;
     uint8_t payload[2 + 123];
     size_t reason_len = strlen(reason);
+    bool fail = session_close_fails_connection(code);
     if (s->closing)
         return;
     if (s->in_fifo)
@@ -233,10 +264,12 @@ void session_close(struct session *s, uint16_t code, const char *reason)
     /* Its subscriptions end now, whatever the peer does next. */
     subs_remove_all(hub->subs, &s->subs);
     s->closing = true;
-    s->deadline_ms = hub_now_ms() + hub->limits.close_timeout_ms;
-    fifo_push(&hub->closing, s);
-    if (hub->closing.head == s)
-        arm_timer(hub->close_timer, s->deadline_ms);
+    if (!fail) {
+        s->deadline_ms = hub_now_ms() + hub->limits.close_timeout_ms;
+        fifo_push(&hub->closing, s);
+        if (hub->closing.head == s)
+            arm_timer(hub->close_timer, s->deadline_ms);
+    }
     /* The close frame is written directly, so that closing thousands of
      * sessions (a shutdown, an init-timeout wave) costs no wslay context
      * each. What wslay still holds goes out first; then it is dropped. */
@@ -254,11 +287,14 @@ void session_close(struct session *s, uint16_t code, const char *reason)
     payload[1] = (uint8_t)code;
     memcpy(payload + 2, reason, reason_len);
     session_send_frame(s, 0x8, payload, 2 + reason_len);
+    if (fail) {
+        session_end_flushed(s);
+        return;
+    }
     s->closed_by_us = true;
 }
 
 /* --- init messages -------------------------------------------------------- */
-
 
 /* While wslay is active its queue is used, so that a pong it owes (for a
  * ping that came before this message) goes out first: wslay sends control
@@ -318,7 +354,8 @@ static int session_set_expiry(struct session *s, int64_t expires)
             evtimer_del(s->expiry);
         return 0;
     }
-    if (!s->expiry && !(s->expiry = evtimer_new(bufferevent_get_base(s->bev), session_expiry_cb, s)))
+    if (!s->expiry &&
+        !(s->expiry = evtimer_new(bufferevent_get_base(s->bev), session_expiry_cb, s)))
         return -1;
     clock_gettime(CLOCK_REALTIME, &now);
     end_ns = (expires + auth_store_sources(s->hub->auth)->jwt_policy.leeway_s) * 1000000000LL;
@@ -475,11 +512,16 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
                           void *user_data)
 {
     struct session *s = user_data;
-    int n = evbuffer_remove(bufferevent_get_input(s->bev), buf, len);
+    int n = 0;
+    if (len > s->ws_input_left)
+        len = s->ws_input_left;
+    if (len > 0)
+        n = evbuffer_remove(bufferevent_get_input(s->bev), buf, len);
     if (n <= 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
+    s->ws_input_left -= (size_t)n;
     return n;
 }
 
@@ -496,8 +538,8 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size
     return (ssize_t)len;
 }
 
-static void ws_msg_recv_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
-                           void *user_data)
+static void ws_msg_recv_cb(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_msg_recv_arg *arg, void *user_data)
 {
     struct session *s = user_data;
     s->awaiting_pong = false;
@@ -554,15 +596,18 @@ static void session_note_protocol_close(struct session *s)
 
 /* Tells the frame tracker about every byte wslay is about to consume
  * (wslay reads until the input is empty, unless it stops after a close,
- * and then the tracker no longer matters). */
+ * and then the tracker no longer matters), and lets wslay read only the
+ * frames before one the tracker refuses: those are handled in order, and
+ * the refused frame never reaches wslay. */
 static void session_track_input(struct session *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->bev);
     struct evbuffer_iovec v[8];
     struct evbuffer_ptr pos;
     size_t total = evbuffer_get_length(in), done = 0;
+    uint64_t start = s->frames.offset; /* the stream offset of in's first byte */
     evbuffer_ptr_set(in, &pos, 0, EVBUFFER_PTR_SET);
-    while (done < total) {
+    while (done < total && !s->frames.failure) {
         int n = evbuffer_peek(in, (ev_ssize_t)(total - done), &pos, v, 8);
         if (n <= 0)
             break;
@@ -576,6 +621,9 @@ static void session_track_input(struct session *s)
         if (evbuffer_ptr_set(in, &pos, done, EVBUFFER_PTR_SET) < 0)
             break;
     }
+    s->ws_input_left = total;
+    if (s->frames.failure) /* a refused header begun in an earlier read leaves nothing */
+        s->ws_input_left = s->frames.frame_offset > start ? s->frames.frame_offset - start : 0;
 }
 
 static void session_pump(struct session *s)
@@ -587,13 +635,9 @@ static void session_pump(struct session *s)
         session_track_input(s);
         evbuffer_drain(bufferevent_get_input(s->bev),
                        evbuffer_get_length(bufferevent_get_input(s->bev)));
-        if (s->frames.close_seen) {
-            struct bufferevent *bev = s->bev;
-            unsigned timeout_ms = s->hub->limits.close_timeout_ms;
-            s->bev = NULL;
-            session_free(s);
-            conn_flush_and_close(bev, timeout_ms, CONN_CLOSE_GRACEFUL);
-        }
+        /* A frame that fails the connection ends the wait as well. */
+        if (s->frames.close_seen || s->frames.failure)
+            session_end_flushed(s);
         return;
     }
     if (!session_ws(s)) {
@@ -601,26 +645,27 @@ static void session_pump(struct session *s)
         return;
     }
     session_track_input(s);
-    /* wslay checks a message's size only when its payload starts to come:
-     * a header announcing 2 GiB would otherwise wait for bytes that never
-     * come. Refuse it on the header (RFC 6455 §7.4.1: 1009). */
-    if (s->frames.in_payload && s->frames.payload_len > s->hub->limits.max_message &&
-        !s->closing) {
-        s->hub->counters.oversized_message_closes++;
-        log_info("ws %s: closed by the server with 1009 (message too big), a frame of %llu "
-                 "bytes announced",
-                 s->peer, (unsigned long long)s->frames.payload_len);
-        evbuffer_drain(bufferevent_get_input(s->bev),
-                       evbuffer_get_length(bufferevent_get_input(s->bev)));
-        session_close(s, 1009, "message too big");
-        return;
-    }
     if (wslay_event_recv(s->ws) != 0 || wslay_event_send(s->ws) != 0) {
         session_free(s);
         return;
     }
     conn_write_flush(s->bev); /* pongs, init replies */
     session_note_protocol_close(s);
+    /* A frame the tracker refused on its header: wslay checks a message's
+     * size only once its payload starts to come (a header announcing 2 GiB
+     * would wait for bytes that never come), and lets bad control frames
+     * through. The frames before it have been handled; it fails the
+     * connection (RFC 6455 §5.5, §7.4.1), unless one of them was a close
+     * that wslay has answered: what follows a close is ignored (§5.5.1). */
+    if (s->frames.failure && !s->closing && !wslay_event_get_close_sent(s->ws)) {
+        if (s->frames.failure == WS_CLOSE_MESSAGE_TOO_BIG)
+            s->hub->counters.oversized_message_closes++;
+        log_info("ws %s: closed by the server with %u (%s), a frame of %llu bytes announced",
+                 s->peer, (unsigned)s->frames.failure, s->frames.failure_reason,
+                 (unsigned long long)s->frames.payload_len);
+        session_close(s, s->frames.failure, s->frames.failure_reason);
+        return;
+    }
     /* Answers to the client's own messages (pongs, init replies) count
      * against the backlog too: a client that sends without reading is a
      * slow consumer like any other. */
@@ -708,8 +753,7 @@ void session_ping_all(struct hub *hub)
             continue;
         if (s->awaiting_pong) {
             hub->counters.ping_timeout_closes++;
-            log_info("ws %s: no pong within %u ms: dropped", s->peer,
-                     hub->limits.ping_interval_ms);
+            log_info("ws %s: no pong within %u ms: dropped", s->peer, hub->limits.ping_interval_ms);
             session_free(s);
             continue;
         }
@@ -785,6 +829,7 @@ int session_start(struct hub *hub, struct bufferevent *bev, const char *accept, 
     }
     s->hub = hub;
     s->bev = bev;
+    s->frames.max_payload = hub->limits.max_message;
     snprintf(s->peer, sizeof s->peer, "%s", peer);
 
     s->next = hub->sessions;

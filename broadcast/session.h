@@ -35,7 +35,10 @@ void session_deliver(struct session *session, struct shared_frame *frame);
 void session_flush_all(struct hub *hub);
 
 /* Starts a close with code and reason; the session ends when the peer
- * answers or after the close timeout. */
+ * answers or after the close timeout. A code that fails the connection
+ * (1002, 1007, 1009: RFC 6455 §7.1.7, see session.c) ends the session at
+ * once instead, and the connection closes once the close frame is written.
+ * Either way s may be freed on return. */
 void session_close(struct session *session, uint16_t code, const char *reason);
 
 /* Ends the session now, without a close handshake. */

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "metrics_endpoint.h"
+#include "metrics_token.h"
 #include "session.h"
 #include "shared_frame.h"
 #include "subscriptions.h"
@@ -85,7 +86,7 @@ static void write_metrics_cb(void *arg, struct evbuffer *out)
 
 static void handle_metrics(struct ws_api *api, struct http_exchange *ex)
 {
-    metrics_endpoint_serve(ex, api->metrics_token, write_metrics_cb, api);
+    metrics_endpoint_serve(ex, metrics_token_get(api->metrics_token), write_metrics_cb, api);
 }
 
 void ws_api_handle_admin(struct http_exchange *ex, void *arg)

@@ -11,17 +11,18 @@ struct http_exchange;
 struct http_server;
 struct hub;
 struct bus_server;
+struct metrics_token;
 
 struct ws_api {
     struct hub *hub;           /* borrowed */
     struct bus_server *bus;    /* borrowed, for its counters */
     struct http_server *http;  /* borrowed, for its counters */
-    const char *metrics_token; /* borrowed; NULL or "" = /metrics open */
+    const struct metrics_token *metrics_token; /* borrowed; NULL or none set: open */
 };
 
 /* The http_server handler; arg is a struct ws_api *. GET /metrics gives
- * the Prometheus text (with metrics_token set, only for "Authorization:
- * Bearer <metrics_token>"). */
+ * the Prometheus text (with a metrics token set, only for "Authorization:
+ * Bearer <token>"). */
 void ws_api_handle(struct http_exchange *ex, void *arg);
 
 /* The handler of the optional admin port (METRICS_PORT): GET /healthz and

@@ -59,24 +59,54 @@ static void tracker_frame_end(struct ws_frame_tracker *t)
     t->in_payload = false;
 }
 
+/* The rules a frame can be judged by on its header (ws_frame.h); sets
+ * t->failure when it breaks one. */
+static void tracker_judge(struct ws_frame_tracker *t, uint64_t payload)
+{
+    uint8_t opcode = t->header[0] & 0x0f;
+    bool fin = (t->header[0] & 0x80) != 0;
+    const char *reason = NULL;
+    uint16_t code = 1002; /* protocol error */
+
+    /* Control frames have opcodes 8 and up (§5.5). */
+    if ((opcode & 0x8) && !fin)
+        reason = "fragmented control frame";
+    else if ((opcode & 0x8) && payload > 125)
+        reason = "control frame over 125 bytes";
+    else if (opcode == 0x8 && payload == 1)
+        reason = "close frame with a 1-byte body";
+    else if (t->max_payload != 0 && payload > t->max_payload) {
+        reason = "message too big";
+        code = 1009;
+    }
+    if (reason != NULL) {
+        t->failure = code;
+        t->failure_reason = reason;
+    }
+}
+
 void ws_frame_tracker_feed(struct ws_frame_tracker *t, const uint8_t *data, size_t len)
 {
-    while (len > 0) {
+    while (len > 0 && t->failure == 0) {
         if (t->in_payload) {
             uint64_t n = len < t->payload_left ? len : t->payload_left;
             t->payload_left -= n;
+            t->offset += n;
             data += n;
             len -= (size_t)n;
             if (t->payload_left == 0)
                 tracker_frame_end(t);
             continue;
         }
+        if (t->header_len == 0)
+            t->frame_offset = t->offset;
         size_t need = tracker_header_need(t);
         size_t take = need - t->header_len;
         if (take > len)
             take = len;
         memcpy(t->header + t->header_len, data, take);
         t->header_len += (uint8_t)take;
+        t->offset += take;
         data += take;
         len -= take;
         if (t->header_len < 2 || t->header_len < tracker_header_need(t))
@@ -90,8 +120,11 @@ void ws_frame_tracker_feed(struct ws_frame_tracker *t, const uint8_t *data, size
             for (int i = 0; i < 8; i++)
                 payload = payload << 8 | t->header[2 + i];
         }
-        t->payload_left = payload;
         t->payload_len = payload;
+        tracker_judge(t, payload);
+        if (t->failure != 0)
+            return;
+        t->payload_left = payload;
         if (payload == 0)
             tracker_frame_end(t);
         else

@@ -121,6 +121,23 @@ static int parse_header_line(const char *line, size_t len, struct http_header *h
     return HTTP_PARSE_OK;
 }
 
+/* RFC 9110 §11.6.2: Authorization carries one set of credentials, and it
+ * is not a list field, so it may not be repeated (§5.3). Of two, a proxy
+ * and this server might each read another one; the request is refused. */
+static bool header_repeats_authorization(const struct http_request_head *head,
+                                         const struct http_header *h)
+{
+    if (h->name_len != 13 || !ascii_case_equal(h->name, "authorization", 13))
+        return false;
+    for (size_t i = 0; i < head->header_count; i++) {
+        const struct http_header *earlier = &head->headers[i];
+        if (earlier != h && earlier->name_len == 13 &&
+            ascii_case_equal(earlier->name, "authorization", 13))
+            return true;
+    }
+    return false;
+}
+
 int http_request_parse(const char *buf, size_t len, size_t max_head, struct http_request_head *out)
 {
     size_t limit = len < max_head ? len : max_head;
@@ -165,6 +182,8 @@ int http_request_parse(const char *buf, size_t len, size_t max_head, struct http
             rc = parse_header_line(line, line_len, &out->headers[out->header_count]);
             if (rc != HTTP_PARSE_OK)
                 return rc;
+            if (header_repeats_authorization(out, &out->headers[out->header_count]))
+                return HTTP_PARSE_BAD;
             out->header_count++;
         }
         pos = next;

@@ -6,7 +6,8 @@
  * "METHOD SP target SP HTTP/1.x" with a token method; header names must be
  * tokens; no blank before the colon (request smuggling); no obsolete line
  * folding; lines end in CRLF (a bare LF is accepted as the end of a line, as
- * RFC 9112 §2.2 allows). Limits: max_head bytes for the whole head and
+ * RFC 9112 §2.2 allows); Authorization at most once (it is not a list, RFC
+ * 9110 §11.6.2). Limits: max_head bytes for the whole head and
  * HTTP_MAX_HEADERS header fields.
  */
 #ifndef EVS_HTTP_REQUEST_H
@@ -45,8 +46,7 @@ enum http_parse_status {
 };
 
 /* Parses the request head at the start of buf[0..len). */
-int http_request_parse(const char *buf, size_t len, size_t max_head,
-                       struct http_request_head *out);
+int http_request_parse(const char *buf, size_t len, size_t max_head, struct http_request_head *out);
 
 /* The first header called name (case-insensitive), or NULL. */
 const struct http_header *http_request_header(const struct http_request_head *head,

@@ -121,14 +121,19 @@ static void conn_write_answer(struct http_conn *conn, int status, const char *ex
                               bool head_only)
 {
     struct evbuffer *out = bufferevent_get_output(conn->bev);
+    /* An HTTP/1.0 client keeps the connection only when the answer says
+     * keep-alive too (RFC 9112 §9.3, Appendix C.2.2). */
+    const char *connection = close                              ? "Connection: close\r\n"
+                             : conn->ex.head.version_minor == 0 ? "Connection: keep-alive\r\n"
+                                                                : "";
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\n"
                         "Content-Type: %s\r\n"
                         "Content-Length: %zu\r\n"
                         "Cache-Control: no-store\r\n"
                         "%s%s\r\n",
-                        status, http_status_text(status), content_type, len,
-                        close ? "Connection: close\r\n" : "", extra_headers ? extra_headers : "");
+                        status, http_status_text(status), content_type, len, connection,
+                        extra_headers ? extra_headers : "");
     if (!head_only) /* RFC 9110 §9.3.2: an answer to HEAD has no content */
         evbuffer_add(out, body, len);
 }

@@ -25,6 +25,7 @@
 
 #include "json_text.h"
 #include "roles.h"
+#include "text_lines.h"
 
 #define JWT_HMAC_LEN 32
 #define JWT_ES256_SIG_LEN 64
@@ -103,11 +104,6 @@ static int jwt_keys_add_secret(struct jwt_keys *keys, const unsigned char *secre
     return 0;
 }
 
-static bool jwt_is_blank(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
 struct jwt_keys *jwt_keys_parse_secrets(const char *text, size_t len, size_t *too_short)
 {
     size_t short_lines = 0;
@@ -115,31 +111,20 @@ struct jwt_keys *jwt_keys_parse_secrets(const char *text, size_t len, size_t *to
     if (keys == NULL)
         goto fail;
 
-    size_t pos = 0;
-    while (text != NULL && pos < len) {
-        const char *line = text + pos;
-        const char *newline = memchr(line, '\n', len - pos);
-        size_t line_len = newline != NULL ? (size_t)(newline - line) : len - pos;
-        pos += line_len + (newline != NULL ? 1 : 0);
-
-        /* Same line rules as the tokens file: the CR of CRLF and blanks
-         * around the secret are an editor's, not the secret's. */
-        size_t end = line_len;
-        while (end > 0 && (jwt_is_blank(line[end - 1]) || line[end - 1] == '\r'))
-            end--;
-        size_t begin = 0;
-        while (begin < end && jwt_is_blank(line[begin]))
-            begin++;
-        if (begin == end || line[begin] == '#')
-            continue;
+    /* The line rules of the tokens file (text_lines.h): line ends and the
+     * blanks around a secret are an editor's, not the secret's. */
+    struct text_lines lines;
+    struct text_line line;
+    text_lines_init(&lines, text, len);
+    while (text_lines_next(&lines, &line)) {
         /* A NUL cannot come from an editor: the line is damage, not a key. */
-        if (memchr(line + begin, '\0', end - begin) != NULL)
+        if (memchr(line.text, '\0', line.len) != NULL)
             continue;
-        if (end - begin < JWT_SECRET_MIN_LEN) {
+        if (line.len < JWT_SECRET_MIN_LEN) {
             short_lines++;
             continue;
         }
-        if (jwt_keys_add_secret(keys, (const unsigned char *)line + begin, end - begin) != 0)
+        if (jwt_keys_add_secret(keys, (const unsigned char *)line.text, line.len) != 0)
             goto fail;
     }
     if (too_short != NULL)

@@ -36,21 +36,22 @@
 
 enum jwt_status {
     JWT_OK = 0,
-    JWT_ERR_MALFORMED = -1,    /* not three base64url parts, bad JSON, limits, "crit" */
-    JWT_ERR_ALGORITHM = -2,    /* alg missing, "none", or not configured */
-    JWT_ERR_SIGNATURE = -3,    /* no configured key verifies it */
-    JWT_ERR_EXPIRED = -4,      /* exp (plus leeway) has passed */
+    JWT_ERR_MALFORMED = -1,     /* not three base64url parts, bad JSON, limits, "crit" */
+    JWT_ERR_ALGORITHM = -2,     /* alg missing, "none", or not configured */
+    JWT_ERR_SIGNATURE = -3,     /* no configured key verifies it */
+    JWT_ERR_EXPIRED = -4,       /* exp (plus leeway) has passed */
     JWT_ERR_NOT_YET_VALID = -5, /* nbf or iat in the future (beyond leeway) */
-    JWT_ERR_CLAIMS = -6,       /* exp missing, wrong types, iss/aud mismatch, bad patterns */
+    JWT_ERR_CLAIMS = -6,        /* exp missing, wrong types, iss/aud mismatch, bad patterns */
     JWT_ERR_NOMEM = -7,
 };
 
 struct jwt_keys; /* configured secrets and public keys */
 
-/* Parses the secrets file text: one HS256 secret per line (LF or CRLF;
- * blank lines and '#' comments ignored; a secret shorter than 32 bytes is
- * ignored and counted in *too_short). As in the tokens file, blanks (space,
- * tab) around a secret are trimmed and a line holding a NUL byte is ignored.
+/* Parses the secrets file text: one HS256 secret per line, with the line
+ * rules of text_lines.h (lines end at CRLF, CR or LF; blanks around a
+ * secret trimmed; blank lines and '#' comments ignored); a secret shorter
+ * than 32 bytes is ignored and counted in *too_short. As in the tokens
+ * file, a line holding a NUL byte is ignored.
  * too_short may be NULL. Returns a new set (possibly empty) or NULL when out
  * of memory. */
 struct jwt_keys *jwt_keys_parse_secrets(const char *text, size_t len, size_t *too_short);

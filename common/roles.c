@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text_lines.h"
+
 #define ROLES_RIGHT_PUBLISH 1u
 #define ROLES_RIGHT_SUBSCRIBE 2u
 /* How much of a bad field an error message quotes. */
@@ -283,7 +285,7 @@ static int roles_parse_rights(struct roles_field field, unsigned *rights, size_t
 static int roles_parse_line(struct roles *roles, const char *line, size_t len, size_t line_no,
                             char *err, size_t err_len)
 {
-    struct roles_field fields[3];
+    struct roles_field fields[3] = {{NULL, 0}};
     char quoted[ROLES_QUOTE_MAX + 1];
     unsigned rights;
 
@@ -392,24 +394,11 @@ struct roles *roles_parse(const char *text, size_t len, char *err, size_t err_le
         return NULL;
     }
 
-    size_t pos = 0;
-    size_t line_no = 0;
-    while (text != NULL && pos < len) {
-        const char *line = text + pos;
-        const char *newline = memchr(line, '\n', len - pos);
-        size_t line_len = newline != NULL ? (size_t)(newline - line) : len - pos;
-        pos += line_len + (newline != NULL ? 1 : 0);
-        line_no++;
-
-        /* The CR of a CRLF ending goes with the trailing blanks. */
-        while (line_len > 0 && (roles_is_blank(line[line_len - 1]) || line[line_len - 1] == '\r'))
-            line_len--;
-        size_t begin = 0;
-        while (begin < line_len && roles_is_blank(line[begin]))
-            begin++;
-        if (begin == line_len || line[begin] == '#')
-            continue;
-        if (roles_parse_line(roles, line + begin, line_len - begin, line_no, err, err_len) != 0)
+    struct text_lines lines;
+    struct text_line line;
+    text_lines_init(&lines, text, len);
+    while (text_lines_next(&lines, &line)) {
+        if (roles_parse_line(roles, line.text, line.len, line.number, err, err_len) != 0)
             goto fail;
     }
     if (roles_merge(roles) != 0) {

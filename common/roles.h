@@ -1,7 +1,8 @@
 /* The roles file: named roles granting publish and/or subscribe rights on
  * event-type patterns (event_pattern.h).
  *
- * Format, one grant per line; blank lines and '#' comments are ignored:
+ * Format, one grant per line, with the line rules of text_lines.h (lines
+ * end at CRLF, CR or LF; blank lines and '#' comments are ignored):
  *
  *     <role> <rights> <pattern>[,<pattern>...]
  *

@@ -13,6 +13,8 @@
 
 #include <mbedtls/sha256.h>
 
+#include "text_lines.h"
+
 #define TOKENS_DIGEST_LEN 32
 
 struct tokens_entry {
@@ -106,38 +108,32 @@ static bool tokens_is_blank(char c)
     return c == ' ' || c == '\t';
 }
 
-/* Applies the file rules of tokens.h to one line (without its LF). Returns
- * the token (start, len) and the second field (roles, roles_len; 0 when
- * absent), or false when the line holds none. */
-static bool tokens_line_token(const char *line, size_t line_len, const char **start, size_t *len,
+/* Applies the file rules of tokens.h to one line's content (text_lines.h
+ * has trimmed it and skipped comments). Returns the token (start, len) and
+ * the second field (roles, roles_len; 0 when absent), or false when the
+ * line holds none. */
+static bool tokens_line_token(const struct text_line *line, const char **start, size_t *len,
                               const char **roles, size_t *roles_len)
 {
-    size_t begin = 0;
-    size_t end = line_len;
+    const char *text = line->text;
+    size_t end = line->len;
 
     /* A NUL cannot come from a text editor; such a line is damage, not a token,
      * and it would be cut short by any tool that handles the token as a string. */
-    if (memchr(line, '\0', line_len) != NULL)
+    if (memchr(text, '\0', end) != NULL)
         return false;
-    /* CR (of CRLF) is trimmed along with the trailing blanks. */
-    while (end > begin && (tokens_is_blank(line[end - 1]) || line[end - 1] == '\r'))
-        end--;
-    while (begin < end && tokens_is_blank(line[begin]))
-        begin++;
-    if (begin == end || line[begin] == '#')
-        return false;
-    size_t field_end = begin;
-    while (field_end < end && !tokens_is_blank(line[field_end]))
+    size_t field_end = 0;
+    while (field_end < end && !tokens_is_blank(text[field_end]))
         field_end++;
-    *start = line + begin;
-    *len = field_end - begin;
+    *start = text;
+    *len = field_end;
     size_t second = field_end;
-    while (second < end && tokens_is_blank(line[second]))
+    while (second < end && tokens_is_blank(text[second]))
         second++;
     size_t second_end = second;
-    while (second_end < end && !tokens_is_blank(line[second_end]))
+    while (second_end < end && !tokens_is_blank(text[second_end]))
         second_end++;
-    *roles = line + second;
+    *roles = text + second;
     *roles_len = second_end - second;
     return true;
 }
@@ -149,16 +145,13 @@ struct tokens *tokens_parse(const char *text, size_t len, struct tokens_stats *s
     if (tokens == NULL)
         goto fail;
 
-    size_t pos = 0;
-    while (text != NULL && pos < len) {
-        const char *line = text + pos;
-        const char *newline = memchr(line, '\n', len - pos);
-        size_t line_len = newline != NULL ? (size_t)(newline - line) : len - pos;
-        pos += line_len + (newline != NULL ? 1 : 0);
-
+    struct text_lines lines;
+    struct text_line line;
+    text_lines_init(&lines, text, len);
+    while (text_lines_next(&lines, &line)) {
         const char *token, *roles_field;
         size_t token_len, roles_len;
-        if (!tokens_line_token(line, line_len, &token, &token_len, &roles_field, &roles_len))
+        if (!tokens_line_token(&line, &token, &token_len, &roles_field, &roles_len))
             continue;
         if (token_len < TOKENS_MIN_LEN) {
             counted.too_short++;

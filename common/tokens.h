@@ -1,11 +1,12 @@
 /* The set of accepted tokens, parsed from the tokens file's text.
  *
- * File rules: one token per line; LF or CRLF endings; leading and trailing
- * blanks are trimmed; blank lines and lines starting with '#' are ignored;
- * the token is the first blank-separated field of a line, and the second
- * field, when present, names its roles ("<token> role1,role2"; see
- * roles.h); further fields are ignored; a token shorter than TOKENS_MIN_LEN or
- * longer than TOKENS_MAX_LEN is ignored and counted.
+ * File rules: one token per line; the line rules of text_lines.h (lines
+ * end at CRLF, CR or LF; leading and trailing blanks are trimmed; blank
+ * lines and lines starting with '#' are ignored); a line holding a NUL
+ * byte is ignored; the token is the first blank-separated field of a line,
+ * and the second field, when present, names its roles ("<token>
+ * role1,role2"; see roles.h); further fields are ignored; a token shorter
+ * than TOKENS_MIN_LEN or longer than TOKENS_MAX_LEN is ignored and counted.
  *
  * Tokens are kept only as SHA-256 digests; tokens_contains compares the
  * digest of the candidate with every stored digest in constant time, so the

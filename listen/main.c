@@ -13,6 +13,7 @@
 #include "conn_flush.h"
 #include "http_server.h"
 #include "log.h"
+#include "metrics_token.h"
 #include "net.h"
 #include "process.h"
 #include "service_manager.h"
@@ -38,7 +39,7 @@ struct listen_settings {
     uint64_t request_timeout_ms;
     uint64_t idle_timeout_ms;
     uint64_t max_connections;
-    char *metrics_token;
+    struct metrics_token_settings metrics;
 };
 
 static struct listen_settings settings;
@@ -79,9 +80,7 @@ static const struct cfg_option options[] = {
     {"--max-connections", "MAX_CONNECTIONS", CFG_UINT, "0",
      "open connections allowed (0: the file limit minus a reserve)", &settings.max_connections, 0,
      10000000},
-    {"--metrics-token", "METRICS_TOKEN", CFG_STRING, "",
-     "when set, GET /metrics needs \"Authorization: Bearer <token>\"", &settings.metrics_token, 0,
-     0},
+    METRICS_TOKEN_OPTIONS(settings.metrics),
 };
 
 static const struct cfg_program program = {
@@ -95,6 +94,7 @@ struct listen_daemon {
     struct event_base *base;
     struct http_server *http;
     struct auth_store *auth;
+    struct metrics_token *metrics_token;
     struct tls_server *tls;
     struct bus *bus;
     struct publish_api api;
@@ -133,6 +133,7 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
     struct listen_daemon *d = arg;
     service_manager_reloading(d->manager);
     auth_store_reload(d->auth, "SIGHUP");
+    metrics_token_reload(d->metrics_token, "SIGHUP");
     if (d->tls) {
         char err[512];
         if (tls_server_reload(d->tls, err, sizeof err) < 0)
@@ -234,6 +235,12 @@ int main(int argc, char **argv)
         log_error("out of memory during start-up");
         goto out;
     }
+    d.metrics_token = metrics_token_open(d.base, &settings.metrics, err, sizeof err);
+    if (!d.metrics_token) {
+        fprintf(stderr, "event-listen: %s\n", err);
+        status = 2;
+        goto out;
+    }
     d.auth = auth_settings_open(d.base, &settings.auth, err, sizeof err);
     if (!d.auth) {
         fprintf(stderr, "event-listen: %s\n", err);
@@ -261,7 +268,7 @@ int main(int argc, char **argv)
     d.bus = bus_new(d.base, &bus_config);
     d.api.auth = d.auth;
     d.api.bus = d.bus;
-    d.api.metrics_token = settings.metrics_token;
+    d.api.metrics_token = d.metrics_token;
     d.http = http_server_new(d.base, &limits, publish_api_handle, &d.api);
     d.api.http = d.http;
     d.manager = service_manager_new(d.base, status_line, &d);
@@ -288,6 +295,7 @@ out:
     http_server_free(d.http);
     bus_free(d.bus);
     auth_store_free(d.auth);
+    metrics_token_free(d.metrics_token);
     tls_server_free(d.tls);
     service_manager_free(d.manager);
     if (d.ready_timer)

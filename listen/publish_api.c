@@ -12,6 +12,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "metrics_endpoint.h"
+#include "metrics_token.h"
 #include "publish_body.h"
 
 /* A publish waiting for the bus; freed when answered or cancelled. */
@@ -215,7 +216,7 @@ static void write_metrics_cb(void *arg, struct evbuffer *out)
 
 static void handle_metrics(struct publish_api *api, struct http_exchange *ex)
 {
-    metrics_endpoint_serve(ex, api->metrics_token, write_metrics_cb, api);
+    metrics_endpoint_serve(ex, metrics_token_get(api->metrics_token), write_metrics_cb, api);
 }
 
 static bool path_is(const struct http_request_head *head, const char *path)

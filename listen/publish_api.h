@@ -4,7 +4,7 @@
  *   POST /event   publish (the public contract; 200, 400, 403, 413, 503;
  *                 403 FORBIDDEN when the credential may not publish that type)
  *   GET  /healthz 200 while a broadcast daemon is connected, else 503
- *   GET  /metrics Prometheus text; with metrics_token set, only for
+ *   GET  /metrics Prometheus text; with a metrics token set, only for
  *                 "Authorization: Bearer <metrics_token>"
  *   anything else 404, or 405 for another method on a known path
  */
@@ -19,6 +19,7 @@ struct http_exchange;
 struct http_server;
 struct auth_store;
 struct bus;
+struct metrics_token;
 
 struct publish_api_counters {
     uint64_t accepted;      /* answered 200 */
@@ -35,7 +36,7 @@ struct publish_api {
     struct auth_store *auth;    /* borrowed */
     struct bus *bus;            /* borrowed */
     struct http_server *http;   /* borrowed, for its counters */
-    const char *metrics_token;  /* borrowed; NULL or "" = /metrics open */
+    const struct metrics_token *metrics_token; /* borrowed; NULL or none set: open */
     struct publish_api_counters counters;
     struct metrics_histogram latency; /* POST /event, arrival of the whole request to answer */
 };

@@ -1,7 +1,7 @@
 /* Fuzz target for the HTTP request-head parser: every slice it returns must
- * lie inside the parsed head, the limits must hold, the helpers must cope
- * with whatever the parser accepted, and a proper prefix of an accepted head
- * must be incomplete. */
+ * lie inside the parsed head, the limits must hold, Authorization is there
+ * at most once, the helpers must cope with whatever the parser accepted,
+ * and a proper prefix of an accepted head must be incomplete. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,9 +60,11 @@ static void check_head(const char *buf, size_t size, size_t max_head)
         abort();
     check_inside(head.method, head.method_len, buf, head.head_len);
     check_inside(head.target, head.target_len, buf, head.head_len);
+    size_t authorizations = 0;
     for (size_t i = 0; i < head.header_count; i++) {
         const struct http_header *h = &head.headers[i];
 
+        authorizations += h->name_len == 13 && strncasecmp(h->name, "authorization", 13) == 0;
         check_inside(h->name, h->name_len, buf, head.head_len);
         check_inside(h->value, h->value_len, buf, head.head_len);
         if (h->name_len == 0 || memchr(h->name, ':', h->name_len) != NULL)
@@ -82,6 +84,8 @@ static void check_head(const char *buf, size_t size, size_t max_head)
                 abort();
         }
     }
+    if (authorizations > 1) /* never repeated in an accepted head */
+        abort();
     int cl = http_request_content_length(&head, &content_length);
     if (cl < -1 || cl > 1 || (cl == 1 && content_length > ((uint64_t)1 << 62)))
         abort();

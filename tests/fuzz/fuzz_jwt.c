@@ -9,7 +9,9 @@
  * subject, valid role names and patterns without repeats; a refused one
  * leaves the claims empty; a token signed with the configured secret under
  * an HS256 header never fails on its signature or algorithm; base64url
- * decoding is exact (re-encoding gives back the input).
+ * decoding is exact (re-encoding gives back the input). The input is also
+ * read as a secrets file: it yields exactly the secrets and short lines
+ * that its lines (text_lines.h) make by the rules of jwt.h.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -24,6 +26,7 @@
 #include "json_text.h"
 #include "jwt.h"
 #include "roles.h"
+#include "text_lines.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -214,6 +217,30 @@ static void fuzz_check_base64url(const uint8_t *data, size_t size)
         abort();
 }
 
+/* The input as a secrets file: one secret per line of 32 bytes or more
+ * holding no NUL, shorter lines counted. */
+static void fuzz_check_secrets_file(const char *text, size_t size)
+{
+    size_t secrets = 0, short_lines = 0, too_short = 0;
+    struct text_lines lines;
+    struct text_line line;
+    text_lines_init(&lines, text, size);
+    while (text_lines_next(&lines, &line)) {
+        if (memchr(line.text, '\0', line.len) != NULL)
+            continue;
+        if (line.len < 32)
+            short_lines++;
+        else
+            secrets++;
+    }
+    struct jwt_keys *keys = jwt_keys_parse_secrets(text, size, &too_short);
+    if (keys == NULL)
+        return; /* out of memory */
+    if (jwt_keys_secret_count(keys) != secrets || too_short != short_lines)
+        abort();
+    jwt_keys_free(keys);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const struct jwt_policy lenient = {.leeway_s = FUZZ_LEEWAY};
@@ -243,5 +270,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     fuzz_check_base64url(data, size);
+    fuzz_check_secrets_file(text, size);
     return 0;
 }

@@ -2,7 +2,8 @@
  *
  * Invariants checked: a refused file comes with a one-line reason naming a
  * line that exists; an accepted file has at most one role per line, every
- * role named by a line of the file (re-read here with the format of
+ * role named by a line of the file (each line given by the shared line
+ * reader, text_lines.h, and its name re-read here with the format of
  * roles.h) is found by roles_find, and every right it holds is a valid
  * pattern listed once.
  */
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "roles.h"
+#include "text_lines.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -34,23 +36,14 @@ static void check_patterns(const struct event_patterns *list)
     }
 }
 
-/* The role name of a line, or len 0 when the line is blank or a comment. */
-static void line_role(const char *line, size_t len, const char **name, size_t *name_len)
+/* The role name of a line's content: its first field. */
+static void line_role(const struct text_line *line, const char **name, size_t *name_len)
 {
-    size_t i = 0;
-    *name_len = 0;
-    while (i < len && is_blank(line[i]))
-        i++;
-    size_t end = len;
-    while (end > i && (is_blank(line[end - 1]) || line[end - 1] == '\r'))
-        end--;
-    if (i == end || line[i] == '#')
-        return;
-    size_t j = i;
-    while (j < end && !is_blank(line[j]))
+    size_t j = 0;
+    while (j < line->len && !is_blank(line->text[j]))
         j++;
-    *name = line + i;
-    *name_len = j - i;
+    *name = line->text;
+    *name_len = j;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -60,9 +53,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(err, 'x', sizeof(err));
     struct roles *roles = roles_parse(text, size, err, sizeof(err));
 
+    /* Lines as numbered by the reader: every CR, LF or CRLF ends one. */
     size_t lines = 1;
     for (size_t i = 0; i < size; i++)
-        lines += data[i] == '\n';
+        lines += data[i] == '\n' || (data[i] == '\r' && (i + 1 == size || data[i + 1] != '\n'));
 
     if (roles == NULL) {
         size_t err_len = strnlen(err, sizeof(err));
@@ -77,25 +71,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (roles_count(roles) > lines)
         abort();
     size_t named = 0;
-    for (size_t pos = 0; pos < size;) {
-        const char *nl = memchr(text + pos, '\n', size - pos);
-        size_t line_len = nl != NULL ? (size_t)(nl - (text + pos)) : size - pos;
+    struct text_lines reader;
+    struct text_line line;
+    text_lines_init(&reader, text, size);
+    while (text_lines_next(&reader, &line)) {
         const char *name = NULL;
         size_t name_len;
-        line_role(text + pos, line_len, &name, &name_len);
-        if (name_len != 0) {
-            if (!role_name_valid(name, name_len))
-                abort(); /* an accepted file has only valid names */
-            const struct role_rights *rights = roles_find(roles, name, name_len);
-            if (rights == NULL)
-                abort();
-            if (rights->publish.count + rights->subscribe.count == 0)
-                abort();
-            check_patterns(&rights->publish);
-            check_patterns(&rights->subscribe);
-            named++;
-        }
-        pos += line_len + 1;
+        line_role(&line, &name, &name_len);
+        if (!role_name_valid(name, name_len))
+            abort(); /* an accepted file has only valid names */
+        const struct role_rights *rights = roles_find(roles, name, name_len);
+        if (rights == NULL)
+            abort();
+        if (rights->publish.count + rights->subscribe.count == 0)
+            abort();
+        check_patterns(&rights->publish);
+        check_patterns(&rights->subscribe);
+        named++;
     }
     if (roles_count(roles) > named || (named > 0 && roles_count(roles) == 0))
         abort();

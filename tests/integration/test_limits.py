@@ -602,6 +602,139 @@ class LimitsCase(harness.ServiceCase):
         self.assertEqual(raw.wait_eof(timeout=5), [])
         self.assert_still_serving(b, l)
 
+    # --- failing the connection (RFC 6455 §7.1.7) -----------------------------------------------
+    # A close the server sends because the client broke the protocol (1002, 1007, 1009) ends the
+    # TCP connection as soon as the close frame is written: the client is not waited for. These
+    # run with a close timeout of 60 s, and each EOF must come within a few seconds.
+
+    FAIL_CLOSE_TIMEOUT_MS = "60000"
+
+    def assert_failed_at_once(self, raw, code):
+        """The next frame is a close with code, and the connection ends right after it."""
+        t0 = time.monotonic()
+        frame = raw.recv_data_frame(timeout=5)
+        self.assertIsNotNone(frame, "connection ended without a close frame")
+        self.assertEqual((frame.opcode, frame.close_code), (OP_CLOSE, code), frame)
+        try:
+            rest = raw.wait_eof(timeout=5)
+        except socket.timeout:
+            self.fail(f"no EOF within {5 * TIME_SCALE:.0f} s of close {code}: the server waits for "
+                      "a close frame instead of closing the connection")
+        self.assertEqual(rest, [])
+        return time.monotonic() - t0
+
+    def test_frame_announcing_2_to_the_62_bytes_gets_1009_then_eof_long_before_the_close_timeout(self):
+        b, l = self.start_pair(broadcast_args=["--close-timeout-ms", self.FAIL_CLOSE_TIMEOUT_MS])
+        raw = self.raw_subscriber(b.port, [fresh_type()])
+        raw.send(struct.pack("!BBQ", 0x80 | OP_TEXT, 0x80 | 127, 1 << 62) + os.urandom(4))
+        elapsed = self.assert_failed_at_once(raw, 1009)
+        self.assertLess(elapsed, 5 * TIME_SCALE)
+        b.wait_log("closed by the server with 1009 (message too big), a frame of "
+                   f"{1 << 62} bytes announced")
+        self.assertEqual(closes(b.port, "message_too_big"), 1)
+        self.assertEqual(metric(b.port, "evs_broadcast_sessions"), 0)
+        self.assert_still_serving(b, l)
+
+    def test_control_frame_over_125_bytes_fragmented_or_with_1_byte_close_body_fails_with_1002(self):
+        b, l = self.start_pair(broadcast_args=["--close-timeout-ms", self.FAIL_CLOSE_TIMEOUT_MS])
+        too_long, fragmented = "control frame over 125 bytes", "fragmented control frame"
+        bad = [
+            ("ping of 126 bytes", encode_frame(OP_PING, b"p" * 126), too_long),
+            ("pong of 200 bytes", encode_frame(OP_PONG, b"q" * 200), too_long),
+            ("close of 126 bytes", encode_frame(OP_CLOSE, close_payload(1000, b"r" * 124)), too_long),
+            ("ping announcing 2^62 bytes",
+             struct.pack("!BBQ", 0x80 | OP_PING, 0x80 | 127, 1 << 62) + os.urandom(4), too_long),
+            ("fragmented ping", encode_frame(OP_PING, b"abc", fin=False), fragmented),
+            ("fragmented pong", encode_frame(OP_PONG, b"", fin=False), fragmented),
+            ("fragmented close", encode_frame(OP_CLOSE, close_payload(1000), fin=False), fragmented),
+            ("close with a 1-byte body", encode_frame(OP_CLOSE, b"\x03"),
+             "close frame with a 1-byte body"),
+        ]
+        for name, data, reason in bad:
+            with self.subTest(name):
+                raw = self.raw_subscriber(b.port, [fresh_type()])
+                raw.send(data)
+                self.assert_failed_at_once(raw, 1002)
+                b.wait_log(f"closed by the server with 1002 ({reason})")
+        self.assertEqual(metric(b.port, "evs_broadcast_sessions"), 0)
+        self.assert_still_serving(b, l)
+
+    def test_frames_before_a_refused_control_frame_are_answered_first(self):
+        b, l = self.start_pair(broadcast_args=["--close-timeout-ms", self.FAIL_CLOSE_TIMEOUT_MS])
+        raw = RawWS(b.port).handshake()
+        self.addCleanup(raw.close)
+        init = json.dumps({"authentication": f"Basic {self.token}", "events": [fresh_type()]})
+        # One write: the init, a ping, then a ping too long to be a control frame.
+        raw.send(encode_frame(OP_TEXT, init) + encode_frame(OP_PING, b"ok")
+                 + encode_frame(OP_PING, b"x" * 126))
+        got = []
+        while True:
+            frame = raw.recv_frame(timeout=5)
+            self.assertIsNotNone(frame, f"connection ended without a close frame after {got}")
+            got.append(frame)
+            if frame.opcode == OP_CLOSE:
+                break
+        # wslay sends its pong ahead of the init reply (control frames first); both come
+        # before the close.
+        self.assertCountEqual([(f.opcode, f.payload) for f in got[:-1]],
+                              [(OP_TEXT, b'{"type":"init","code":"OK"}'), (OP_PONG, b"ok")])
+        self.assertEqual(got[-1].close_code, 1002)
+        self.assertEqual(raw.wait_eof(timeout=5), [])
+        b.wait_log("closed by the server with 1002 (control frame over 125 bytes)")
+        self.assert_still_serving(b, l)
+
+    def test_frames_after_a_client_close_are_ignored_even_one_that_breaks_the_rules(self):
+        b, l = self.start_pair(broadcast_args=["--close-timeout-ms", self.FAIL_CLOSE_TIMEOUT_MS])
+        raw = self.raw_subscriber(b.port, [fresh_type()])
+        # One write: the close, then a fragmented ping (§5.5.1: nothing may follow a close).
+        raw.send(encode_frame(OP_CLOSE, close_payload(1000)) + encode_frame(OP_PING, b"x", fin=False))
+        echo = raw.recv_frame(timeout=5)
+        self.assertIsNotNone(echo, "no close echo")
+        self.assertEqual((echo.opcode, echo.close_code), (OP_CLOSE, 1000))
+        self.assertEqual(raw.wait_eof(timeout=5), [], "a frame after the close echo")
+        self.assert_still_serving(b, l)
+
+    def test_close_codes_invalid_per_rfc_6455_get_1002_and_valid_ones_are_echoed(self):
+        b, l = self.start_pair(broadcast_args=["--close-timeout-ms", self.FAIL_CLOSE_TIMEOUT_MS])
+        # §7.4.1/§7.4.2: 0-999 unused, 1004-1006 and 1015 never sent, 1016-2999 unassigned,
+        # 5000 and up out of range.
+        for code in (0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535):
+            with self.subTest(code=code):
+                raw = self.raw_subscriber(b.port, [fresh_type()])
+                raw.send_frame(OP_CLOSE, close_payload(code, b"bye"))
+                self.assert_failed_at_once(raw, 1002)
+        for code in (1000, 1001, 1003, 1008, 1011, 3000, 4999):
+            with self.subTest(code=code):
+                raw = self.raw_subscriber(b.port, [fresh_type()])
+                raw.send_frame(OP_CLOSE, close_payload(code, b"bye"))
+                echo = raw.recv_frame(timeout=5)
+                self.assertIsNotNone(echo, "no close echo")
+                self.assertEqual((echo.opcode, echo.close_code), (OP_CLOSE, code))
+                self.assertEqual(raw.wait_eof(timeout=5), [])
+        self.assert_still_serving(b, l)
+
+    def test_close_reason_that_is_not_utf8_gets_1007_at_once(self):
+        b, l = self.start_pair(broadcast_args=["--close-timeout-ms", self.FAIL_CLOSE_TIMEOUT_MS])
+        raw = self.raw_subscriber(b.port, [fresh_type()])
+        raw.send_frame(OP_CLOSE, close_payload(1000, b"caf\xc3"))  # cut inside a character
+        self.assert_failed_at_once(raw, 1007)
+        self.assert_still_serving(b, l)
+
+    def test_close_the_server_starts_for_policy_still_waits_for_the_client_close(self):
+        # 1008 is a closing handshake, not a failure: the connection stays open for the
+        # client's close frame, and ends once it comes.
+        b, l = self.start_pair(broadcast_args=["--close-timeout-ms", self.FAIL_CLOSE_TIMEOUT_MS,
+                                               "--init-timeout-ms", "300"])
+        raw = RawWS(b.port).handshake()
+        self.addCleanup(raw.close)
+        frame = raw.recv_data_frame(timeout=5)
+        self.assertEqual((frame.opcode, frame.close_code), (OP_CLOSE, 1008), frame)
+        with self.assertRaises(socket.timeout, msg="the server did not wait for the client's close"):
+            raw.recv_frame(timeout=1)
+        raw.send_frame(OP_CLOSE, close_payload(1008))
+        self.assertEqual(raw.wait_eof(timeout=5), [])
+        self.assert_still_serving(b, l)
+
     # --- closing --------------------------------------------------------------------------------
 
     def test_client_close_is_echoed_and_its_subscriptions_end_at_once(self):

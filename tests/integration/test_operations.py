@@ -1368,6 +1368,110 @@ class MetricsTest(OpsCase):
                 scrape(port, token=secret)  # 200 and valid
                 self.assertEqual(http_get(port, "/healthz"), OK)
 
+    def test_repeated_authorization_on_metrics_and_websocket_handshake_is_400_bad_request(self):
+        secret = "metrics-" + secrets.token_hex(8)
+        b, l = self.start_pair(broadcast_args=["--metrics-token", secret],
+                               listen_args=["--metrics-token", secret])
+        twice = f"Authorization: Bearer {secret}\r\nAuthorization: Bearer {secret}\r\n"
+        handshake = ("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
+        for port, head in ((l.port, "GET /metrics HTTP/1.1\r\nHost: x\r\n"),
+                           (b.port, "GET /metrics HTTP/1.1\r\nHost: x\r\n"), (b.port, handshake)):
+            with self.subTest(port=port, request=head.split("\r\n")[0]):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=10 * TIME_SCALE)
+                sock.sendall((head + twice + "\r\n").encode())
+                answer = read_all_until_closed(sock, 10)
+                sock.close()
+                head_text, _, body = answer.partition(b"\r\n\r\n")
+                self.assertTrue(head_text.startswith(b"HTTP/1.1 400 "), answer)
+                self.assertIn(b"\r\nContent-Type: application/json", head_text)
+                self.assertEqual(json.loads(body), {"code": "BAD_REQUEST"})
+                scrape(port, token=secret)  # once is fine
+
+    def write_secret_file(self, path, text):
+        tmp = path + ".new"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+
+    def metrics_status(self, port, token=None):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return http_request(port, "GET", "/metrics", headers=headers)[0]
+
+    def test_metrics_token_file_guards_metrics_is_reread_on_sighup_and_never_falls_open(self):
+        path = os.path.join(self.dir, "metrics-token")
+        first, second = ("metrics-" + secrets.token_hex(8) for _ in range(2))
+        self.write_secret_file(path, first + "\n")
+        b = self.start_broadcast("--metrics-token-file", path)
+        l = self.start_listen(bus=b.bus, env={"METRICS_TOKEN_FILE": path})
+        wait_for(lambda: http_get(l.port, "/healthz")[0] == 200, what="listen to reach the bus")
+        for d in (l, b):
+            with open(f"/proc/{d.pid}/cmdline", "rb") as f:
+                self.assertNotIn(first.encode(), f.read())
+            self.assertEqual(self.metrics_status(d.port), 403)
+            self.assertEqual(self.metrics_status(d.port, first + "x"), 403)
+            scrape(d.port, token=first)
+            self.assertEqual(http_get(d.port, "/healthz"), OK)
+        # A new token (CRLF-ended this time) is read on SIGHUP.
+        self.write_secret_file(path, second + "\r\n")
+        for d in (l, b):
+            d.signal(signal.SIGHUP)
+            wait_for(lambda: self.metrics_status(d.port, second) == 200, what="the new token")
+            self.assertEqual(self.metrics_status(d.port, first), 403)
+        # A file that becomes unusable keeps the last token: the metrics stay guarded.
+        self.write_secret_file(path, "")
+        for d in (l, b):
+            d.signal(signal.SIGHUP)
+            d.wait_log(f"metrics token file {path} (SIGHUP): is empty; keeping the previous token")
+            self.assertEqual(self.metrics_status(d.port), 403)
+            scrape(d.port, token=second)
+
+    def test_help_of_both_daemons_offers_the_metrics_token_file_over_the_flag(self):
+        for binary in (LISTEN_BIN, BROADCAST_BIN):
+            with self.subTest(program=os.path.basename(binary)):
+                out = subprocess.run([binary, "--help"], env=self.env(), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     timeout=20 * TIME_SCALE)
+                self.assertEqual(out.returncode, 0, out.stderr)
+                text = out.stdout.decode()
+                for name in ("--metrics-token-file", "METRICS_TOKEN_FILE", "--metrics-token ",
+                             "prefer --metrics-token-file"):
+                    self.assertIn(name, text)
+
+    def test_unusable_metrics_token_file_or_both_settings_stop_start_up_with_exit_2(self):
+        good = os.path.join(self.dir, "good")
+        self.write_secret_file(good, "metrics-" + secrets.token_hex(8) + "\n")
+        files = {"empty": " \n", "two": "one\ntwo\n"}
+        for name, text in files.items():
+            self.write_secret_file(os.path.join(self.dir, name), text)
+        cases = [
+            (["--metrics-token-file", os.path.join(self.dir, "empty")], None, "is empty"),
+            (["--metrics-token-file", os.path.join(self.dir, "two")], None,
+             "holds more than one line"),
+            (["--metrics-token-file", os.path.join(self.dir, "missing")], None,
+             "No such file or directory"),
+            (["--metrics-token-file", self.dir], None, "is not a regular file"),
+            ([], {"METRICS_TOKEN_FILE": os.path.join(self.dir, "empty")}, "is empty"),
+            (["--metrics-token", "inline-token"], {"METRICS_TOKEN_FILE": good}, "both set"),
+            ([], {"METRICS_TOKEN": "inline-token", "METRICS_TOKEN_FILE": good}, "both set"),
+        ]
+        for binary in (LISTEN_BIN, BROADCAST_BIN):
+            program = os.path.basename(binary)
+            for args, env, mention in cases:
+                with self.subTest(program=program, args=args, env=env):
+                    argv = [binary, "--port", str(free_port()), "--bind", "127.0.0.1", "--bus",
+                            os.path.join(self.dir, "bus.sock"), *args]
+                    out = subprocess.run(argv, env=self.env(env), stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         timeout=20 * TIME_SCALE)
+                    stderr = out.stderr.decode()
+                    self.assertEqual(out.returncode, 2, stderr)
+                    lines = stderr.splitlines()
+                    self.assertEqual(len(lines), 1, f"not a one-line reason: {stderr!r}")
+                    self.assertTrue(lines[0].startswith(f"{program}: "), lines[0])
+                    self.assertIn(mention, lines[0])
+
 
 if __name__ == "__main__":
     unittest.main()

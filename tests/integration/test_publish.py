@@ -903,6 +903,59 @@ class RobustnessTest(ListenCase):
                          [f'{{"type":"event","event":"ka","data":{i}}}'.encode()
                           for i in range(5)])
 
+    def test_repeated_authorization_header_is_400_bad_request_and_nothing_is_published(self):
+        fb = self.fake_bus()
+        l = self.listen(fb.path)
+        other = harness.new_token()
+        self.write_tokens([self.token, other])
+        wait_for(lambda: post(l.port, event_body("probe"), self.auth(other))[0] == 200,
+                 what="the second token to be read")
+        fb.wait_events(1)
+        body = event_body("twice", '"x"').encode()
+        for first, second in ((self.token, self.token), ("wrong-" + other, other),
+                              (other, "wrong-" + other)):
+            with self.subTest(first=first, second=second):
+                c = RawClient(l.port)
+                c.send(b"POST /event HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       + f"Authorization: Basic {first}\r\nauthorization: Basic {second}\r\n"
+                         f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+                status, headers, data = c.read_response()
+                self.assert_answer(status, headers, data, 400, "BAD_REQUEST")
+                self.assertEqual(headers.get("connection"), "close")
+                self.assertEqual(c.closed_by_peer(), b"")
+                c.close()
+        self.assert_publish_works(l, fb, 2)  # the second event on the bus: none of "twice"
+
+    def test_http_1_0_keep_alive_is_answered_keep_alive_and_serves_the_next_request(self):
+        fb = self.fake_bus()
+        l = self.listen(fb.path)
+        body = event_body("old", '"1.0"').encode()
+        c = RawClient(l.port)
+        try:
+            c.send(b"POST /event HTTP/1.0\r\nConnection: keep-alive\r\nContent-Type: "
+                   b"application/json\r\n" + f"Authorization: {self.auth()}\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            status, headers, data = c.read_response()
+            self.assert_answer(status, headers, data, 200, "OK")
+            self.assertEqual(headers.get("connection"), "keep-alive")
+            c.send(b"GET /healthz HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+            status, headers, data = c.read_response()
+            self.assert_answer(status, headers, data, 200, "OK")
+            self.assertEqual(headers.get("connection"), "keep-alive")
+            # Without keep-alive an HTTP/1.0 connection ends after its answer, and says so.
+            c.send(b"GET /healthz HTTP/1.0\r\n\r\n")
+            status, headers, data = c.read_response()
+            self.assert_answer(status, headers, data, 200, "OK")
+            self.assertEqual(headers.get("connection"), "close")
+            self.assertEqual(c.closed_by_peer(), b"")
+        finally:
+            c.close()
+        # HTTP/1.1 persists by default: its answer carries no Connection field.
+        status, headers, data = post(l.port, event_body("new"), self.auth())
+        self.assert_answer(status, headers, data, 200, "OK")
+        self.assertNotIn("connection", headers)
+        self.assertEqual([e[1] for e in fb.wait_events(2)], [b"old", b"new"])
+
     def test_pipelined_requests_get_their_answers_in_order(self):
         fb = self.fake_bus()
         l = self.listen(fb.path)

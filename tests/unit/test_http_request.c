@@ -200,6 +200,26 @@ static void test_malformed_header_lines_are_bad(void **state)
     }
 }
 
+static void test_repeated_authorization_is_bad_whatever_its_case_or_value(void **state)
+{
+    (void)state;
+    assert_int_equal(parse("POST /event HTTP/1.1\r\nAuthorization: Basic a\r\n"
+                           "Authorization: Basic a\r\n\r\n"),
+                     HTTP_PARSE_BAD);
+    assert_int_equal(parse("GET / HTTP/1.1\r\nauthorization: Basic a\r\nHost: x\r\n"
+                           "AUTHORIZATION: Bearer b\r\n\r\n"),
+                     HTTP_PARSE_BAD);
+    /* Refused on the second field, before the head is complete. */
+    assert_int_equal(parse("GET / HTTP/1.1\r\nAuthorization: a\r\nAuthorization: b\r\n"),
+                     HTTP_PARSE_BAD);
+    /* Once is fine, and so are other repeated fields and look-alike names. */
+    assert_int_equal(parse("GET / HTTP/1.1\r\nAuthorization: Basic a\r\nX-Authorization: b\r\n"
+                           "Proxy-Authorization: c\r\nAccept: d\r\nAccept: e\r\n\r\n"),
+                     HTTP_PARSE_OK);
+    assert_slice(http_request_header(&head, "authorization")->value,
+                 http_request_header(&head, "authorization")->value_len, "Basic a");
+}
+
 static void test_obs_fold_continuation_is_bad(void **state)
 {
     assert_int_equal(parse("GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n"), HTTP_PARSE_BAD);
@@ -465,6 +485,7 @@ int main(void)
         cmocka_unit_test(test_request_line_with_nul_is_bad),
         cmocka_unit_test(test_unsupported_versions_are_version_errors),
         cmocka_unit_test(test_malformed_header_lines_are_bad),
+        cmocka_unit_test(test_repeated_authorization_is_bad_whatever_its_case_or_value),
         cmocka_unit_test(test_obs_fold_continuation_is_bad),
         cmocka_unit_test(test_nul_in_header_value_is_bad),
         cmocka_unit_test(test_bad_line_is_reported_before_head_is_complete),

@@ -622,6 +622,17 @@ static void test_every_configured_secret_verifies_for_rotation(void **state)
     jwt_keys_free(keys);
 }
 
+static void test_secrets_file_with_cr_only_line_endings_gives_every_secret(void **state)
+{
+    const char *text = SECRET_A "\r# comment\r" SECRET_B "\r";
+    struct jwt_keys *keys = jwt_keys_parse_secrets(text, strlen(text), NULL);
+    assert_non_null(keys);
+    assert_int_equal(jwt_keys_secret_count(keys), 2);
+    assert_int_equal(verify_owned(hs256(HS256, claims_exp(60), SECRET_A), keys), JWT_OK);
+    assert_int_equal(verify_owned(hs256(HS256, claims_exp(60), SECRET_B), keys), JWT_OK);
+    jwt_keys_free(keys);
+}
+
 static void test_secrets_file_rules(void **state)
 {
     size_t too_short = 0;
@@ -1179,6 +1190,7 @@ int main(void)
         cmocka_unit_test(test_changed_claims_under_a_valid_signature_are_refused),
         cmocka_unit_test(test_wrong_secret_is_refused),
         cmocka_unit_test(test_every_configured_secret_verifies_for_rotation),
+        cmocka_unit_test(test_secrets_file_with_cr_only_line_endings_gives_every_secret),
         cmocka_unit_test(test_secrets_file_rules),
         cmocka_unit_test(test_public_key_files_that_cannot_serve_are_refused),
         cmocka_unit_test(test_alg_none_is_refused_with_or_without_signature),

@@ -116,6 +116,16 @@ static void test_comments_blank_lines_and_crlf_are_ignored(void **state)
     roles_free(roles);
 }
 
+static void test_cr_only_line_endings_separate_grants_and_number_errors(void **state)
+{
+    struct roles *roles = parse_ok("# roles\rreader subscribe a.*\rwriter publish b\r");
+    assert_int_equal(roles_count(roles), 2);
+    assert_true(may(&find(roles, "reader")->subscribe, "a.x"));
+    assert_true(may(&find(roles, "writer")->publish, "b"));
+    roles_free(roles);
+    assert_refused("x publish a\r\rbad/name publish x\r", "line 3: bad role name 'bad/name'");
+}
+
 static void test_empty_file_gives_an_empty_set(void **state)
 {
     char err[64] = "";
@@ -183,7 +193,7 @@ static void test_bad_role_name_is_refused_with_its_line(void **state)
 {
     assert_refused("x publish a\nbad/name publish x\n", "line 2: bad role name 'bad/name'");
     assert_refused("r\xc3\xb4le publish x\n", "line 1: bad role name 'r??le'");
-    assert_refused("a\rb publish x\n", "line 1: bad role name 'a?b'");
+    assert_refused("a\vb publish x\n", "line 1: bad role name 'a?b'");
 
     char line[200];
     memset(line, 'r', ROLE_NAME_MAX);
@@ -301,6 +311,7 @@ int main(void)
         cmocka_unit_test(test_each_rights_form_grants_the_named_rights),
         cmocka_unit_test(test_repeated_role_lines_add_up_without_duplicates),
         cmocka_unit_test(test_comments_blank_lines_and_crlf_are_ignored),
+        cmocka_unit_test(test_cr_only_line_endings_separate_grants_and_number_errors),
         cmocka_unit_test(test_empty_file_gives_an_empty_set),
         cmocka_unit_test(test_find_matches_whole_names_only),
         cmocka_unit_test(test_unknown_right_is_refused_with_its_line),

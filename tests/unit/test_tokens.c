@@ -42,6 +42,21 @@ static void test_lf_and_crlf_line_endings_both_accepted(void **state)
     tokens_free(set);
 }
 
+static void test_cr_only_line_endings_give_every_token_with_its_roles(void **state)
+{
+    struct tokens_stats stats;
+    const char *roles;
+    struct tokens *set = parse_text(TOKEN_A " reader\r" TOKEN_B "\r\r" TOKEN_C "\r", &stats);
+
+    assert_int_equal(stats.accepted, 3);
+    assert_true(has(set, TOKEN_A));
+    assert_true(has(set, TOKEN_B));
+    assert_true(has(set, TOKEN_C));
+    assert_true(tokens_find(set, TOKEN_A, strlen(TOKEN_A), &roles));
+    assert_string_equal(roles, "reader");
+    tokens_free(set);
+}
+
 static void test_leading_and_trailing_blanks_are_trimmed(void **state)
 {
     struct tokens_stats stats;
@@ -276,9 +291,8 @@ static void test_find_returns_the_roles_field_of_the_matching_line(void **state)
 {
     (void)state;
     const char *roles = "unset";
-    struct tokens *set = parse_text(TOKEN_A " writer,reader extra\n" TOKEN_B "\n" TOKEN_C
-                                            "\tadmin\r\n",
-                                    NULL);
+    struct tokens *set =
+        parse_text(TOKEN_A " writer,reader extra\n" TOKEN_B "\n" TOKEN_C "\tadmin\r\n", NULL);
     assert_true(tokens_find(set, TOKEN_A, strlen(TOKEN_A), &roles));
     assert_string_equal(roles, "writer,reader");
     assert_true(tokens_find(set, TOKEN_B, strlen(TOKEN_B), &roles));
@@ -306,6 +320,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lf_and_crlf_line_endings_both_accepted),
+        cmocka_unit_test(test_cr_only_line_endings_give_every_token_with_its_roles),
         cmocka_unit_test(test_leading_and_trailing_blanks_are_trimmed),
         cmocka_unit_test(test_comments_and_blank_lines_are_ignored_without_counting),
         cmocka_unit_test(test_hash_inside_a_token_is_part_of_it),
