@@ -45,8 +45,7 @@ enum http_parse_status {
 };
 
 /* Parses the request head at the start of buf[0..len). */
-int http_request_parse(const char *buf, size_t len, size_t max_head,
-                       struct http_request_head *out);
+int http_request_parse(const char *buf, size_t len, size_t max_head, struct http_request_head *out);
 
 /* The first header called name (case-insensitive), or NULL. */
 const struct http_header *http_request_header(const struct http_request_head *head,
