@@ -180,8 +180,8 @@ static void write_metrics(struct publish_api *api, struct evbuffer *out)
                    http->request_timeout);
     metrics_sample(out, "evs_listen_http_rejected_total", "code=\"HEADERS_TOO_LARGE\"",
                    http->headers_too_large);
-    metrics_sample(out, "evs_listen_http_rejected_total", "code=\"LENGTH_REQUIRED\"",
-                   http->length_required);
+    metrics_sample(out, "evs_listen_http_rejected_total", "code=\"UNSUPPORTED_TRANSFER_ENCODING\"",
+                   http->unsupported_transfer_encoding);
     metrics_sample(out, "evs_listen_http_rejected_total", "code=\"HTTP_VERSION_NOT_SUPPORTED\"",
                    http->version_not_supported);
     metrics_single(out, "evs_listen_publishes_in_flight", "gauge", "publishes waiting for the bus",
