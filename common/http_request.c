@@ -17,16 +17,14 @@
  * enough that callers can add to it without overflow. */
 #define HTTP_CONTENT_LENGTH_MAX ((uint64_t)1 << 62)
 
-/* RFC 9110 §5.6.2: tchar. */
-static bool is_tchar(unsigned char c)
+bool http_is_tchar(unsigned char c)
 {
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
         return true;
     return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
-/* RFC 9110 §5.5: field-content is VCHAR, obs-text, SP and HTAB. */
-static bool is_field_char(unsigned char c)
+bool http_is_field_char(unsigned char c)
 {
     return c == '\t' || (c >= 0x20 && c != 0x7f);
 }
@@ -54,7 +52,7 @@ static size_t token_len(const char *s, size_t len)
 {
     size_t i = 0;
 
-    while (i < len && is_tchar((unsigned char)s[i]))
+    while (i < len && http_is_tchar((unsigned char)s[i]))
         i++;
     return i;
 }
@@ -105,7 +103,7 @@ static int parse_header_line(const char *line, size_t len, struct http_header *h
     if (name_len == 0 || name_len >= len || line[name_len] != ':')
         return HTTP_PARSE_BAD;
     for (size_t i = name_len + 1; i < len; i++) {
-        if (!is_field_char((unsigned char)line[i]))
+        if (!http_is_field_char((unsigned char)line[i]))
             return HTTP_PARSE_BAD;
     }
     start = name_len + 1;
@@ -280,6 +278,86 @@ int http_request_content_length(const struct http_request_head *head, uint64_t *
         return 0;
     *out = value;
     return 1;
+}
+
+/* Reads the transfer-coding list of every Transfer-Encoding field: how
+ * many codings, how many of them are exactly "chunked", and whether the
+ * last one is. Empty list elements are skipped (RFC 9110 §5.6.1). */
+static void scan_transfer_codings(const struct http_request_head *head, size_t *codings,
+                                  size_t *chunked, bool *last_chunked)
+{
+    *codings = 0;
+    *chunked = 0;
+    *last_chunked = false;
+    for (size_t i = 0; i < head->header_count; i++) {
+        const struct http_header *h = &head->headers[i];
+        size_t pos = 0;
+
+        if (h->name_len != 17 || !ascii_case_equal(h->name, "transfer-encoding", 17))
+            continue;
+        while (pos < h->value_len) {
+            const char *comma = memchr(h->value + pos, ',', h->value_len - pos);
+            size_t end = comma != NULL ? (size_t)(comma - h->value) : h->value_len;
+            size_t start = pos, stop = end;
+
+            while (start < stop && is_blank((unsigned char)h->value[start]))
+                start++;
+            while (stop > start && is_blank((unsigned char)h->value[stop - 1]))
+                stop--;
+            pos = end + 1;
+            if (start == stop)
+                continue;
+            (*codings)++;
+            /* "chunked" takes no parameters: "chunked;x=1" is another coding. */
+            *last_chunked = stop - start == 7 && ascii_case_equal(h->value + start, "chunked", 7);
+            if (*last_chunked)
+                (*chunked)++;
+        }
+    }
+}
+
+int http_request_body_framing(const struct http_request_head *head, struct http_body_framing *out,
+                              const char **reason)
+{
+    size_t codings, chunked;
+    bool last_chunked;
+
+    out->chunked = false;
+    out->length = 0;
+    *reason = NULL;
+    if (http_request_header(head, "Transfer-Encoding") == NULL) {
+        if (http_request_content_length(head, &out->length) < 0) {
+            *reason = "invalid Content-Length";
+            return HTTP_PARSE_BAD;
+        }
+        return HTTP_PARSE_OK;
+    }
+    /* RFC 9112 §6.3: Transfer-Encoding would override Content-Length, but a
+     * request with both is how requests get smuggled past a proxy that
+     * believes the other one. */
+    if (http_request_header(head, "Content-Length") != NULL) {
+        *reason = "both Content-Length and Transfer-Encoding";
+        return HTTP_PARSE_BAD;
+    }
+    if (head->version_minor == 0) {
+        *reason = "Transfer-Encoding in an HTTP/1.0 request";
+        return HTTP_PARSE_BAD;
+    }
+    scan_transfer_codings(head, &codings, &chunked, &last_chunked);
+    if (codings == 0) {
+        *reason = "empty Transfer-Encoding";
+        return HTTP_PARSE_BAD;
+    }
+    if (!last_chunked) {
+        *reason = "the last transfer coding is not chunked";
+        return HTTP_PARSE_BAD;
+    }
+    if (codings > 1) {
+        *reason = chunked > 1 ? "chunked applied twice" : "a transfer coding other than chunked";
+        return HTTP_PARSE_UNSUPPORTED;
+    }
+    out->chunked = true;
+    return HTTP_PARSE_OK;
 }
 
 bool http_request_keep_alive(const struct http_request_head *head)

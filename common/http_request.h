@@ -39,14 +39,21 @@ struct http_request_head {
 
 enum http_parse_status {
     HTTP_PARSE_OK = 0,
-    HTTP_PARSE_AGAIN = -1,     /* incomplete so far, and within the limits */
-    HTTP_PARSE_TOO_LARGE = -2, /* head over max_head bytes, or too many fields: 431 */
-    HTTP_PARSE_BAD = -3,       /* malformed: 400 */
-    HTTP_PARSE_VERSION = -4,   /* not HTTP/1.0 or HTTP/1.1: 505 */
+    HTTP_PARSE_AGAIN = -1,       /* incomplete so far, and within the limits */
+    HTTP_PARSE_TOO_LARGE = -2,   /* head over max_head bytes, or too many fields: 431 */
+    HTTP_PARSE_BAD = -3,         /* malformed: 400 */
+    HTTP_PARSE_VERSION = -4,     /* not HTTP/1.0 or HTTP/1.1: 505 */
+    HTTP_PARSE_UNSUPPORTED = -5, /* a transfer coding other than chunked: 501 */
 };
 
 /* Parses the request head at the start of buf[0..len). */
 int http_request_parse(const char *buf, size_t len, size_t max_head, struct http_request_head *out);
+
+/* RFC 9110 §5.6.2: tchar, the characters of a token. */
+bool http_is_tchar(unsigned char c);
+
+/* RFC 9110 §5.5: the characters of field-content: VCHAR, obs-text, SP, HTAB. */
+bool http_is_field_char(unsigned char c);
 
 /* The first header called name (case-insensitive), or NULL. */
 const struct http_header *http_request_header(const struct http_request_head *head,
@@ -55,6 +62,28 @@ const struct http_header *http_request_header(const struct http_request_head *he
 /* true when a comma-separated header value holds token (case-insensitive),
  * e.g. "keep-alive, Upgrade" holds "upgrade". */
 bool http_value_has_token(const char *value, size_t len, const char *token);
+
+/* How a request's body is framed (RFC 9112 §6.3). */
+struct http_body_framing {
+    bool chunked;    /* Transfer-Encoding: chunked (http_chunked.h decodes it) */
+    uint64_t length; /* otherwise Content-Length, 0 when absent */
+};
+
+/* Decides the framing of the body from the head. Returns HTTP_PARSE_OK with
+ * *out set, or, with *reason set to why (a static string):
+ *   HTTP_PARSE_BAD          400: an invalid Content-Length, Content-Length
+ *                           together with Transfer-Encoding (a request
+ *                           smuggling attempt, RFC 9112 §6.3), Transfer-
+ *                           Encoding in HTTP/1.0 (§6.1), an empty coding
+ *                           list, or one whose last coding is not chunked
+ *                           (the length cannot be known, §6.3);
+ *   HTTP_PARSE_UNSUPPORTED  501: chunked last but after another coding
+ *                           ("gzip, chunked"), or chunked twice.
+ * Transfer codings are case-insensitive; every Transfer-Encoding field
+ * counts, as they form one list. The connection cannot be reused after
+ * either refusal: its next request cannot be found. */
+int http_request_body_framing(const struct http_request_head *head, struct http_body_framing *out,
+                              const char **reason);
 
 /* Content-Length: returns 0 when absent, 1 with *out set, -1 when invalid
  * (not digits, too big, or several different values). */

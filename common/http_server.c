@@ -16,12 +16,13 @@
 
 #include "conn_flush.h"
 #include "conn_write.h"
+#include "http_chunked.h"
 #include "log.h"
 #include "net.h"
 
 enum conn_state {
     CONN_READING_HEAD, /* waiting for (the rest of) a request head */
-    CONN_READING_BODY, /* head parsed, waiting for body_len bytes */
+    CONN_READING_BODY, /* head parsed, its body being read (or decoded) */
     CONN_HANDLING,     /* handed to the handler; reading is off */
 };
 
@@ -40,13 +41,19 @@ struct http_conn {
     struct event *timer;
     enum conn_state state;
     bool keep_alive;
-    bool in_process;      /* inside conn_process: an answer must not re-enter it */
-    bool *alive;          /* cleared by conn_free while conn_process runs the handler */
+    bool in_process;        /* inside conn_process: an answer must not re-enter it */
+    bool *alive;            /* cleared by conn_free while conn_process runs the handler */
     bool timer_for_request; /* the timer measures a request, not idleness */
-    bool early;           /* answering from the head: the body is unread */
-    struct event *resume; /* re-checks a connection paused on unsent output */
-    size_t scanned;       /* input bytes already searched for the end of the head */
-    uint64_t body_len;
+    bool early;             /* answering from the head: the body is unread */
+    struct event *resume;   /* re-checks a connection paused on unsent output */
+    size_t scanned;         /* input bytes already searched for the end of the head */
+    /* The request handed to the handler, taken off the input: its head and
+     * body (the data alone, for a chunked one), contiguous once exposed.
+     * Reading never touches it, and the input holds only what follows. */
+    struct evbuffer *request;
+    bool chunked;      /* the body is decoded by chunked_body ... */
+    uint64_t body_len; /* ... or is Content-Length bytes */
+    struct http_chunked_decoder chunked_body;
     struct http_exchange ex;
     char peer[64];
     struct http_conn *prev, *next;
@@ -80,24 +87,42 @@ static void conn_free(struct http_conn *conn);
 const char *http_status_text(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 426: return "Upgrade Required";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 426:
+        return "Upgrade Required";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
     }
 }
 
@@ -159,30 +184,46 @@ static void conn_start_closing(struct http_conn *conn)
 static void count_failure(struct http_server_stats *stats, int status)
 {
     switch (status) {
-    case 400: stats->bad_request++; break;
-    case 408: stats->request_timeout++; break;
-    case 411: stats->length_required++; break;
-    case 413: stats->body_too_large++; break;
-    case 431: stats->headers_too_large++; break;
-    case 505: stats->version_not_supported++; break;
-    default: break;
+    case 400:
+        stats->bad_request++;
+        break;
+    case 408:
+        stats->request_timeout++;
+        break;
+    case 413:
+        stats->body_too_large++;
+        break;
+    case 431:
+        stats->headers_too_large++;
+        break;
+    case 501:
+        stats->unsupported_transfer_encoding++;
+        break;
+    case 505:
+        stats->version_not_supported++;
+        break;
+    default:
+        break;
     }
 }
 
-static void conn_fail(struct http_conn *conn, int status, const char *code)
+/* reason (or NULL) says why, for the log line. */
+static void conn_fail(struct http_conn *conn, int status, const char *code, const char *reason)
 {
     char body[96];
     count_failure(&conn->server->stats, status);
     int n = snprintf(body, sizeof body, "{\"code\":\"%s\"}", code);
-    log_info("http %s: %d %s", conn->peer, status, code);
+    if (reason)
+        log_info("http %s: %d %s: %s", conn->peer, status, code, reason);
+    else
+        log_info("http %s: %d %s", conn->peer, status, code);
     conn_write_answer(conn, status, NULL, "application/json", body, (size_t)n, true, false);
     conn_start_closing(conn);
 }
 
 static void conn_after_answer(struct http_conn *conn)
 {
-    struct evbuffer *in = bufferevent_get_input(conn->bev);
-    evbuffer_drain(in, conn->ex.head.head_len + conn->ex.body_len);
+    evbuffer_drain(conn->request, evbuffer_get_length(conn->request));
     memset(&conn->ex, 0, sizeof conn->ex);
     conn->ex.conn = conn;
     conn->scanned = 0;
@@ -245,7 +286,6 @@ struct bufferevent *http_exchange_take_connection(struct http_exchange *ex)
 {
     struct http_conn *conn = ex->conn;
     struct bufferevent *bev = conn->bev;
-    evbuffer_drain(bufferevent_get_input(bev), ex->head.head_len + ex->body_len);
     bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
     conn_write_set_timeout(bev, NULL);
     bufferevent_setwatermark(bev, EV_READ, 0, 0);
@@ -270,56 +310,196 @@ static bool conn_head_complete(struct http_conn *conn, struct evbuffer *in, size
     return found.pos >= 0;
 }
 
+/* Points the exchange's head and body into the request read so far, made
+ * contiguous. Adding to an evbuffer may move the bytes it holds, so this
+ * runs again each time the exchange is handed out. */
+static bool conn_expose_request(struct http_conn *conn)
+{
+    size_t total = evbuffer_get_length(conn->request);
+    const char *buf = (const char *)evbuffer_pullup(conn->request, (ev_ssize_t)total);
+
+    /* The same bytes parsed before: this only finds them again. */
+    if (!buf || http_request_parse(buf, total, conn->server->limits.max_head, &conn->ex.head) !=
+                    HTTP_PARSE_OK)
+        return false;
+    conn->ex.body = buf + conn->ex.head.head_len;
+    conn->ex.body_len = total - conn->ex.head.head_len;
+    conn->ex.conn = conn;
+    return true;
+}
+
+/* Feeds the input to a chunked decoder: with sink, the data goes to sink
+ * and the bytes decoded leave the input; without, the input is only looked
+ * at. Sets *status to the decoder's answer; returns false when out of
+ * memory. */
+static bool conn_feed_chunked(struct http_conn *conn, struct http_chunked_decoder *dec,
+                              struct evbuffer *sink, int *status)
+{
+    struct evbuffer *in = bufferevent_get_input(conn->bev);
+    size_t total = evbuffer_get_length(in);
+    size_t offset = 0;
+    bool ok = true;
+
+    *status = HTTP_CHUNKED_AGAIN;
+    while (ok && *status == HTTP_CHUNKED_AGAIN && offset < total) {
+        struct evbuffer_iovec vec[8];
+        struct evbuffer_ptr at;
+        int n;
+
+        if (evbuffer_ptr_set(in, &at, offset, EVBUFFER_PTR_SET) < 0)
+            break;
+        n = evbuffer_peek(in, -1, &at, vec, 8);
+        for (int i = 0; i < n && i < 8 && ok && *status == HTTP_CHUNKED_AGAIN; i++) {
+            const char *p = vec[i].iov_base;
+            size_t left = vec[i].iov_len;
+
+            while (left > 0 && ok && *status == HTTP_CHUNKED_AGAIN) {
+                const char *data;
+                size_t data_len, used;
+
+                *status = http_chunked_feed(dec, p, left, &used, &data, &data_len);
+                if (sink && data_len > 0 && evbuffer_add(sink, data, data_len) < 0)
+                    ok = false;
+                p += used;
+                left -= used;
+                offset += used;
+            }
+        }
+    }
+    if (sink)
+        evbuffer_drain(in, offset);
+    return ok;
+}
+
+/* Answers a chunked body the decoder refused; the connection closes, as
+ * the rest of the input can no longer be framed. */
+static void conn_fail_chunked(struct http_conn *conn, int status)
+{
+    const char *reason = http_chunked_reason(&conn->chunked_body);
+
+    if (status == HTTP_CHUNKED_TOO_LARGE)
+        conn_fail(conn, 413, "BODY_TOO_LARGE", reason);
+    else if (status == HTTP_CHUNKED_TRAILER_TOO_LARGE)
+        conn_fail(conn, 431, "HEADERS_TOO_LARGE", reason);
+    else
+        conn_fail(conn, 400, "BAD_REQUEST", reason);
+}
+
 /* Decides how the body is framed once the head is known. Returns false when
- * the connection was failed. */
+ * the connection was failed or answered from the head alone. */
 static bool conn_accept_head(struct http_conn *conn)
 {
+    struct http_server *server = conn->server;
+    struct evbuffer *in = bufferevent_get_input(conn->bev);
     const struct http_request_head *head = &conn->ex.head;
-    uint64_t length = 0;
+    const struct http_header *expect = http_request_header(head, "Expect");
+    struct http_body_framing framing;
+    size_t head_len = head->head_len;
+    bool wants_continue, complete, refused = false;
+    const char *reason;
     int rc;
 
     conn->keep_alive = http_request_keep_alive(head);
-    if (http_request_header(head, "Transfer-Encoding")) {
-        /* Chunked bodies are not supported: every publisher library can send
-         * Content-Length, and refusing keeps request smuggling impossible. */
-        conn_fail(conn, 411, "LENGTH_REQUIRED");
+    wants_continue = head->version_minor == 1 && expect && expect->value_len == 12 &&
+                     strncasecmp(expect->value, "100-continue", 12) == 0;
+    rc = http_request_body_framing(head, &framing, &reason);
+    if (rc == HTTP_PARSE_UNSUPPORTED) {
+        conn_fail(conn, 501, "UNSUPPORTED_TRANSFER_ENCODING", reason);
         return false;
     }
-    rc = http_request_content_length(head, &length);
-    if (rc < 0) {
-        conn_fail(conn, 400, "BAD_REQUEST");
+    if (rc != HTTP_PARSE_OK) {
+        conn_fail(conn, 400, "BAD_REQUEST", reason);
         return false;
     }
-    if (length > conn->server->limits.max_body) {
-        conn_fail(conn, 413, "BODY_TOO_LARGE");
+    if (!framing.chunked && framing.length > server->limits.max_body) {
+        conn_fail(conn, 413, "BODY_TOO_LARGE", NULL);
         return false;
     }
-    conn->body_len = length;
+    conn->chunked = framing.chunked;
+    conn->body_len = framing.length;
+    if (conn->chunked) {
+        struct http_chunked_decoder probe;
+        int status;
+
+        /* The data is decoded from between framing bytes that leave the
+         * input as they are read: the head goes ahead to the request
+         * buffer. (A Content-Length request goes there whole once its body
+         * is in, in one move that seldom copies.) */
+        if (evbuffer_remove_buffer(in, conn->request, head_len) != (int)head_len ||
+            !conn_expose_request(conn)) {
+            conn_fail(conn, 500, "INTERNAL_ERROR", "out of memory");
+            return false;
+        }
+        http_chunked_init(&conn->chunked_body, server->limits.max_body, server->limits.max_head);
+        /* Whether the body is all in already, without consuming it. */
+        probe = conn->chunked_body;
+        conn_feed_chunked(conn, &probe, NULL, &status);
+        complete = status == HTTP_CHUNKED_DONE;
+        refused = status != HTTP_CHUNKED_DONE && status != HTTP_CHUNKED_AGAIN;
+    } else {
+        complete = evbuffer_get_length(in) >= head_len + conn->body_len;
+    }
     /* The head check only matters while the body is still to come; a
      * request already complete goes straight to the handler, keeping its
-     * connection alive whatever the answer. */
-    if (conn->server->head_check && length > 0 &&
-        evbuffer_get_length(bufferevent_get_input(conn->bev)) < head->head_len + length) {
+     * connection alive whatever the answer. A body that will be refused is
+     * still to come too: credentials are judged before the body, always. */
+    if (server->head_check && !complete) {
         bool alive = true;
         conn->alive = &alive;
         conn->early = true;
         conn->state = CONN_HANDLING;
         conn->ex.conn = conn;
-        conn->server->head_check(&conn->ex, conn->server->handler_arg);
+        server->head_check(&conn->ex, server->handler_arg);
         if (!alive)
             return false; /* answered: the connection is closing */
         conn->alive = NULL;
         conn->early = false;
         conn->state = CONN_READING_HEAD;
     }
-    if (length > 0 && head->version_minor == 1) {
-        const struct http_header *expect = http_request_header(head, "Expect");
-        if (expect && expect->value_len == 12 && strncasecmp(expect->value, "100-continue", 12) == 0) {
-            evbuffer_add_printf(bufferevent_get_output(conn->bev), "HTTP/1.1 100 Continue\r\n\r\n");
-            conn_write_flush(conn->bev);
-        }
+    /* RFC 9110 §10.1.1: 100 only for a body the client holds back. */
+    if (wants_continue && !complete && !refused) {
+        evbuffer_add_printf(bufferevent_get_output(conn->bev), "HTTP/1.1 100 Continue\r\n\r\n");
+        conn_write_flush(conn->bev);
     }
+    /* Stop reading once this request is in: pipelined bytes beyond it wait
+     * in the kernel, which bounds what a client can queue. A chunked body's
+     * end is not known in advance: the input is decoded as it comes, and at
+     * most a head's worth is read ahead. */
+    bufferevent_setwatermark(conn->bev, EV_READ, 0,
+                             conn->chunked ? server->limits.max_head + 1
+                                           : head_len + conn->body_len + 1);
     return true;
+}
+
+/* Reads the body into the request buffer (with the head, for Content-Length).
+ * Returns 1 once it is all there, 0 while more is to come, -1 when the
+ * connection was failed. */
+static int conn_read_body(struct http_conn *conn)
+{
+    struct evbuffer *in = bufferevent_get_input(conn->bev);
+    int status;
+
+    if (!conn->chunked) {
+        size_t total = conn->ex.head.head_len + conn->body_len;
+        if (evbuffer_get_length(in) < total)
+            return 0;
+        if (evbuffer_remove_buffer(in, conn->request, total) != (int)total) {
+            conn_fail(conn, 500, "INTERNAL_ERROR", "out of memory");
+            return -1;
+        }
+        return 1;
+    }
+    if (!conn_feed_chunked(conn, &conn->chunked_body, conn->request, &status)) {
+        conn_fail(conn, 500, "INTERNAL_ERROR", "out of memory");
+        return -1;
+    }
+    if (status == HTTP_CHUNKED_AGAIN)
+        return 0;
+    if (status != HTTP_CHUNKED_DONE) {
+        conn_fail_chunked(conn, status);
+        return -1;
+    }
+    return 1;
 }
 
 static void conn_resume_cb(evutil_socket_t fd, short what, void *arg)
@@ -374,61 +554,51 @@ static void conn_process(struct http_conn *conn)
             buf = evbuffer_pullup(in, (ev_ssize_t)(len < server->limits.max_head + 1
                                                        ? len
                                                        : server->limits.max_head + 1));
-            rc = http_request_parse((const char *)buf, len < server->limits.max_head + 1
-                                                           ? len
-                                                           : server->limits.max_head + 1,
+            rc = http_request_parse((const char *)buf,
+                                    len < server->limits.max_head + 1 ? len
+                                                                      : server->limits.max_head + 1,
                                     server->limits.max_head, &conn->ex.head);
             if (rc == HTTP_PARSE_AGAIN)
                 break;
             if (rc == HTTP_PARSE_TOO_LARGE) {
-                conn_fail(conn, 431, "HEADERS_TOO_LARGE");
+                conn_fail(conn, 431, "HEADERS_TOO_LARGE", NULL);
                 return;
             }
             if (rc == HTTP_PARSE_VERSION) {
-                conn_fail(conn, 505, "HTTP_VERSION_NOT_SUPPORTED");
+                conn_fail(conn, 505, "HTTP_VERSION_NOT_SUPPORTED", NULL);
                 return;
             }
             if (rc != HTTP_PARSE_OK) {
-                conn_fail(conn, 400, "BAD_REQUEST");
+                conn_fail(conn, 400, "BAD_REQUEST", NULL);
                 return;
             }
             if (!conn_accept_head(conn))
                 return;
             conn->state = CONN_READING_BODY;
-            /* Stop reading once this request is in: pipelined bytes beyond
-             * it wait in the kernel, which bounds what a client can queue. */
-            bufferevent_setwatermark(conn->bev, EV_READ, 0,
-                                     conn->ex.head.head_len + conn->body_len + 1);
             continue;
         }
         if (conn->state == CONN_READING_BODY) {
-            size_t total = conn->ex.head.head_len + conn->body_len;
-            unsigned char *buf;
-            if (len < total)
+            int rc = conn_read_body(conn);
+            if (rc < 0)
+                return;
+            if (rc == 0)
                 break;
-            buf = evbuffer_pullup(in, (ev_ssize_t)total);
-            /* The pull-up may have moved the bytes: parse the head again so
-             * that every pointer handed to the handler is into buf. */
-            if (http_request_parse((const char *)buf, total, server->limits.max_head,
-                                   &conn->ex.head) != HTTP_PARSE_OK) {
-                conn_fail(conn, 400, "BAD_REQUEST");
+            if (!conn_expose_request(conn)) {
+                conn_fail(conn, 400, "BAD_REQUEST", NULL);
                 return;
             }
-            conn->ex.body = (const char *)buf + conn->ex.head.head_len;
-            conn->ex.body_len = conn->body_len;
-            conn->ex.conn = conn;
             conn->state = CONN_HANDLING;
             evtimer_del(conn->timer);
             conn->timer_for_request = false;
             /* On a plain socket reading goes on while the request is
              * handled (disabling and enabling it around every request
-             * would cost two epoll_ctl calls each time): the read
-             * watermark set above suspends it at the first byte beyond
-             * this request, and reading a socket never moves the bytes
-             * the handler points into. A TLS filter may move them (it
-             * reserves room for a whole record in the input), and a
-             * close_notify read now would fail the stream before the
-             * answer is written: there reading stops until the answer. */
+             * would cost two epoll_ctl calls each time): this watermark
+             * suspends it at the first byte beyond what is already in, and
+             * the handler's bytes are in the request buffer, which reading
+             * never touches. On TLS a close_notify read now would fail the
+             * stream before the answer is written: there reading stops
+             * until the answer. */
+            bufferevent_setwatermark(conn->bev, EV_READ, 0, 1);
             if (bufferevent_get_underlying(conn->bev))
                 bufferevent_disable(conn->bev, EV_READ);
             bool alive = true;
@@ -470,6 +640,7 @@ static void conn_free(struct http_conn *conn)
     event_free(conn->timer);
     if (conn->resume)
         event_free(conn->resume);
+    evbuffer_free(conn->request);
     free(conn);
 }
 
@@ -511,7 +682,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (conn->state == CONN_READING_HEAD || conn->state == CONN_READING_BODY) {
-        conn_fail(conn, 408, "REQUEST_TIMEOUT");
+        conn_fail(conn, 408, "REQUEST_TIMEOUT", NULL);
         return;
     }
 }
@@ -549,19 +720,22 @@ static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd
     conn->ex.conn = conn;
     net_format_address(sa, (socklen_t)socklen, conn->peer, sizeof conn->peer);
     conn->timer = evtimer_new(server->base, conn_timer_cb, conn);
+    conn->request = evbuffer_new();
     if (server->factory)
         conn->bev = server->factory(server->base, fd, server->factory_arg);
     else
         conn->bev = bufferevent_socket_new(server->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (conn->bev)
         conn_track_open();
-    if (!conn->timer || !conn->bev) {
+    if (!conn->timer || !conn->request || !conn->bev) {
         if (conn->bev)
             conn_release(conn->bev);
         else
             close(fd);
         if (conn->timer)
             event_free(conn->timer);
+        if (conn->request)
+            evbuffer_free(conn->request);
         free(conn);
         return;
     }
@@ -601,7 +775,8 @@ static void server_accept_error_cb(struct evconnlistener *listener, void *arg)
     evtimer_add(server->resume_accept, &tv);
 }
 
-struct http_server *http_server_new(struct event_base *base, const struct http_server_limits *limits,
+struct http_server *http_server_new(struct event_base *base,
+                                    const struct http_server_limits *limits,
                                     http_handler_fn handler, void *handler_arg)
 {
     struct http_server *server = calloc(1, sizeof *server);
@@ -624,8 +799,7 @@ void http_server_set_head_check(struct http_server *server, http_head_check_fn c
     server->head_check = check;
 }
 
-void http_server_set_bev_factory(struct http_server *server, http_bev_factory_fn factory,
-                                 void *arg)
+void http_server_set_bev_factory(struct http_server *server, http_bev_factory_fn factory, void *arg)
 {
     server->factory = factory;
     server->factory_arg = arg;

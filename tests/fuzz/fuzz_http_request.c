@@ -1,7 +1,8 @@
 /* Fuzz target for the HTTP request-head parser: every slice it returns must
  * lie inside the parsed head, the limits must hold, Authorization is there
- * at most once, the helpers must cope with whatever the parser accepted,
- * and a proper prefix of an accepted head must be incomplete. */
+ * at most once, the helpers must cope with whatever the parser accepted, a
+ * proper prefix of an accepted head must be incomplete, and the body framing
+ * decided from it must be consistent. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,32 @@ static void check_content_length(uint64_t value)
             memcmp(h->value + skip, text, (size_t)text_len) != 0)
             abort();
     }
+}
+
+/* The body framing agrees with the fields it was decided from: chunked only
+ * in HTTP/1.1 without Content-Length, a length only without
+ * Transfer-Encoding, and a reason exactly for a refusal. */
+static void check_framing(int cl, uint64_t content_length)
+{
+    struct http_body_framing framing;
+    const char *reason;
+    int rc = http_request_body_framing(&head, &framing, &reason);
+    bool te = http_request_header(&head, "Transfer-Encoding") != NULL;
+
+    if (rc != HTTP_PARSE_OK && rc != HTTP_PARSE_BAD && rc != HTTP_PARSE_UNSUPPORTED)
+        abort();
+    if ((rc == HTTP_PARSE_OK) != (reason == NULL))
+        abort();
+    if (rc == HTTP_PARSE_UNSUPPORTED && (!te || cl != 0 || head.version_minor != 1))
+        abort();
+    if (rc != HTTP_PARSE_OK)
+        return;
+    if (framing.chunked != te)
+        abort();
+    if (te && (cl != 0 || head.version_minor != 1 || framing.length != 0))
+        abort();
+    if (!te && (cl < 0 || framing.length != (cl == 1 ? content_length : 0)))
+        abort();
 }
 
 static void check_head(const char *buf, size_t size, size_t max_head)
@@ -91,6 +118,7 @@ static void check_head(const char *buf, size_t size, size_t max_head)
         abort();
     if (cl == 1)
         check_content_length(content_length);
+    check_framing(cl, content_length);
     (void)http_request_keep_alive(&head);
     (void)http_request_method_is(&head, "GET");
     if (http_request_path_len(&head) > head.target_len)

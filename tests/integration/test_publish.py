@@ -2,10 +2,13 @@
 
 The listen daemon runs for real on a free loopback port; harness.FakeBroadcast
 stands in for the broadcast daemon on the UNIX-socket bus and records every
-frame byte for byte. Publishers are real HTTP clients: http.client, curl, and
-raw sockets where the test must send something a polite client would not.
+frame byte for byte (a few tests run the real broadcast daemon and a
+WebSocket subscriber instead). Publishers are real HTTP clients: http.client,
+curl, and raw sockets where the test must send something a polite client
+would not.
 """
 
+import asyncio
 import http.client
 import json
 import os
@@ -146,6 +149,35 @@ def publish_request(token, body, extra_headers=""):
     return (f"POST /event HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
             f"{extra_headers}\r\n").encode() + body
+
+
+def chunked(*pieces, last=b"0\r\n", trailers=b""):
+    """A chunked body (RFC 9112 section 7.1): each piece a chunk, or a
+    (piece, extension) pair; then the last chunk, trailers and the final CRLF."""
+    out = b""
+    for piece in pieces:
+        piece, ext = piece if isinstance(piece, tuple) else (piece, b"")
+        if isinstance(piece, str):
+            piece = piece.encode()
+        out += b"%x" % len(piece) + ext + b"\r\n" + piece + b"\r\n"
+    return out + last + trailers + b"\r\n"
+
+
+def chunked_head(token, extra_headers="", version="1.1", coding="chunked"):
+    """The head of a POST /event whose body is framed by Transfer-Encoding."""
+    auth = f"Authorization: Basic {token}\r\n" if token is not None else ""
+    return (f"POST /event HTTP/{version}\r\nHost: 127.0.0.1\r\n{auth}"
+            f"Content-Type: application/json\r\nTransfer-Encoding: {coding}\r\n"
+            f"{extra_headers}\r\n").encode()
+
+
+def chunked_request(token, body, extra_headers="", pieces=3):
+    """A complete chunked POST /event carrying body cut into pieces chunks."""
+    if isinstance(body, str):
+        body = body.encode()
+    step = max(1, -(-len(body) // pieces))
+    return chunked_head(token, extra_headers) + chunked(
+        *(body[i:i + step] for i in range(0, len(body), step)))
 
 
 # --- base class ----------------------------------------------------------------------------------
@@ -387,21 +419,6 @@ class PublishCodesTest(ListenCase):
                 self.assert_answer(status, headers, body, 404, "NOT_FOUND")
         self.assertEqual(fb.events, [])
 
-    def test_chunked_transfer_encoding_is_411(self):
-        fb = self.fake_bus()
-        l = self.listen(fb.path)
-        body = event_body("a").encode()
-        c = RawClient(l.port)
-        c.send(b"POST /event HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + self.token.encode() +
-               b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
-               b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
-        status, headers, data = c.read_response()
-        self.assert_answer(status, headers, data, 411, "LENGTH_REQUIRED")
-        self.assertEqual(headers.get("connection"), "close")
-        c.closed_by_peer()
-        c.close()
-        self.assertEqual(fb.events, [])
-
     def test_head_over_max_header_size_is_431(self):
         fb = self.fake_bus()
         l = self.listen(fb.path, max_header_size=1024)
@@ -426,6 +443,303 @@ class PublishCodesTest(ListenCase):
         self.assertEqual((status, ctype, json.loads(body)),
                          (431, JSON_TYPE, {"code": "HEADERS_TOO_LARGE"}))
         self.assertEqual(fb.events, [])
+
+
+# --- chunked request bodies ----------------------------------------------------------------------
+
+class ChunkedBodyTest(ListenCase):
+    """Transfer-Encoding: chunked on POST /event (RFC 9112 section 7.1)."""
+
+    # Data that must arrive with every byte kept: digits beyond a double,
+    # escapes, non-ASCII text, and CRLFs inside the value's whitespace.
+    DATA = '{"n": 12345678901234567890, "s": "\\u00e9 \u2603 \\"q\\"",\r\n "a": [ 1 ,2 ]}'
+
+    def message(self, event, data_text):
+        return (b'{"type":"event","event":"' + event.encode() + b'","data":' +
+                data_text.encode() + b"}")
+
+    def assert_refused_and_closed(self, c, status, code):
+        got, headers, body = c.read_response()
+        self.assert_answer(got, headers, body, status, code)
+        self.assertEqual(headers.get("connection"), "close")
+        c.closed_by_peer()
+        c.close()
+
+    def test_curl_chunked_publish_arrives_byte_exact_at_a_websocket_subscriber(self):
+        b, l = self.start_pair()
+        small = event_body("curl.chunked", self.DATA)
+        # Large enough for curl to send it in several chunks.
+        big_data = json.dumps({"blob": "".join(chr(0x41 + i % 26) for i in range(300000))})
+        big = event_body("curl.chunked", big_data)
+
+        async def go():
+            ws = await harness.ws_subscribe(b.port, self.token, ["curl.chunked"])
+            try:
+                for body, data_text in ((small, self.DATA), (big, big_data)):
+                    path = os.path.join(self.dir, "body.json")
+                    with open(path, "w", newline="") as f:
+                        f.write(body)
+                    out = await asyncio.get_running_loop().run_in_executor(
+                        None, lambda: subprocess.run(
+                            ["curl", "-sS", "-v", "--max-time", str(20 * TIME_SCALE),
+                             "-H", f"Authorization: {self.auth()}",
+                             "-H", "Transfer-Encoding: chunked", "--data-binary", "@" + path,
+                             f"http://127.0.0.1:{l.port}/event"],
+                            capture_output=True, timeout=30 * TIME_SCALE))
+                    self.assertEqual(out.returncode, 0, out.stderr)
+                    # curl really sent it chunked, and nothing else framed it.
+                    self.assertIn(b"> Transfer-Encoding: chunked", out.stderr)
+                    self.assertNotIn(b"> Content-Length", out.stderr)
+                    self.assertEqual(json.loads(out.stdout), {"code": "OK"})
+                    got = await asyncio.wait_for(ws.recv(), 20 * TIME_SCALE)
+                    self.assertEqual(got.encode(), self.message("curl.chunked", data_text))
+            finally:
+                await ws.close()
+        harness.run(go())
+
+    def test_chunked_body_with_extensions_and_trailers_arrives_byte_exact_on_the_bus(self):
+        fb = self.fake_bus()
+        l = self.listen(fb.path)
+        body = event_body("c", self.DATA).encode()
+        c = RawClient(l.port)
+        c.send(chunked_head(self.token) +
+               chunked((body[:5], b";a=b"), (body[5:9], b" ; q=\"x;y\""), body[9:],
+                       last=b"000;end\r\n", trailers=b"Expires: never\r\nX-Sum: 3\r\n"))
+        status, headers, data = c.read_response()
+        self.assert_answer(status, headers, data, 200, "OK")
+        self.assertNotIn("connection", headers)
+        c.close()
+        self.assertEqual(fb.wait_events(1)[0][1:], (b"c", self.message("c", self.DATA)))
+
+    def test_chunked_body_split_over_many_tiny_writes(self):
+        fb = self.fake_bus()
+        l = self.listen(fb.path)
+        body = event_body("tiny", self.DATA).encode()
+        # One chunk per byte of the body, and one TCP write per byte of those.
+        request = chunked_head(self.token) + chunked(*(body[i:i + 1] for i in range(len(body))),
+                                                     trailers=b"X-Check: 1\r\n")
+        c = RawClient(l.port)
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(len(request)):
+            c.send(request[i:i + 1])
+        self.assert_answer(*c.read_response(), 200, "OK")
+        c.close()
+        self.assertEqual(fb.wait_events(1)[0][2], self.message("tiny", self.DATA))
+
+    def test_chunked_keep_alive_with_http_client(self):
+        fb = self.fake_bus()
+        l = self.listen(fb.path)
+        conn = http.client.HTTPConnection("127.0.0.1", l.port, timeout=10 * TIME_SCALE)
+        local = None
+        try:
+            for i in range(3):
+                body = event_body("ka", str(i)).encode()
+                # An iterable body makes http.client send it chunked.
+                conn.request("POST", "/event", body=iter([body[:4], body[4:]]),
+                             headers={"Authorization": self.auth()}, encode_chunked=True)
+                resp = conn.getresponse()
+                self.assertEqual((resp.status, json.loads(resp.read())), (200, {"code": "OK"}))
+                self.assertFalse(resp.will_close)
+                local = local or conn.sock.getsockname()
+                self.assertEqual(conn.sock.getsockname(), local, "http.client had to reconnect")
+        finally:
+            conn.close()
+        self.assertEqual([m for _, _, m in fb.wait_events(3)],
+                         [self.message("ka", str(i)) for i in range(3)])
+
+    def test_pipelined_requests_after_chunked_ones_start_right_after_the_trailers(self):
+        fb = self.fake_bus()
+        l = self.listen(fb.path)
+        c = RawClient(l.port)
+        c.send(chunked_head(self.token) +
+               chunked(event_body("first"), trailers=b"X-T: 1\r\n") +
+               publish_request(self.token, event_body("second")) +
+               chunked_request(harness.new_token(), event_body("nope")) +
+               b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" +
+               chunked_request(self.token, b"[]") +
+               chunked_request(self.token, event_body("third"), "Connection: close\r\n"))
+        self.assert_answer(*c.read_response(), 200, "OK")
+        self.assert_answer(*c.read_response(), 200, "OK")
+        self.assert_answer(*c.read_response(), 403, "UNAUTHENTICATED")
+        self.assert_answer(*c.read_response(), 200, "OK")
+        self.assert_answer(*c.read_response(), 400, "INVALID_BODY")
+        self.assert_answer(*c.read_response(), 200, "OK")
+        self.assertEqual(c.closed_by_peer(), b"")
+        c.close()
+        self.assertEqual([t for _, t, _ in fb.wait_events(3)], [b"first", b"second", b"third"])
+
+    def test_chunked_body_over_max_body_size_is_413_while_the_client_is_still_sending(self):
+        fb = self.fake_bus()
+        l = self.listen(fb.path, max_body_size=1024)
+        piece = "x" * 100
+        # Ten chunks of 100 bytes are within the limit; the next size line
+        # takes it past: the answer comes at once, none of that chunk's data
+        # nor the end of the body sent.
+        c = RawClient(l.port)
+        c.send(chunked_head(self.token) + b"".join(b"64\r\n" + piece.encode() + b"\r\n"
+                                                   for _ in range(10)) + b"64\r\n")
+        self.assert_refused_and_closed(c, 413, "BODY_TOO_LARGE")
+        # One chunk announcing far more than the limit: refused before its data.
+        c = RawClient(l.port)
+        c.send(chunked_head(self.token) + b"40000000\r\n")
+        self.assert_refused_and_closed(c, 413, "BODY_TOO_LARGE")
+        self.assertIn("chunked body over the size limit", l.log())
+        # Decoded size, not bytes on the wire: exactly the limit is taken,
+        # one byte more is not.
+        at_limit = event_body("big", '"' + "x" * (1024 - len(event_body("big", '""'))) + '"')
+        self.assertEqual(len(at_limit), 1024)
+        c = RawClient(l.port)
+        c.send(chunked_request(self.token, at_limit, pieces=50))
+        self.assert_answer(*c.read_response(), 200, "OK")
+        c.send(chunked_request(self.token, at_limit + " ", pieces=50))
+        self.assert_refused_and_closed(c, 413, "BODY_TOO_LARGE")
+        self.assertEqual(len(fb.wait_events(1)), 1)
+
+    def test_chunked_body_that_never_ends_gets_408_after_request_timeout(self):
+        fb = self.fake_bus()
+        l = self.listen(fb.path, request_timeout_ms=1000)
+        c = RawClient(l.port)
+        t0 = time.monotonic()
+        c.send(chunked_head(self.token) + chunked(event_body("a"), last=b"5\r\nab")[:-2])
+        self.assert_refused_and_closed(c, 408, "REQUEST_TIMEOUT")
+        self.assertGreaterEqual(time.monotonic() - t0, 0.99)
+        self.assertEqual(fb.events, [])
+
+    def test_credentials_are_judged_from_the_head_before_the_chunked_body(self):
+        fb = self.fake_bus()
+        l = self.listen(fb.path, max_body_size=1024)
+        # No body at all yet: answered from the head, and the connection closes.
+        c = RawClient(l.port)
+        c.send(chunked_head(harness.new_token()))
+        self.assert_refused_and_closed(c, 403, "UNAUTHENTICATED")
+        # A body over the limit, or malformed, is not looked at before the credentials.
+        for body in (chunked("x" * 2000), b"zz\r\n"):
+            with self.subTest(body=body[:10]):
+                c = RawClient(l.port)
+                c.send(chunked_head(None) + body)
+                self.assert_refused_and_closed(c, 403, "UNAUTHENTICATED")
+        # A whole request with a bad token: answered, and the connection
+        # goes on, as with Content-Length.
+        c = RawClient(l.port)
+        c.send(chunked_request(harness.new_token(), event_body("a")) +
+               chunked_request(self.token, event_body("b")))
+        self.assert_answer(*c.read_response(), 403, "UNAUTHENTICATED")
+        self.assert_answer(*c.read_response(), 200, "OK")
+        c.close()
+        self.assertEqual([t for _, t, _ in fb.wait_events(1)], [b"b"])
+
+    def test_100_continue_for_a_chunked_body(self):
+        fb = self.fake_bus()
+        l = self.listen(fb.path)
+        c = RawClient(l.port)
+        c.send(chunked_head(self.token, "Expect: 100-continue\r\n"))
+        status, headers, body = c.read_response()
+        self.assertEqual((status, body), (100, b""))
+        c.send(chunked(event_body("cont")))
+        self.assert_answer(*c.read_response(), 200, "OK")
+        # A body sent along with the head needs no 100.
+        c.send(chunked_request(self.token, event_body("cont2"), "Expect: 100-continue\r\n"))
+        self.assert_answer(*c.read_response(), 200, "OK")
+        c.close()
+        # A bad credential gets its 403 instead of a 100.
+        c = RawClient(l.port)
+        c.send(chunked_head(harness.new_token(), "Expect: 100-continue\r\n"))
+        self.assert_refused_and_closed(c, 403, "UNAUTHENTICATED")
+        self.assertEqual([t for _, t, _ in fb.wait_events(2)], [b"cont", b"cont2"])
+
+    def test_content_length_with_transfer_encoding_is_400_and_closes(self):
+        fb = self.fake_bus()
+        l = self.listen(fb.path)
+        smuggled = publish_request(self.token, event_body("smuggled"))
+        for headers in ("Content-Length: 5\r\n", "Content-Length: 0\r\n",
+                        "Content-Length: 5\r\nContent-Length: 5\r\n"):
+            with self.subTest(headers=headers):
+                # Read by Content-Length, the second request would be a
+                # separate publish: it must never be seen.
+                c = RawClient(l.port)
+                c.send(chunked_head(self.token, headers) + b"0\r\n\r\n" + smuggled)
+                self.assert_refused_and_closed(c, 400, "BAD_REQUEST")
+        # Content-Length before Transfer-Encoding, too.
+        c = RawClient(l.port)
+        c.send(b"POST /event HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " +
+               self.token.encode() + b"\r\nContent-Length: 23\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n" + chunked(event_body("a")) + smuggled)
+        self.assert_refused_and_closed(c, 400, "BAD_REQUEST")
+        self.assertIn("both Content-Length and Transfer-Encoding", l.log())
+        self.assertEqual(fb.events, [])
+
+    def test_transfer_codings_other_than_chunked_are_refused(self):
+        fb = self.fake_bus()
+        l = self.listen(fb.path)
+        body = chunked(event_body("a"))
+        cases = [
+            # chunked last, after a coding this server does not implement: 501
+            ("gzip, chunked", "1.1", 501, "UNSUPPORTED_TRANSFER_ENCODING"),
+            ("chunked, chunked", "1.1", 501, "UNSUPPORTED_TRANSFER_ENCODING"),
+            ("deflate,chunked", "1.1", 501, "UNSUPPORTED_TRANSFER_ENCODING"),
+            # chunked not last: the body's end cannot be found (RFC 9112 section 6.3): 400
+            ("gzip", "1.1", 400, "BAD_REQUEST"),
+            ("chunked, gzip", "1.1", 400, "BAD_REQUEST"),
+            ("identity", "1.1", 400, "BAD_REQUEST"),
+            ("", "1.1", 400, "BAD_REQUEST"),
+            # HTTP/1.0 has no transfer codings (RFC 9112 section 6.1)
+            ("chunked", "1.0", 400, "BAD_REQUEST"),
+        ]
+        for coding, version, status, code in cases:
+            with self.subTest(coding=coding, version=version):
+                c = RawClient(l.port)
+                c.send(chunked_head(self.token, version=version, coding=coding) + body)
+                self.assert_refused_and_closed(c, status, code)
+        # Codings are case-insensitive: this one is plain chunked.
+        c = RawClient(l.port)
+        c.send(chunked_head(self.token, coding="Chunked") + body)
+        self.assert_answer(*c.read_response(), 200, "OK")
+        c.close()
+        self.assertEqual(len(fb.wait_events(1)), 1)
+        status, text, _ = harness.http_request(l.port, "GET", "/metrics")
+        self.assertRegex(text.decode(), r'evs_listen_http_rejected_total\{code='
+                         r'"UNSUPPORTED_TRANSFER_ENCODING"\} 3\n')
+
+    def test_malformed_chunk_syntax_is_400_and_closes(self):
+        fb = self.fake_bus()
+        l = self.listen(fb.path)
+        body = event_body("a").encode()
+        cases = {
+            "size not hex": b"zz\r\n" + body + b"\r\n0\r\n\r\n",
+            "size missing": b"\r\n" + body + b"\r\n0\r\n\r\n",
+            "size of 2^63": b"8000000000000000\r\n",
+            "size of 2^64 + 13": b"1000000000000000d\r\n",
+            "blank after size": b"%x \r\n" % len(body) + body + b"\r\n0\r\n\r\n",
+            "chunk longer than its size": b"%x\r\n" % (len(body) - 1) + body + b"\r\n0\r\n\r\n",
+            "no CRLF after data": b"%x\r\n" % len(body) + body + b"0\r\n\r\n",
+            "bare LF line ends": b"%x\n" % len(body) + body + b"\n0\n\n",
+            "bare LF after data": b"%x\r\n" % len(body) + body + b"\n0\r\n\r\n",
+            "control character in extension": b"%x;a\x01\r\n" % len(body) + body,
+            "size line too long": b"%x;" % len(body) + b"e" * 5000 + b"\r\n",
+            "malformed trailer": chunked(body, trailers=b"no colon\r\n"),
+        }
+        for name, chunks in cases.items():
+            with self.subTest(case=name):
+                c = RawClient(l.port)
+                c.send(chunked_head(self.token) + chunks)
+                self.assert_refused_and_closed(c, 400, "BAD_REQUEST")
+        self.assertEqual(fb.events, [])
+        self.assert_publish(l.port, event_body("after"), self.auth(), 200, "OK")
+
+    def test_trailers_are_bounded_by_max_header_size(self):
+        fb = self.fake_bus()
+        l = self.listen(fb.path, max_header_size=1024)
+        # The trailer section counts from the first trailer byte to the
+        # final CRLF: exactly the limit is taken, one byte more is 431.
+        for size, status, code in ((1024, 200, "OK"), (1025, 431, "HEADERS_TOO_LARGE")):
+            with self.subTest(size=size):
+                trailer = b"X-Pad: " + b"p" * (size - 11) + b"\r\n"
+                self.assertEqual(len(trailer) + 2, size)
+                c = RawClient(l.port)
+                c.send(chunked_head(self.token) + chunked(event_body("t"), trailers=trailer))
+                self.assert_answer(*c.read_response(), status, code)
+                c.close()
+        self.assertEqual(len(fb.wait_events(1)), 1)
 
 
 # --- the event on the bus ------------------------------------------------------------------------

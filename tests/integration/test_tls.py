@@ -2,7 +2,8 @@
 the test (openssl), checked with independent clients.
 
 - curl --cacert for publishes, every error answer (whole, with its JSON body,
-  also on closing connections), a 1 MiB body and keep-alive reuse;
+  also on closing connections), a 1 MiB body (also chunked) and keep-alive
+  reuse;
 - Python's ssl module over raw sockets for pipelining, close_notify, and
   clients that misbehave (plain HTTP, garbage, a handshake that stops);
 - Python's ssl + python3-websockets for WSS (init, delivery, 1 MiB events,
@@ -505,8 +506,12 @@ class HttpsPublishTest(TlsCase):
             ("head over the limit", good + ["-H", "X-Pad: " + "p" * 5000,
                                             "--data-binary", event_body("a")], "/event", 431,
              "HEADERS_TOO_LARGE"),
-            ("chunked", good + ["-H", "Transfer-Encoding: chunked", "--data-binary",
-                                event_body("a")], "/event", 411, "LENGTH_REQUIRED"),
+            ("chunked body over the limit", good + ["-H", "Transfer-Encoding: chunked",
+                                                    "--data-binary", event_body("big", "x" * 100000)],
+             "/event", 413, "BODY_TOO_LARGE"),
+            ("chunked after another coding", good + ["-H", "Transfer-Encoding: gzip, chunked",
+                                                     "--data-binary", event_body("a")], "/event",
+             501, "UNSUPPORTED_TRANSFER_ENCODING"),
             ("other path", ["--data-binary", event_body("a")], "/nope", 404, "NOT_FOUND"),
             ("get", [], "/event", 405, "METHOD_NOT_ALLOWED"),
         ]
@@ -589,6 +594,62 @@ class HttpsPublishTest(TlsCase):
             self.assertEqual((status, json.loads(answer)), (200, {"code": "OK"}))
             message = await asyncio.wait_for(ws.recv(), 30 * TIME_SCALE)
             self.assertEqual(message, event_message("big", compact(data)))
+            await ws.close()
+        run(go())
+
+    def test_chunked_curl_publish_arrives_byte_exact_at_a_wss_subscriber(self):
+        b, l = self.start_tls_pair(listen_args=("--max-body-size", "2M"))
+        ca = self.certs.crt("first")
+        data = {"blob": "".join(chr(0x41 + i % 26) for i in range(1024 * 1024)), "n": 1}
+        body_path = os.path.join(self.dir, "body.json")
+        with open(body_path, "w") as f:
+            f.write(event_body("big", data))
+
+        async def go():
+            ws = await wss_subscribe(b.port, ca, self.token, ["big"])
+            p = await asyncio.get_running_loop().run_in_executor(None, lambda: curl(
+                "-i", "-v", "--cacert", ca,
+                *sum((["-H", f"{k}: {v}"] for k, v in self.auth().items()), []),
+                "-H", "Transfer-Encoding: chunked", "--data-binary", "@" + body_path,
+                f"https://127.0.0.1:{l.port}/event"))
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn(b"> Transfer-Encoding: chunked", p.stderr)
+            status, _, answer = curl_answer(p.stdout)
+            self.assertEqual((status, json.loads(answer)), (200, {"code": "OK"}))
+            message = await asyncio.wait_for(ws.recv(), 30 * TIME_SCALE)
+            self.assertEqual(message, event_message("big", compact(data)))
+            await ws.close()
+        run(go())
+
+    def test_pipelined_chunked_requests_in_one_tls_write_are_answered_in_order(self):
+        b, l = self.start_tls_pair()
+        ca = self.certs.crt("first")
+
+        def chunked_request(body, headers):
+            head = "POST /event HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+            head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            chunks = b"".join(b"%x;i=%d\r\n" % (len(body[i:i + 3]), i) + body[i:i + 3].encode() +
+                              b"\r\n" for i in range(0, len(body), 3))
+            return head.encode() + b"\r\n" + chunks + b"0\r\nX-T: 1\r\n\r\n"
+
+        async def go():
+            ws = await wss_subscribe(b.port, ca, self.token, ["c1", "c2"])
+
+            def send_pipelined():
+                with tls_connect(l.port, ca) as s:
+                    s.sendall(chunked_request(event_body("c1", 1), self.auth()) +
+                              request_bytes("GET", "/healthz") +
+                              chunked_request(event_body("c2", [2]),
+                                              dict(self.auth(), Connection="close")))
+                    return parse_responses(read_until_closed(s))
+            answers, rest = await asyncio.get_running_loop().run_in_executor(None, send_pipelined)
+            self.assertEqual(rest, b"")
+            self.assertEqual([(a[0], json.loads(a[2])) for a in answers],
+                             [(200, {"code": "OK"}), (200, {"code": "OK"}), (200, {"code": "OK"})])
+            self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE),
+                             event_message("c1", "1"))
+            self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE),
+                             event_message("c2", "[2]"))
             await ws.close()
         run(go())
 

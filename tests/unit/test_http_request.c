@@ -436,6 +436,88 @@ static void test_content_length_cases(void **state)
     assert_int_equal(content_length_of("Content-Length: 5\r\nContent-Length: x\r\n", &v), -1);
 }
 
+/* The framing of a request with these headers, in HTTP/1.minor. */
+static int framing_of(int minor, const char *headers, struct http_body_framing *out)
+{
+    char req[512];
+    const char *reason = "unset";
+    int rc;
+
+    snprintf(req, sizeof(req), "POST /event HTTP/1.%d\r\n%s\r\n", minor, headers);
+    assert_int_equal(parse(req), HTTP_PARSE_OK);
+    rc = http_request_body_framing(&head, out, &reason);
+    /* Every refusal says why; an acceptance does not. */
+    if (rc == HTTP_PARSE_OK)
+        assert_null(reason);
+    else
+        assert_non_null(reason);
+    return rc;
+}
+
+static void test_body_framing_by_content_length(void **state)
+{
+    struct http_body_framing f;
+
+    assert_int_equal(framing_of(1, "Host: a\r\n", &f), HTTP_PARSE_OK);
+    assert_false(f.chunked);
+    assert_true(f.length == 0);
+    assert_int_equal(framing_of(0, "Content-Length: 12\r\n", &f), HTTP_PARSE_OK);
+    assert_false(f.chunked);
+    assert_true(f.length == 12);
+    assert_int_equal(framing_of(1, "Content-Length: 1x\r\n", &f), HTTP_PARSE_BAD);
+    assert_int_equal(framing_of(1, "Content-Length: 1\r\nContent-Length: 2\r\n", &f),
+                     HTTP_PARSE_BAD);
+}
+
+static void test_body_framing_by_transfer_encoding(void **state)
+{
+    struct http_body_framing f;
+
+    assert_int_equal(framing_of(1, "Transfer-Encoding: chunked\r\n", &f), HTTP_PARSE_OK);
+    assert_true(f.chunked);
+    assert_true(f.length == 0);
+    /* Codings are case-insensitive; empty list elements are skipped. */
+    assert_int_equal(framing_of(1, "transfer-encoding: CHUNKED\r\n", &f), HTTP_PARSE_OK);
+    assert_true(f.chunked);
+    assert_int_equal(framing_of(1, "Transfer-Encoding: , chunked ,\r\n", &f), HTTP_PARSE_OK);
+    assert_true(f.chunked);
+    assert_int_equal(framing_of(1, "Transfer-Encoding:\r\nTransfer-Encoding: chunked\r\n", &f),
+                     HTTP_PARSE_OK);
+    assert_true(f.chunked);
+}
+
+static void test_body_framing_refusals(void **state)
+{
+    struct http_body_framing f;
+
+    /* Both framings: a smuggling attempt, whatever the values. */
+    assert_int_equal(framing_of(1, "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", &f),
+                     HTTP_PARSE_BAD);
+    assert_int_equal(framing_of(1, "Transfer-Encoding: chunked\r\nContent-Length: 0\r\n", &f),
+                     HTTP_PARSE_BAD);
+    assert_int_equal(framing_of(1, "Transfer-Encoding: chunked\r\nContent-Length: x\r\n", &f),
+                     HTTP_PARSE_BAD);
+    /* HTTP/1.0 has no transfer codings (RFC 9112 §6.1). */
+    assert_int_equal(framing_of(0, "Transfer-Encoding: chunked\r\n", &f), HTTP_PARSE_BAD);
+    /* The last coding must be chunked, or the length cannot be known. */
+    assert_int_equal(framing_of(1, "Transfer-Encoding: gzip\r\n", &f), HTTP_PARSE_BAD);
+    assert_int_equal(framing_of(1, "Transfer-Encoding: chunked, gzip\r\n", &f), HTTP_PARSE_BAD);
+    assert_int_equal(framing_of(1, "Transfer-Encoding: identity\r\n", &f), HTTP_PARSE_BAD);
+    assert_int_equal(framing_of(1, "Transfer-Encoding: chunked;x=1\r\n", &f), HTTP_PARSE_BAD);
+    assert_int_equal(framing_of(1, "Transfer-Encoding: chunkedx\r\n", &f), HTTP_PARSE_BAD);
+    assert_int_equal(framing_of(1, "Transfer-Encoding:\r\n", &f), HTTP_PARSE_BAD);
+    assert_int_equal(framing_of(1, "Transfer-Encoding: , ,\r\n", &f), HTTP_PARSE_BAD);
+    assert_int_equal(framing_of(1, "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n", &f),
+                     HTTP_PARSE_BAD);
+    /* Chunked last, after another coding or after itself: not implemented. */
+    assert_int_equal(framing_of(1, "Transfer-Encoding: gzip, chunked\r\n", &f),
+                     HTTP_PARSE_UNSUPPORTED);
+    assert_int_equal(framing_of(1, "Transfer-Encoding: chunked, chunked\r\n", &f),
+                     HTTP_PARSE_UNSUPPORTED);
+    assert_int_equal(framing_of(1, "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n", &f),
+                     HTTP_PARSE_UNSUPPORTED);
+}
+
 static bool has_token(const char *value, const char *token)
 {
     return http_value_has_token(value, strlen(value), token);
@@ -499,6 +581,9 @@ int main(void)
         cmocka_unit_test(test_byte_by_byte_feed_of_8k_head_is_fast),
         cmocka_unit_test(test_keep_alive_follows_version_and_connection),
         cmocka_unit_test(test_content_length_cases),
+        cmocka_unit_test(test_body_framing_by_content_length),
+        cmocka_unit_test(test_body_framing_by_transfer_encoding),
+        cmocka_unit_test(test_body_framing_refusals),
         cmocka_unit_test(test_value_has_token_cases),
         cmocka_unit_test(test_path_len_stops_at_query_or_fragment),
     };
