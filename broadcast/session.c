@@ -49,10 +49,10 @@ struct session {
     bool awaiting_pong;
     bool protocol_close_seen; /* a close wslay started has been accounted for */
     bool closed_by_us;        /* our close frame is out; waiting for the peer's */
-    char *credential; /* authentication text of the last successful init (owned) */
+    char *credential;         /* authentication text of the last successful init (owned) */
     size_t credential_len;
-    struct event *expiry; /* JWT credentials: fires at their exp */
-    uint64_t deadline_ms; /* init or close deadline, by the FIFO it is in */
+    struct event *expiry;                  /* JWT credentials: fires at their exp */
+    uint64_t deadline_ms;                  /* init or close deadline, by the FIFO it is in */
     struct session *prev, *next;           /* hub->sessions */
     struct session *fifo_prev, *fifo_next; /* init_wait or closing */
     struct session *deferred_next;
@@ -259,7 +259,6 @@ void session_close(struct session *s, uint16_t code, const char *reason)
 
 /* --- init messages -------------------------------------------------------- */
 
-
 /* While wslay is active its queue is used, so that a pong it owes (for a
  * ping that came before this message) goes out first: wslay sends control
  * frames ahead of data. The caller runs wslay_event_send afterwards. */
@@ -318,7 +317,8 @@ static int session_set_expiry(struct session *s, int64_t expires)
             evtimer_del(s->expiry);
         return 0;
     }
-    if (!s->expiry && !(s->expiry = evtimer_new(bufferevent_get_base(s->bev), session_expiry_cb, s)))
+    if (!s->expiry &&
+        !(s->expiry = evtimer_new(bufferevent_get_base(s->bev), session_expiry_cb, s)))
         return -1;
     clock_gettime(CLOCK_REALTIME, &now);
     end_ns = (expires + auth_store_sources(s->hub->auth)->jwt_policy.leeway_s) * 1000000000LL;
@@ -496,8 +496,8 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size
     return (ssize_t)len;
 }
 
-static void ws_msg_recv_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
-                           void *user_data)
+static void ws_msg_recv_cb(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_msg_recv_arg *arg, void *user_data)
 {
     struct session *s = user_data;
     s->awaiting_pong = false;
@@ -604,8 +604,7 @@ static void session_pump(struct session *s)
     /* wslay checks a message's size only when its payload starts to come:
      * a header announcing 2 GiB would otherwise wait for bytes that never
      * come. Refuse it on the header (RFC 6455 §7.4.1: 1009). */
-    if (s->frames.in_payload && s->frames.payload_len > s->hub->limits.max_message &&
-        !s->closing) {
+    if (s->frames.in_payload && s->frames.payload_len > s->hub->limits.max_message && !s->closing) {
         s->hub->counters.oversized_message_closes++;
         log_info("ws %s: closed by the server with 1009 (message too big), a frame of %llu "
                  "bytes announced",
@@ -708,8 +707,7 @@ void session_ping_all(struct hub *hub)
             continue;
         if (s->awaiting_pong) {
             hub->counters.ping_timeout_closes++;
-            log_info("ws %s: no pong within %u ms: dropped", s->peer,
-                     hub->limits.ping_interval_ms);
+            log_info("ws %s: no pong within %u ms: dropped", s->peer, hub->limits.ping_interval_ms);
             session_free(s);
             continue;
         }

@@ -139,8 +139,7 @@ void ws_api_handle(struct http_exchange *ex, void *arg)
     log_info("ws %s: bad handshake: %s", http_exchange_peer(ex), reason ? reason : "invalid");
     snprintf(body, sizeof body, "{\"code\":\"BAD_HANDSHAKE\",\"reason\":\"%s\"}",
              reason ? reason : "invalid WebSocket handshake");
-    http_exchange_respond_full(ex, 400,
-                               reason && strstr(reason, "Version") ? "Sec-WebSocket-Version: 13\r\n"
-                                                                   : NULL,
-                               "application/json", body, strlen(body));
+    http_exchange_respond_full(
+        ex, 400, reason && strstr(reason, "Version") ? "Sec-WebSocket-Version: 13\r\n" : NULL,
+        "application/json", body, strlen(body));
 }

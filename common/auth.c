@@ -114,8 +114,8 @@ static int identity_from_claims(const struct auth_sources *sources, const struct
     return 0;
 }
 
-int auth_authenticate(const struct auth_sources *sources, const char *text, size_t len,
-                      int64_t now, struct auth_identity *out)
+int auth_authenticate(const struct auth_sources *sources, const char *text, size_t len, int64_t now,
+                      struct auth_identity *out)
 {
     struct auth_credential credential;
     int result = auth_parse(text, len, &credential);

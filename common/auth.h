@@ -78,8 +78,8 @@ struct auth_identity {
 /* Authenticates text at time now (seconds since the epoch). Returns
  * AUTH_OK with *out filled, or AUTH_UNAUTHENTICATED,
  * AUTH_UNRECOGNIZED_SCHEME, AUTH_TOKEN_EXPIRED (then *out is empty). */
-int auth_authenticate(const struct auth_sources *sources, const char *text, size_t len,
-                      int64_t now, struct auth_identity *out);
+int auth_authenticate(const struct auth_sources *sources, const char *text, size_t len, int64_t now,
+                      struct auth_identity *out);
 
 bool auth_may_publish(const struct auth_identity *identity, const char *type, size_t len);
 bool auth_may_subscribe(const struct auth_identity *identity, const char *type, size_t len);

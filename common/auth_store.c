@@ -214,13 +214,13 @@ struct auth_store *auth_store_new(struct event_base *base, const struct auth_sto
     store->tokens = tokens_new_empty();
     if (!store->tokens)
         goto oom;
-    store->tokens_file = watched_file_new(base, config->tokens_file, TOKENS_FILE_MAX_BYTES,
-                                          tokens_loaded, store);
+    store->tokens_file =
+        watched_file_new(base, config->tokens_file, TOKENS_FILE_MAX_BYTES, tokens_loaded, store);
     if (!store->tokens_file)
         goto oom;
     if (config->roles_file && *config->roles_file) {
-        store->roles_file = watched_file_new(base, config->roles_file, ROLES_FILE_MAX_BYTES,
-                                             roles_loaded, store);
+        store->roles_file =
+            watched_file_new(base, config->roles_file, ROLES_FILE_MAX_BYTES, roles_loaded, store);
         if (!store->roles_file)
             goto oom;
     }
@@ -271,8 +271,7 @@ void auth_store_reload(struct auth_store *store, const char *reason)
     }
 }
 
-void auth_store_set_change_callback(struct auth_store *store, void (*changed)(void *arg),
-                                    void *arg)
+void auth_store_set_change_callback(struct auth_store *store, void (*changed)(void *arg), void *arg)
 {
     store->changed = changed;
     store->changed_arg = arg;

@@ -27,10 +27,10 @@ struct auth_store;
 
 struct auth_store_config {
     const char *tokens_file;
-    const char *roles_file;        /* NULL or "": no roles */
-    const char *jwt_secrets_file;  /* NULL or "": no HS256 secrets */
+    const char *roles_file;                 /* NULL or "": no roles */
+    const char *jwt_secrets_file;           /* NULL or "": no HS256 secrets */
     const struct cfg_list *jwt_public_keys; /* PEM files; may be NULL */
-    struct jwt_policy jwt_policy;  /* strings borrowed for the store's life */
+    struct jwt_policy jwt_policy;           /* strings borrowed for the store's life */
 };
 
 /* Returns NULL with a one-line reason in err (exit 2 material). */

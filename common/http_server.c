@@ -40,12 +40,12 @@ struct http_conn {
     struct event *timer;
     enum conn_state state;
     bool keep_alive;
-    bool in_process;      /* inside conn_process: an answer must not re-enter it */
-    bool *alive;          /* cleared by conn_free while conn_process runs the handler */
+    bool in_process;        /* inside conn_process: an answer must not re-enter it */
+    bool *alive;            /* cleared by conn_free while conn_process runs the handler */
     bool timer_for_request; /* the timer measures a request, not idleness */
-    bool early;           /* answering from the head: the body is unread */
-    struct event *resume; /* re-checks a connection paused on unsent output */
-    size_t scanned;       /* input bytes already searched for the end of the head */
+    bool early;             /* answering from the head: the body is unread */
+    struct event *resume;   /* re-checks a connection paused on unsent output */
+    size_t scanned;         /* input bytes already searched for the end of the head */
     uint64_t body_len;
     struct http_exchange ex;
     char peer[64];
@@ -80,24 +80,42 @@ static void conn_free(struct http_conn *conn);
 const char *http_status_text(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 426: return "Upgrade Required";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 426:
+        return "Upgrade Required";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
     }
 }
 
@@ -154,13 +172,26 @@ static void conn_start_closing(struct http_conn *conn)
 static void count_failure(struct http_server_stats *stats, int status)
 {
     switch (status) {
-    case 400: stats->bad_request++; break;
-    case 408: stats->request_timeout++; break;
-    case 411: stats->length_required++; break;
-    case 413: stats->body_too_large++; break;
-    case 431: stats->headers_too_large++; break;
-    case 505: stats->version_not_supported++; break;
-    default: break;
+    case 400:
+        stats->bad_request++;
+        break;
+    case 408:
+        stats->request_timeout++;
+        break;
+    case 411:
+        stats->length_required++;
+        break;
+    case 413:
+        stats->body_too_large++;
+        break;
+    case 431:
+        stats->headers_too_large++;
+        break;
+    case 505:
+        stats->version_not_supported++;
+        break;
+    default:
+        break;
     }
 }
 
@@ -309,7 +340,8 @@ static bool conn_accept_head(struct http_conn *conn)
     }
     if (length > 0 && head->version_minor == 1) {
         const struct http_header *expect = http_request_header(head, "Expect");
-        if (expect && expect->value_len == 12 && strncasecmp(expect->value, "100-continue", 12) == 0) {
+        if (expect && expect->value_len == 12 &&
+            strncasecmp(expect->value, "100-continue", 12) == 0) {
             evbuffer_add_printf(bufferevent_get_output(conn->bev), "HTTP/1.1 100 Continue\r\n\r\n");
             conn_write_flush(conn->bev);
         }
@@ -369,9 +401,9 @@ static void conn_process(struct http_conn *conn)
             buf = evbuffer_pullup(in, (ev_ssize_t)(len < server->limits.max_head + 1
                                                        ? len
                                                        : server->limits.max_head + 1));
-            rc = http_request_parse((const char *)buf, len < server->limits.max_head + 1
-                                                           ? len
-                                                           : server->limits.max_head + 1,
+            rc = http_request_parse((const char *)buf,
+                                    len < server->limits.max_head + 1 ? len
+                                                                      : server->limits.max_head + 1,
                                     server->limits.max_head, &conn->ex.head);
             if (rc == HTTP_PARSE_AGAIN)
                 break;
@@ -596,7 +628,8 @@ static void server_accept_error_cb(struct evconnlistener *listener, void *arg)
     evtimer_add(server->resume_accept, &tv);
 }
 
-struct http_server *http_server_new(struct event_base *base, const struct http_server_limits *limits,
+struct http_server *http_server_new(struct event_base *base,
+                                    const struct http_server_limits *limits,
                                     http_handler_fn handler, void *handler_arg)
 {
     struct http_server *server = calloc(1, sizeof *server);
@@ -619,8 +652,7 @@ void http_server_set_head_check(struct http_server *server, http_head_check_fn c
     server->head_check = check;
 }
 
-void http_server_set_bev_factory(struct http_server *server, http_bev_factory_fn factory,
-                                 void *arg)
+void http_server_set_bev_factory(struct http_server *server, http_bev_factory_fn factory, void *arg)
 {
     server->factory = factory;
     server->factory_arg = arg;

@@ -11,10 +11,10 @@
  * buffer and are answered in order. Reading stops while a request is being
  * handled, so the head and body handed to the handler stay put until it
  * answers; and it stops while more than HTTP_OUTPUT_PAUSE_BYTES of answers
- * are unsent, so a client that pipelines without reading cannot grow them. Limits: head size, body size (refused with 413 from the head
- * alone), a deadline for a whole request to arrive, an idle keep-alive
- * deadline, a write-progress timeout, and a cap on open connections (past it,
- * new connections are closed at once).
+ * are unsent, so a client that pipelines without reading cannot grow them. Limits: head size, body
+ * size (refused with 413 from the head alone), a deadline for a whole request to arrive, an idle
+ * keep-alive deadline, a write-progress timeout, and a cap on open connections (past it, new
+ * connections are closed at once).
  */
 #ifndef EVS_HTTP_SERVER_H
 #define EVS_HTTP_SERVER_H
@@ -38,7 +38,7 @@ struct http_server_limits {
     unsigned request_timeout_ms; /* from a request's first byte to its last */
     unsigned idle_timeout_ms;    /* keep-alive wait for the next request */
     unsigned write_timeout_ms;   /* no progress sending an answer */
-    size_t max_connections; /* client connections of the process (conn_flush.h counts them) */
+    size_t max_connections;      /* client connections of the process (conn_flush.h counts them) */
 };
 
 /* Called once per complete request. The exchange is borrowed until the
@@ -57,7 +57,8 @@ typedef void (*http_head_check_fn)(struct http_exchange *ex, void *arg);
  * Returns NULL on failure, leaving fd open (the server then closes it). */
 typedef struct bufferevent *(*http_bev_factory_fn)(struct event_base *base, int fd, void *arg);
 
-struct http_server *http_server_new(struct event_base *base, const struct http_server_limits *limits,
+struct http_server *http_server_new(struct event_base *base,
+                                    const struct http_server_limits *limits,
                                     http_handler_fn handler, void *handler_arg);
 
 /* Sets the head check (default: none); it gets the handler's arg. */
@@ -78,11 +79,11 @@ size_t http_server_connection_count(const struct http_server *server);
 
 /* Requests the server answered itself, and connections it refused. */
 struct http_server_stats {
-    uint64_t bad_request;       /* 400 */
-    uint64_t request_timeout;   /* 408 */
-    uint64_t length_required;   /* 411 */
-    uint64_t body_too_large;    /* 413 */
-    uint64_t headers_too_large; /* 431 */
+    uint64_t bad_request;           /* 400 */
+    uint64_t request_timeout;       /* 408 */
+    uint64_t length_required;       /* 411 */
+    uint64_t body_too_large;        /* 413 */
+    uint64_t headers_too_large;     /* 431 */
     uint64_t version_not_supported; /* 505 */
     uint64_t refused_connections;   /* over the connection cap */
     uint64_t accepted_connections;

@@ -36,12 +36,12 @@
 
 enum jwt_status {
     JWT_OK = 0,
-    JWT_ERR_MALFORMED = -1,    /* not three base64url parts, bad JSON, limits, "crit" */
-    JWT_ERR_ALGORITHM = -2,    /* alg missing, "none", or not configured */
-    JWT_ERR_SIGNATURE = -3,    /* no configured key verifies it */
-    JWT_ERR_EXPIRED = -4,      /* exp (plus leeway) has passed */
+    JWT_ERR_MALFORMED = -1,     /* not three base64url parts, bad JSON, limits, "crit" */
+    JWT_ERR_ALGORITHM = -2,     /* alg missing, "none", or not configured */
+    JWT_ERR_SIGNATURE = -3,     /* no configured key verifies it */
+    JWT_ERR_EXPIRED = -4,       /* exp (plus leeway) has passed */
     JWT_ERR_NOT_YET_VALID = -5, /* nbf or iat in the future (beyond leeway) */
-    JWT_ERR_CLAIMS = -6,       /* exp missing, wrong types, iss/aud mismatch, bad patterns */
+    JWT_ERR_CLAIMS = -6,        /* exp missing, wrong types, iss/aud mismatch, bad patterns */
     JWT_ERR_NOMEM = -7,
 };
 

@@ -65,8 +65,8 @@ int net_listen_tcp(const char *address, uint16_t port, bool reuse_port, int back
     }
     freeaddrinfo(res);
     if (fd < 0)
-        snprintf(err, err_len, "cannot listen on %s port %u: %s", host ? host : "*",
-                 (unsigned)port, strerror(saved));
+        snprintf(err, err_len, "cannot listen on %s port %u: %s", host ? host : "*", (unsigned)port,
+                 strerror(saved));
     return fd;
 }
 

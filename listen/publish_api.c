@@ -87,10 +87,9 @@ static void handle_publish(struct publish_api *api, struct http_exchange *ex)
     int rc;
 
     /* Authentication comes before the body, as in the original service. */
-    rc = auth_authenticate(auth_store_sources(api->auth),
-                           authorization ? authorization->value : NULL,
-                           authorization ? authorization->value_len : 0, (int64_t)time(NULL),
-                           &identity);
+    rc = auth_authenticate(
+        auth_store_sources(api->auth), authorization ? authorization->value : NULL,
+        authorization ? authorization->value_len : 0, (int64_t)time(NULL), &identity);
     if (rc != AUTH_OK) {
         count_auth_failure(api, rc);
         log_warn("publish from %s rejected: %s", http_exchange_peer(ex), auth_result_code(rc));
@@ -160,8 +159,7 @@ static void write_metrics(struct publish_api *api, struct evbuffer *out)
     struct bus_stats bus;
     bus_get_stats(api->bus, &bus);
 
-    metrics_family(out, "evs_listen_publishes_total", "counter",
-                   "POST /event answers, by code");
+    metrics_family(out, "evs_listen_publishes_total", "counter", "POST /event answers, by code");
     metrics_sample(out, "evs_listen_publishes_total", "code=\"OK\"", c->accepted);
     metrics_sample(out, "evs_listen_publishes_total", "code=\"UNAUTHENTICATED\"",
                    c->unauthenticated);
@@ -186,8 +184,8 @@ static void write_metrics(struct publish_api *api, struct evbuffer *out)
                    http->length_required);
     metrics_sample(out, "evs_listen_http_rejected_total", "code=\"HTTP_VERSION_NOT_SUPPORTED\"",
                    http->version_not_supported);
-    metrics_single(out, "evs_listen_publishes_in_flight", "gauge",
-                   "publishes waiting for the bus", c->in_flight);
+    metrics_single(out, "evs_listen_publishes_in_flight", "gauge", "publishes waiting for the bus",
+                   c->in_flight);
     metrics_write_histogram(out, "evs_listen_publish_duration_seconds",
                             "time from a whole POST /event to its answer", &api->latency);
     metrics_single(out, "evs_listen_connections", "gauge", "open HTTP connections",
@@ -196,8 +194,7 @@ static void write_metrics(struct publish_api *api, struct evbuffer *out)
                    "HTTP connections accepted", http->accepted_connections);
     metrics_single(out, "evs_listen_connections_refused_total", "counter",
                    "HTTP connections refused over the connection cap", http->refused_connections);
-    metrics_single(out, "evs_listen_bus_links", "gauge", "configured broadcast daemons",
-                   bus.links);
+    metrics_single(out, "evs_listen_bus_links", "gauge", "configured broadcast daemons", bus.links);
     metrics_single(out, "evs_listen_bus_links_ready", "gauge",
                    "broadcast daemons connected and ready", bus.ready);
     metrics_single(out, "evs_listen_bus_reconnects_total", "counter",
@@ -270,10 +267,9 @@ void publish_api_check_head(struct http_exchange *ex, void *arg)
         return;
     }
     authorization = http_request_header(head, "Authorization");
-    rc = auth_authenticate(auth_store_sources(api->auth),
-                           authorization ? authorization->value : NULL,
-                           authorization ? authorization->value_len : 0, (int64_t)time(NULL),
-                           &identity);
+    rc = auth_authenticate(
+        auth_store_sources(api->auth), authorization ? authorization->value : NULL,
+        authorization ? authorization->value_len : 0, (int64_t)time(NULL), &identity);
     auth_identity_clear(&identity);
     if (rc != AUTH_OK) {
         count_auth_failure(api, rc);

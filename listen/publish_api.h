@@ -21,21 +21,21 @@ struct auth_store;
 struct bus;
 
 struct publish_api_counters {
-    uint64_t accepted;      /* answered 200 */
+    uint64_t accepted; /* answered 200 */
     uint64_t unauthenticated;
     uint64_t unrecognized_scheme;
     uint64_t invalid_body;
     uint64_t token_expired;
     uint64_t forbidden;
-    uint64_t unavailable;   /* answered 503 */
-    uint64_t in_flight;     /* publishes waiting for the bus */
+    uint64_t unavailable; /* answered 503 */
+    uint64_t in_flight;   /* publishes waiting for the bus */
 };
 
 struct publish_api {
-    struct auth_store *auth;    /* borrowed */
-    struct bus *bus;            /* borrowed */
-    struct http_server *http;   /* borrowed, for its counters */
-    const char *metrics_token;  /* borrowed; NULL or "" = /metrics open */
+    struct auth_store *auth;   /* borrowed */
+    struct bus *bus;           /* borrowed */
+    struct http_server *http;  /* borrowed, for its counters */
+    const char *metrics_token; /* borrowed; NULL or "" = /metrics open */
     struct publish_api_counters counters;
     struct metrics_histogram latency; /* POST /event, arrival of the whole request to answer */
 };

@@ -54,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct event_base *auth_base; /* never dispatched: the tokens file is never polled */
 static struct auth_store *auth;
-static uint8_t output[OUTPUT_CAP];   /* what the server sent, per input */
+static uint8_t output[OUTPUT_CAP]; /* what the server sent, per input */
 
 static const struct hub_limits fuzz_limits = {
     .max_message = 4096,
@@ -140,8 +140,7 @@ static void run_loop(struct event_base *base, struct client *c)
 
 /* Writes all of data, running the loop while the socket is full (bounded:
  * a server that stopped reading makes the rest of the chunk moot). */
-static void client_write(struct event_base *base, struct client *c, const uint8_t *data,
-                         size_t len)
+static void client_write(struct event_base *base, struct client *c, const uint8_t *data, size_t len)
 {
     int stalls = 0;
     while (len > 0 && stalls < 8) {
@@ -266,7 +265,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* An event message as the bus would carry it, padded to event_size. */
     {
-        int n = snprintf(message, sizeof message, "{\"type\":\"event\",\"event\":\"a\",\"data\":\"");
+        int n =
+            snprintf(message, sizeof message, "{\"type\":\"event\",\"event\":\"a\",\"data\":\"");
         memset(message + n, 'x', (size_t)event_size);
         memcpy(message + n + event_size, "\"}", 3);
     }
@@ -321,7 +321,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
      * the loop or at event_base_free: only then are the frames released. */
     event_base_free(base);
     if (shared_frame_live_count() != 0 || shared_frame_live_bytes() != 0)
-        abort(); /* a queued event frame was never released */
+        abort();          /* a queued event frame was never released */
     client_read(&client); /* whatever was still in the socket */
     close(client.fd);
     check_server_output(client.out, client.out_len);
