@@ -24,6 +24,12 @@
  * client can make the daemon buffer. */
 #define SESSION_INPUT_HIGH_WATER (256 * 1024)
 
+/* A credential refused SESSION_FAILED_CREDENTIALS_MAX times in a row
+ * closes the session with 1008 after that answer, so that trying
+ * credentials (each a signature verification, up to a millisecond) costs a
+ * new connection every few attempts. */
+#define SESSION_FAILED_CREDENTIALS_MAX 3
+
 /* RFC 6455 §7.4.1 status codes used here. */
 #define WS_CLOSE_GOING_AWAY 1001
 #define WS_CLOSE_POLICY 1008
@@ -47,9 +53,12 @@ struct session {
     bool deferred;      /* on hub->deferred */
     bool unflushed;     /* on hub->unflushed */
     bool awaiting_pong;
-    bool protocol_close_seen; /* a close wslay started has been accounted for */
-    bool closed_by_us;        /* our close frame is out; waiting for the peer's */
-    char *credential;         /* authentication text of the last successful init (owned) */
+    bool protocol_close_seen;    /* a close wslay started has been accounted for */
+    bool closed_by_us;           /* our close frame is out; waiting for the peer's */
+    unsigned failed_credentials; /* inits refused for their credential, in a row */
+    const char *close_reason;    /* close with 1008 once wslay's callback returns */
+    uint64_t source;             /* net_source_key of the peer */
+    char *credential;            /* authentication text of the last successful init (owned) */
     size_t credential_len;
     struct event *expiry;                  /* JWT credentials: fires at their exp */
     uint64_t deadline_ms;                  /* init or close deadline, by the FIFO it is in */
@@ -381,12 +390,19 @@ static void session_handle_init(struct session *s, const uint8_t *text, size_t l
         code = init_status_code(rc);
         goto reject;
     }
-    rc = auth_authenticate(auth_store_sources(hub->auth), msg.authentication,
-                           msg.authentication_len, (int64_t)time(NULL), &identity);
+    rc = auth_store_authenticate(hub->auth, msg.authentication, msg.authentication_len, s->source,
+                                 &identity);
     if (rc != AUTH_OK) {
         code = auth_result_code(rc);
+        if (++s->failed_credentials >= SESSION_FAILED_CREDENTIALS_MAX) {
+            hub->counters.auth_failure_closes++;
+            log_info("ws %s: %u failed credentials in a row: closing (1008)", s->peer,
+                     s->failed_credentials);
+            s->close_reason = "too many failed credentials";
+        }
         goto reject;
     }
+    s->failed_credentials = 0;
     for (size_t i = 0; i < msg.event_count; i++) {
         if (!auth_may_subscribe(&identity, msg.events[i], msg.event_lens[i])) {
             code = auth_result_code(AUTH_FORBIDDEN);
@@ -505,9 +521,11 @@ static void ws_msg_recv_cb(wslay_event_context_ptr ctx,
     case WSLAY_TEXT_FRAME:
     case WSLAY_BINARY_FRAME:
         /* Binary messages are read like text ones, as the original service
-         * did; a non-UTF-8 one is INVALID_SYNTAX. */
-        if (!s->closing)
-            session_handle_init(s, arg->msg, arg->msg_length);
+         * did; a non-UTF-8 one is INVALID_SYNTAX. Once a close is decided,
+         * the messages wslay still parses are dropped. */
+        if (s->closing || s->close_reason)
+            break;
+        session_handle_init(s, arg->msg, arg->msg_length);
         break;
     case WSLAY_CONNECTION_CLOSE:
         /* wslay echoes the close; the subscriptions end at once. */
@@ -620,6 +638,12 @@ static void session_pump(struct session *s)
     }
     conn_write_flush(s->bev); /* pongs, init replies */
     session_note_protocol_close(s);
+    /* A close decided inside wslay's callback, where the context that is
+     * running could not be freed. */
+    if (s->close_reason && !s->closing) {
+        session_close(s, WS_CLOSE_POLICY, s->close_reason);
+        return;
+    }
     /* Answers to the client's own messages (pongs, init replies) count
      * against the backlog too: a client that sends without reading is a
      * slow consumer like any other. */
@@ -770,7 +794,8 @@ void session_flush_all(struct hub *hub)
 
 /* --- start ---------------------------------------------------------------- */
 
-int session_start(struct hub *hub, struct bufferevent *bev, const char *accept, const char *peer)
+int session_start(struct hub *hub, struct bufferevent *bev, const char *accept, const char *peer,
+                  uint64_t source)
 {
     char response[256];
     size_t response_len = ws_handshake_response(response, sizeof response, accept);
@@ -783,6 +808,7 @@ int session_start(struct hub *hub, struct bufferevent *bev, const char *accept, 
     }
     s->hub = hub;
     s->bev = bev;
+    s->source = source;
     snprintf(s->peer, sizeof s->peer, "%s", peer);
 
     s->next = hub->sessions;

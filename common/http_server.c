@@ -40,13 +40,15 @@ struct http_conn {
     struct event *timer;
     enum conn_state state;
     bool keep_alive;
-    bool in_process;        /* inside conn_process: an answer must not re-enter it */
-    bool *alive;            /* cleared by conn_free while conn_process runs the handler */
-    bool timer_for_request; /* the timer measures a request, not idleness */
-    bool early;             /* answering from the head: the body is unread */
-    struct event *resume;   /* re-checks a connection paused on unsent output */
-    size_t scanned;         /* input bytes already searched for the end of the head */
+    bool in_process;             /* inside conn_process: an answer must not re-enter it */
+    bool *alive;                 /* cleared by conn_free while conn_process runs the handler */
+    bool timer_for_request;      /* the timer measures a request, not idleness */
+    bool early;                  /* answering from the head: the body is unread */
+    unsigned failed_credentials; /* refused credentials in a row */
+    struct event *resume;        /* re-checks a connection paused on unsent output */
+    size_t scanned;              /* input bytes already searched for the end of the head */
     uint64_t body_len;
+    uint64_t source; /* net_source_key of the peer */
     struct http_exchange ex;
     char peer[64];
     struct http_conn *prev, *next;
@@ -104,6 +106,8 @@ const char *http_status_text(int status)
         return "Unsupported Media Type";
     case 426:
         return "Upgrade Required";
+    case 429:
+        return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
     case 500:
@@ -259,6 +263,20 @@ const char *http_exchange_body(const struct http_exchange *ex, size_t *len)
 const char *http_exchange_peer(const struct http_exchange *ex)
 {
     return ex->conn->peer;
+}
+
+uint64_t http_exchange_source(const struct http_exchange *ex)
+{
+    return ex->conn->source;
+}
+
+void http_exchange_note_credential(struct http_exchange *ex, bool accepted)
+{
+    struct http_conn *conn = ex->conn;
+    if (accepted)
+        conn->failed_credentials = 0;
+    else if (++conn->failed_credentials >= HTTP_FAILED_CREDENTIALS_MAX)
+        conn->keep_alive = false;
 }
 
 void http_exchange_set_cancel(struct http_exchange *ex, void (*cancel)(void *arg), void *arg)
@@ -575,6 +593,7 @@ static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd
     conn->server = server;
     conn->ex.conn = conn;
     net_format_address(sa, (socklen_t)socklen, conn->peer, sizeof conn->peer);
+    conn->source = net_source_key(sa, (socklen_t)socklen);
     conn->timer = evtimer_new(server->base, conn_timer_cb, conn);
     if (server->factory)
         conn->bev = server->factory(server->base, fd, server->factory_arg);

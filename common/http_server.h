@@ -100,6 +100,16 @@ const struct http_request_head *http_exchange_head(const struct http_exchange *e
 const char *http_exchange_body(const struct http_exchange *ex, size_t *len);
 /* "127.0.0.1:5678": the peer, for log lines. */
 const char *http_exchange_peer(const struct http_exchange *ex);
+/* The peer's network (net_source_key), for per-source limits. */
+uint64_t http_exchange_source(const struct http_exchange *ex);
+
+/* Records, before the answer, whether the request's credential was
+ * accepted. A connection that has had HTTP_FAILED_CREDENTIALS_MAX refused
+ * in a row (none accepted in between) ends after this answer, which
+ * carries "Connection: close": whoever tries credentials must pay for a
+ * new connection every few attempts. */
+#define HTTP_FAILED_CREDENTIALS_MAX 3
+void http_exchange_note_credential(struct http_exchange *ex, bool accepted);
 
 /* Answers with status, optional extra header lines ("Name: value\r\n"...,
  * or NULL), content type and body (copied). Ends the exchange. */
