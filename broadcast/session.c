@@ -16,6 +16,7 @@
 #include "hub.h"
 #include "init_message.h"
 #include "log.h"
+#include "rate_limit.h"
 #include "shared_frame.h"
 #include "subscriptions.h"
 #include "ws_frame.h"
@@ -24,10 +25,15 @@
  * client can make the daemon buffer. */
 #define SESSION_INPUT_HIGH_WATER (256 * 1024)
 
-/* A credential refused SESSION_FAILED_CREDENTIALS_MAX times in a row
- * closes the session with 1008 after that answer, so that trying
- * credentials (each a signature verification, up to a millisecond) costs a
- * new connection every few attempts. */
+/* Work a client may cause with its own messages (every one is an init):
+ * SESSION_INIT_BURST at once, then one per SESSION_INIT_INTERVAL_MS; an
+ * init beyond that closes the session with 1008. And the credential
+ * refused SESSION_FAILED_CREDENTIALS_MAX times in a row closes it with 1008
+ * after that answer, so that trying credentials (each a signature
+ * verification, up to a millisecond) costs a new connection every few
+ * attempts. */
+#define SESSION_INIT_BURST 32
+#define SESSION_INIT_INTERVAL_MS 125
 #define SESSION_FAILED_CREDENTIALS_MAX 3
 
 /* RFC 6455 §7.4.1 status codes used here. */
@@ -56,6 +62,7 @@ struct session {
     bool protocol_close_seen;    /* a close wslay started has been accounted for */
     bool closed_by_us;           /* our close frame is out; waiting for the peer's */
     unsigned failed_credentials; /* inits refused for their credential, in a row */
+    struct rate_bucket inits;    /* the client's messages, against the init rate */
     const char *close_reason;    /* close with 1008 once wslay's callback returns */
     uint64_t source;             /* net_source_key of the peer */
     char *credential;            /* authentication text of the last successful init (owned) */
@@ -127,6 +134,7 @@ static struct session_fifo *session_fifo_of(struct session *s)
 }
 
 static const struct wslay_event_callbacks ws_callbacks;
+static const struct rate_limit session_init_rate = {SESSION_INIT_INTERVAL_MS, SESSION_INIT_BURST};
 
 /* The session's wslay context, created when needed. NULL when out of memory. */
 static wslay_event_context_ptr session_ws(struct session *s)
@@ -355,18 +363,12 @@ static bool session_subscriptions_allowed(const struct session *s,
  * already held do not count twice). */
 static bool session_too_many(const struct session *s, const struct init_message *msg)
 {
-    const struct hub *hub = s->hub;
-    size_t fresh = 0;
+    struct hub *hub = s->hub;
     if (s->subs.count + msg->event_count <= hub->limits.max_subscriptions)
         return false;
-    for (size_t i = 0; i < msg->event_count; i++) {
-        const struct subs_topic *topic = subs_find(hub->subs, msg->events[i], msg->event_lens[i]);
-        bool held = false;
-        for (const struct subs_entry *e = s->subs.head; e && topic && !held; e = e->session_next)
-            held = e->topic == topic;
-        fresh += !held;
-    }
-    return s->subs.count + fresh > hub->limits.max_subscriptions;
+    return s->subs.count + subs_count_missing(hub->subs, &s->subs, msg->events, msg->event_lens,
+                                              msg->event_count) >
+           hub->limits.max_subscriptions;
 }
 
 /* Every text message is an init (the public contract); each answer is
@@ -427,11 +429,9 @@ static void session_handle_init(struct session *s, const uint8_t *text, size_t l
     s->credential = credential;
     s->credential_len = msg.authentication_len;
     credential = NULL;
-    for (size_t i = 0; i < msg.event_count; i++) {
-        if (subs_add(hub->subs, &s->subs, s, msg.events[i], msg.event_lens[i]) < 0) {
-            code = "INTERNAL_ERROR";
-            goto reject;
-        }
+    if (subs_add_all(hub->subs, &s->subs, s, msg.events, msg.event_lens, msg.event_count) < 0) {
+        code = "INTERNAL_ERROR";
+        goto reject;
     }
     hub->counters.init_ok++;
     if (!s->authenticated) {
@@ -525,6 +525,13 @@ static void ws_msg_recv_cb(wslay_event_context_ptr ctx,
          * the messages wslay still parses are dropped. */
         if (s->closing || s->close_reason)
             break;
+        if (!rate_bucket_take(&s->inits, &session_init_rate, hub_now_ms())) {
+            s->hub->counters.init_rate_closes++;
+            log_info("ws %s: more than %d inits at once or %d a second: closing (1008)", s->peer,
+                     SESSION_INIT_BURST, 1000 / SESSION_INIT_INTERVAL_MS);
+            s->close_reason = "too many inits";
+            break;
+        }
         session_handle_init(s, arg->msg, arg->msg_length);
         break;
     case WSLAY_CONNECTION_CLOSE:

@@ -2,10 +2,12 @@
  * share of the hub's timers.
  *
  * Life: session_start (after the opening handshake was checked) -> init
- * messages -> events -> close. A session whose credential was refused
- * SESSION_FAILED_CREDENTIALS_MAX times in a row is closed with 1008 after
- * that answer; the earlier refusals leave it open, as the public contract
- * says. See session.c for the figure. The session's output is the bufferevent's
+ * messages -> events -> close. Every client message is an init: a session
+ * sending more than SESSION_INIT_BURST at once, or one every
+ * SESSION_INIT_INTERVAL_MS on average, is closed with 1008, and so is one
+ * whose credential was refused SESSION_FAILED_CREDENTIALS_MAX times in a
+ * row (after that answer; the earlier refusals leave it open, as the
+ * public contract says). See session.c for the figures. The session's output is the bufferevent's
  * output buffer; wslay's send callback appends to it and never blocks, so
  * wslay always writes whole frames and the shared event frames can be
  * interleaved with its own (pong, close, init replies) safely.

@@ -69,6 +69,7 @@ static void write_metrics(struct ws_api *api, struct evbuffer *out)
     metrics_sample(out, "evs_broadcast_closes_total", "reason=\"token_expired\"",
                    c->expired_closes);
     metrics_sample(out, "evs_broadcast_closes_total", "reason=\"revoked\"", c->revoked_closes);
+    metrics_sample(out, "evs_broadcast_closes_total", "reason=\"init_rate\"", c->init_rate_closes);
     metrics_sample(out, "evs_broadcast_closes_total", "reason=\"auth_failures\"",
                    c->auth_failure_closes);
     metrics_single(out, "evs_broadcast_backlog_bytes", "gauge",
