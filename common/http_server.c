@@ -14,6 +14,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "byte_budget.h"
 #include "conn_flush.h"
 #include "conn_write.h"
 #include "log.h"
@@ -48,7 +49,8 @@ struct http_conn {
     struct event *resume;        /* re-checks a connection paused on unsent output */
     size_t scanned;              /* input bytes already searched for the end of the head */
     uint64_t body_len;
-    uint64_t source; /* net_source_key of the peer */
+    uint64_t body_reserved; /* bytes of the server's bodies budget held */
+    uint64_t source;        /* net_source_key of the peer */
     struct http_exchange ex;
     char peer[64];
     struct http_conn *prev, *next;
@@ -73,6 +75,7 @@ struct http_server {
     size_t conn_count;
     bool shutting_down;
     struct http_server_stats stats;
+    struct byte_budget bodies; /* bytes of request bodies held by every connection */
     time_t last_refusal_log;
 };
 
@@ -160,7 +163,11 @@ static void conn_write_answer(struct http_conn *conn, int status, const char *ex
 static void conn_close_as(struct http_conn *conn, enum conn_close_mode mode)
 {
     struct bufferevent *bev = conn->bev;
+    struct evbuffer *in = bufferevent_get_input(bev);
     unsigned timeout_ms = conn->server->limits.write_timeout_ms;
+    /* What is left of the request is of no more use: freed now, with the
+     * body's share of the budget, not once the answer has been flushed. */
+    evbuffer_drain(in, evbuffer_get_length(in));
     conn->bev = NULL;
     conn_free(conn);
     conn_flush_and_close(bev, timeout_ms, mode);
@@ -191,6 +198,9 @@ static void count_failure(struct http_server_stats *stats, int status)
     case 431:
         stats->headers_too_large++;
         break;
+    case 503:
+        stats->server_busy++;
+        break;
     case 505:
         stats->version_not_supported++;
         break;
@@ -199,20 +209,48 @@ static void count_failure(struct http_server_stats *stats, int status)
     }
 }
 
-static void conn_fail(struct http_conn *conn, int status, const char *code)
+static void conn_fail_with(struct http_conn *conn, int status, const char *code,
+                           const char *extra_headers)
 {
     char body[96];
     count_failure(&conn->server->stats, status);
     int n = snprintf(body, sizeof body, "{\"code\":\"%s\"}", code);
     log_info("http %s: %d %s", conn->peer, status, code);
-    conn_write_answer(conn, status, NULL, "application/json", body, (size_t)n, true, false);
+    conn_write_answer(conn, status, extra_headers, "application/json", body, (size_t)n, true,
+                      false);
     conn_start_closing(conn);
+}
+
+static void conn_fail(struct http_conn *conn, int status, const char *code)
+{
+    conn_fail_with(conn, status, code, NULL);
+}
+
+/* The bodies budget (struct http_server_limits, max_bodies): a connection
+ * reserves the bytes of a body before it reads them, and gives them back
+ * when the body is freed (the exchange is over, or the connection ends).
+ * A body whose size is only learned as it arrives reserves each part as it
+ * comes. Returns false, with nothing reserved, when bytes would pass the
+ * budget. */
+static bool conn_reserve_body(struct http_conn *conn, uint64_t bytes)
+{
+    if (!byte_budget_reserve(&conn->server->bodies, bytes))
+        return false;
+    conn->body_reserved += bytes;
+    return true;
+}
+
+static void conn_release_body(struct http_conn *conn)
+{
+    byte_budget_release(&conn->server->bodies, conn->body_reserved);
+    conn->body_reserved = 0;
 }
 
 static void conn_after_answer(struct http_conn *conn)
 {
     struct evbuffer *in = bufferevent_get_input(conn->bev);
     evbuffer_drain(in, conn->ex.head.head_len + conn->ex.body_len);
+    conn_release_body(conn);
     memset(&conn->ex, 0, sizeof conn->ex);
     conn->ex.conn = conn;
     conn->scanned = 0;
@@ -355,6 +393,12 @@ static bool conn_accept_head(struct http_conn *conn)
         conn->alive = NULL;
         conn->early = false;
         conn->state = CONN_READING_HEAD;
+    }
+    /* Answered from the head like a 413, but only once the credential has
+     * been judged, so that a client without one still learns that first. */
+    if (!conn_reserve_body(conn, length)) {
+        conn_fail_with(conn, 503, "SERVER_BUSY", "Retry-After: 1\r\n");
+        return false;
     }
     if (length > 0 && head->version_minor == 1) {
         const struct http_header *expect = http_request_header(head, "Expect");
@@ -510,6 +554,7 @@ static void conn_free(struct http_conn *conn)
     if (conn->next)
         conn->next->prev = conn->prev;
     server->conn_count--;
+    conn_release_body(conn);
     if (conn->bev)
         conn_release(conn->bev);
     event_free(conn->timer);
@@ -656,6 +701,7 @@ struct http_server *http_server_new(struct event_base *base,
         return NULL;
     server->base = base;
     server->limits = *limits;
+    server->bodies.limit = limits->max_bodies;
     server->handler = handler;
     server->handler_arg = handler_arg;
     server->resume_accept = evtimer_new(base, server_resume_accept_cb, server);
@@ -714,6 +760,11 @@ void http_server_shutdown(struct http_server *server)
 size_t http_server_connection_count(const struct http_server *server)
 {
     return server->conn_count;
+}
+
+uint64_t http_server_body_bytes(const struct http_server *server)
+{
+    return server->bodies.used;
 }
 
 const struct http_server_stats *http_server_stats(const struct http_server *server)

@@ -12,9 +12,10 @@
  * handled, so the head and body handed to the handler stay put until it
  * answers; and it stops while more than HTTP_OUTPUT_PAUSE_BYTES of answers
  * are unsent, so a client that pipelines without reading cannot grow them. Limits: head size, body
- * size (refused with 413 from the head alone), a deadline for a whole request to arrive, an idle
- * keep-alive deadline, a write-progress timeout, and a cap on open connections (past it, new
- * connections are closed at once).
+ * size (refused with 413 from the head alone), the bytes of bodies held by all connections together
+ * (past it a new body is refused with 503 from the head alone), a deadline for a whole request to
+ * arrive, an idle keep-alive deadline, a write-progress timeout, and a cap on open connections
+ * (past it, new connections are closed at once).
  */
 #ifndef EVS_HTTP_SERVER_H
 #define EVS_HTTP_SERVER_H
@@ -35,6 +36,8 @@ struct http_exchange;
 struct http_server_limits {
     size_t max_head;             /* bytes of request line and headers */
     uint64_t max_body;           /* bytes; larger bodies get 413 BODY_TOO_LARGE */
+    uint64_t max_bodies;         /* bytes of bodies held at once by every connection (0: no limit);
+                                    a body that would pass it gets 503 SERVER_BUSY */
     unsigned request_timeout_ms; /* from a request's first byte to its last */
     unsigned idle_timeout_ms;    /* keep-alive wait for the next request */
     unsigned write_timeout_ms;   /* no progress sending an answer */
@@ -77,6 +80,9 @@ void http_server_shutdown(struct http_server *server);
 
 size_t http_server_connection_count(const struct http_server *server);
 
+/* Bytes of request bodies held now (reserved against max_bodies). */
+uint64_t http_server_body_bytes(const struct http_server *server);
+
 /* Requests the server answered itself, and connections it refused. */
 struct http_server_stats {
     uint64_t bad_request;           /* 400 */
@@ -84,6 +90,7 @@ struct http_server_stats {
     uint64_t length_required;       /* 411 */
     uint64_t body_too_large;        /* 413 */
     uint64_t headers_too_large;     /* 431 */
+    uint64_t server_busy;           /* 503: a body over the bodies budget */
     uint64_t version_not_supported; /* 505 */
     uint64_t refused_connections;   /* over the connection cap */
     uint64_t accepted_connections;

@@ -213,6 +213,11 @@ static void write_metrics(struct publish_api *api, struct evbuffer *out)
                    http->length_required);
     metrics_sample(out, "evs_listen_http_rejected_total", "code=\"HTTP_VERSION_NOT_SUPPORTED\"",
                    http->version_not_supported);
+    metrics_sample(out, "evs_listen_http_rejected_total", "code=\"SERVER_BUSY\"",
+                   http->server_busy);
+    metrics_single(out, "evs_listen_body_bytes", "gauge",
+                   "bytes of request bodies held now (against MAX_BODIES_SIZE)",
+                   http_server_body_bytes(api->http));
     auth_store_write_metrics(api->auth, out, "evs_listen");
     metrics_single(out, "evs_listen_publishes_in_flight", "gauge", "publishes waiting for the bus",
                    c->in_flight);
