@@ -9,7 +9,10 @@
  * subject, valid role names and patterns without repeats; a refused one
  * leaves the claims empty; a token signed with the configured secret under
  * an HS256 header never fails on its signature or algorithm; base64url
- * decoding is exact (re-encoding gives back the input).
+ * decoding is exact (re-encoding gives back the input). Through a cache of
+ * verified tokens (jwt_verify_bounded) every token gets the answer it gets
+ * without one, and once cached it keeps it when public-key checks are
+ * refused; an uncached one is then refused or answered as without.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -23,6 +26,7 @@
 
 #include "json_text.h"
 #include "jwt.h"
+#include "jwt_cache.h"
 #include "roles.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -50,6 +54,7 @@ static const char fuzz_rsa_pem[] =
     "-----END PUBLIC KEY-----\n";
 
 static struct jwt_keys *fuzz_keys;
+static struct jwt_cache *fuzz_cache; /* kept across inputs, as in a daemon */
 
 static void fuzz_add_pem(const char *pem)
 {
@@ -80,6 +85,27 @@ static void fuzz_init(void)
     fuzz_add_pem(fuzz_ec_pem);
     fuzz_add_pem(fuzz_rsa_pem);
     if (jwt_keys_secret_count(fuzz_keys) != 1 || jwt_keys_public_count(fuzz_keys) != 2)
+        abort();
+    fuzz_cache = jwt_cache_new(256);
+    if (fuzz_cache == NULL)
+        abort();
+}
+
+/* The cache changes the work, never the answer. */
+static void fuzz_check_cached(const char *token, size_t len, const struct jwt_policy *policy,
+                              int expected)
+{
+    struct jwt_cost cost = {false, false, false};
+    if (jwt_verify_bounded(token, len, fuzz_keys, fuzz_cache, policy, FUZZ_NOW, &cost, NULL) !=
+        expected)
+        abort();
+    if (cost.public_key_failed && expected != JWT_ERR_SIGNATURE)
+        abort();
+    cost.public_key_refused = true;
+    int again =
+        jwt_verify_bounded(token, len, fuzz_keys, fuzz_cache, policy, FUZZ_NOW, &cost, NULL);
+    if (cost.public_key_checked || (again != expected && again != JWT_ERR_REFUSED) ||
+        (again == JWT_ERR_REFUSED && expected == JWT_OK))
         abort();
 }
 
@@ -225,6 +251,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int first = fuzz_verify(text, size, &lenient);
     if (fuzz_verify(text, size, &lenient) != first)
         abort();
+    fuzz_check_cached(text, size, &lenient, first);
     (void)fuzz_verify(text, size, &strict);
     (void)fuzz_verify(text, size, NULL);
 
