@@ -47,8 +47,10 @@ struct hub_counters {
     uint64_t init_timeout_closes;
     uint64_t ping_timeout_closes;
     uint64_t oversized_message_closes;
-    uint64_t expired_closes; /* JWT past its exp */
-    uint64_t revoked_closes; /* credential or right withdrawn */
+    uint64_t expired_closes;      /* JWT past its exp */
+    uint64_t revoked_closes;      /* credential or right withdrawn */
+    uint64_t init_rate_closes;    /* inits past the per-session rate */
+    uint64_t auth_failure_closes; /* credentials refused too many times in a row */
 };
 
 /* Intrusive FIFO of sessions waiting for a deadline. */

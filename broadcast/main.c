@@ -325,6 +325,7 @@ int main(int argc, char **argv)
     hub_limits.max_subscriptions = (size_t)settings.max_subscriptions;
     limits.max_head = (size_t)settings.max_head;
     limits.max_body = 0; /* a handshake has no body */
+    limits.max_bodies = 0;
     limits.request_timeout_ms = (unsigned)settings.handshake_timeout_ms;
     limits.idle_timeout_ms = (unsigned)settings.handshake_timeout_ms;
     limits.write_timeout_ms = (unsigned)settings.handshake_timeout_ms;

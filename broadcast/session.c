@@ -16,6 +16,7 @@
 #include "hub.h"
 #include "init_message.h"
 #include "log.h"
+#include "rate_limit.h"
 #include "shared_frame.h"
 #include "subscriptions.h"
 #include "ws_frame.h"
@@ -23,6 +24,17 @@
 /* Input read per callback before wslay gets to parse it: bounds what one
  * client can make the daemon buffer. */
 #define SESSION_INPUT_HIGH_WATER (256 * 1024)
+
+/* Work a client may cause with its own messages (every one is an init):
+ * SESSION_INIT_BURST at once, then one per SESSION_INIT_INTERVAL_MS; an
+ * init beyond that closes the session with 1008. And the credential
+ * refused SESSION_FAILED_CREDENTIALS_MAX times in a row closes it with 1008
+ * after that answer, so that trying credentials (each a signature
+ * verification, up to a millisecond) costs a new connection every few
+ * attempts. */
+#define SESSION_INIT_BURST 32
+#define SESSION_INIT_INTERVAL_MS 125
+#define SESSION_FAILED_CREDENTIALS_MAX 3
 
 /* RFC 6455 §7.4.1 status codes used here. */
 #define WS_CLOSE_GOING_AWAY 1001
@@ -50,10 +62,14 @@ struct session {
     bool deferred;      /* on hub->deferred */
     bool unflushed;     /* on hub->unflushed */
     bool awaiting_pong;
-    bool protocol_close_seen; /* a close wslay started has been accounted for */
-    bool closed_by_us;        /* our close frame is out; waiting for the peer's */
-    size_t ws_input_left;     /* input bytes wslay may still read in this pump */
-    char *credential;         /* authentication text of the last successful init (owned) */
+    bool protocol_close_seen;    /* a close wslay started has been accounted for */
+    bool closed_by_us;           /* our close frame is out; waiting for the peer's */
+    size_t ws_input_left;        /* input bytes wslay may still read in this pump */
+    unsigned failed_credentials; /* inits refused for their credential, in a row */
+    struct rate_bucket inits;    /* the client's messages, against the init rate */
+    const char *close_reason;    /* close with 1008 once wslay's callback returns */
+    uint64_t source;             /* net_source_key of the peer */
+    char *credential;            /* authentication text of the last successful init (owned) */
     size_t credential_len;
     struct event *expiry;                  /* JWT credentials: fires at their exp */
     uint64_t deadline_ms;                  /* init or close deadline, by the FIFO it is in */
@@ -122,6 +138,7 @@ static struct session_fifo *session_fifo_of(struct session *s)
 }
 
 static const struct wslay_event_callbacks ws_callbacks;
+static const struct rate_limit session_init_rate = {SESSION_INIT_INTERVAL_MS, SESSION_INIT_BURST};
 
 /* The session's wslay context, created when needed. NULL when out of memory. */
 static wslay_event_context_ptr session_ws(struct session *s)
@@ -383,18 +400,12 @@ static bool session_subscriptions_allowed(const struct session *s,
  * already held do not count twice). */
 static bool session_too_many(const struct session *s, const struct init_message *msg)
 {
-    const struct hub *hub = s->hub;
-    size_t fresh = 0;
+    struct hub *hub = s->hub;
     if (s->subs.count + msg->event_count <= hub->limits.max_subscriptions)
         return false;
-    for (size_t i = 0; i < msg->event_count; i++) {
-        const struct subs_topic *topic = subs_find(hub->subs, msg->events[i], msg->event_lens[i]);
-        bool held = false;
-        for (const struct subs_entry *e = s->subs.head; e && topic && !held; e = e->session_next)
-            held = e->topic == topic;
-        fresh += !held;
-    }
-    return s->subs.count + fresh > hub->limits.max_subscriptions;
+    return s->subs.count + subs_count_missing(hub->subs, &s->subs, msg->events, msg->event_lens,
+                                              msg->event_count) >
+           hub->limits.max_subscriptions;
 }
 
 /* Every text message is an init (the public contract); each answer is
@@ -418,12 +429,19 @@ static void session_handle_init(struct session *s, const uint8_t *text, size_t l
         code = init_status_code(rc);
         goto reject;
     }
-    rc = auth_authenticate(auth_store_sources(hub->auth), msg.authentication,
-                           msg.authentication_len, (int64_t)time(NULL), &identity);
+    rc = auth_store_authenticate(hub->auth, msg.authentication, msg.authentication_len, s->source,
+                                 &identity);
     if (rc != AUTH_OK) {
         code = auth_result_code(rc);
+        if (++s->failed_credentials >= SESSION_FAILED_CREDENTIALS_MAX) {
+            hub->counters.auth_failure_closes++;
+            log_info("ws %s: %u failed credentials in a row: closing (1008)", s->peer,
+                     s->failed_credentials);
+            s->close_reason = "too many failed credentials";
+        }
         goto reject;
     }
+    s->failed_credentials = 0;
     for (size_t i = 0; i < msg.event_count; i++) {
         if (!auth_may_subscribe(&identity, msg.events[i], msg.event_lens[i])) {
             code = auth_result_code(AUTH_FORBIDDEN);
@@ -448,11 +466,9 @@ static void session_handle_init(struct session *s, const uint8_t *text, size_t l
     s->credential = credential;
     s->credential_len = msg.authentication_len;
     credential = NULL;
-    for (size_t i = 0; i < msg.event_count; i++) {
-        if (subs_add(hub->subs, &s->subs, s, msg.events[i], msg.event_lens[i]) < 0) {
-            code = "INTERNAL_ERROR";
-            goto reject;
-        }
+    if (subs_add_all(hub->subs, &s->subs, s, msg.events, msg.event_lens, msg.event_count) < 0) {
+        code = "INTERNAL_ERROR";
+        goto reject;
     }
     hub->counters.init_ok++;
     if (!s->authenticated) {
@@ -547,9 +563,18 @@ static void ws_msg_recv_cb(wslay_event_context_ptr ctx,
     case WSLAY_TEXT_FRAME:
     case WSLAY_BINARY_FRAME:
         /* Binary messages are read like text ones, as the original service
-         * did; a non-UTF-8 one is INVALID_SYNTAX. */
-        if (!s->closing)
-            session_handle_init(s, arg->msg, arg->msg_length);
+         * did; a non-UTF-8 one is INVALID_SYNTAX. Once a close is decided,
+         * the messages wslay still parses are dropped. */
+        if (s->closing || s->close_reason)
+            break;
+        if (!rate_bucket_take(&s->inits, &session_init_rate, hub_now_ms())) {
+            s->hub->counters.init_rate_closes++;
+            log_info("ws %s: more than %d inits at once or %d a second: closing (1008)", s->peer,
+                     SESSION_INIT_BURST, 1000 / SESSION_INIT_INTERVAL_MS);
+            s->close_reason = "too many inits";
+            break;
+        }
+        session_handle_init(s, arg->msg, arg->msg_length);
         break;
     case WSLAY_CONNECTION_CLOSE:
         /* wslay echoes the close; the subscriptions end at once. */
@@ -664,6 +689,12 @@ static void session_pump(struct session *s)
                  s->peer, (unsigned)s->frames.failure, s->frames.failure_reason,
                  (unsigned long long)s->frames.payload_len);
         session_close(s, s->frames.failure, s->frames.failure_reason);
+        return;
+    }
+    /* A close decided inside wslay's callback, where the context that is
+     * running could not be freed. */
+    if (s->close_reason && !s->closing) {
+        session_close(s, WS_CLOSE_POLICY, s->close_reason);
         return;
     }
     /* Answers to the client's own messages (pongs, init replies) count
@@ -816,7 +847,8 @@ void session_flush_all(struct hub *hub)
 
 /* --- start ---------------------------------------------------------------- */
 
-int session_start(struct hub *hub, struct bufferevent *bev, const char *accept, const char *peer)
+int session_start(struct hub *hub, struct bufferevent *bev, const char *accept, const char *peer,
+                  uint64_t source)
 {
     char response[256];
     size_t response_len = ws_handshake_response(response, sizeof response, accept);
@@ -830,6 +862,7 @@ int session_start(struct hub *hub, struct bufferevent *bev, const char *accept, 
     s->hub = hub;
     s->bev = bev;
     s->frames.max_payload = hub->limits.max_message;
+    s->source = source;
     snprintf(s->peer, sizeof s->peer, "%s", peer);
 
     s->next = hub->sessions;

@@ -2,7 +2,12 @@
  * share of the hub's timers.
  *
  * Life: session_start (after the opening handshake was checked) -> init
- * messages -> events -> close. The session's output is the bufferevent's
+ * messages -> events -> close. Every client message is an init: a session
+ * sending more than SESSION_INIT_BURST at once, or one every
+ * SESSION_INIT_INTERVAL_MS on average, is closed with 1008, and so is one
+ * whose credential was refused SESSION_FAILED_CREDENTIALS_MAX times in a
+ * row (after that answer; the earlier refusals leave it open, as the
+ * public contract says). See session.c for the figures. The session's output is the bufferevent's
  * output buffer; wslay's send callback appends to it and never blocks, so
  * wslay always writes whole frames and the shared event frames can be
  * interleaved with its own (pong, close, init replies) safely.
@@ -22,8 +27,11 @@ struct shared_frame;
 
 /* Takes ownership of bev, writes the 101 answer carrying accept, and starts
  * the session (any bytes already in bev's input are read as frames).
- * peer is copied. Returns 0, or -1 when out of memory (bev is then freed). */
-int session_start(struct hub *hub, struct bufferevent *bev, const char *accept, const char *peer);
+ * peer is copied; source is the peer's network (net_source_key), which its
+ * credentials' failure budget is charged to. Returns 0, or -1 when out of
+ * memory (bev is then freed). */
+int session_start(struct hub *hub, struct bufferevent *bev, const char *accept, const char *peer,
+                  uint64_t source);
 
 /* Queues a shared event frame; it is written by session_flush_all, which
  * the hub's flush event runs once the current callback is over. When it

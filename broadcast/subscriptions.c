@@ -6,6 +6,15 @@
  * not shrinking avoids rehashing back and forth when a popular set of types
  * comes and goes with its subscribers. A failed resize is not an error: the
  * table stays correct with longer chains.
+ *
+ * Whether a session already holds a type is asked of the topic, not of the
+ * session's list: each call that adds or counts first stamps the topics of
+ * the session's entries with a fresh mark (one walk of its list), then
+ * looks each type up in the hash table and reads the mark. A call is thus
+ * linear in the types it is given plus those the session holds, where
+ * walking the list for every type would be quadratic (a re-init of 1,024
+ * types compared each with up to 1,024 held ones). A mark is valid only
+ * within the call that set it.
  */
 #include "subscriptions.h"
 
@@ -19,6 +28,7 @@ struct subs_topic {
     uint64_t hash;
     struct subs_entry *head, *tail; /* subscribers, in subscription order */
     size_t count;
+    uint64_t mark; /* == index->mark: held by the session of the current call */
     size_t len;
     char type[]; /* len bytes, then a NUL for debuggers */
 };
@@ -29,6 +39,7 @@ struct subs_index {
     size_t topic_count;
     size_t entry_count;
     uint64_t seed;
+    uint64_t mark; /* the stamp of the current call (see the top of the file) */
 };
 
 /* The splitmix64 finaliser: a bijection on 64 bits with full avalanche. */
@@ -171,30 +182,32 @@ void subs_index_free(struct subs_index *index)
     free(index);
 }
 
-int subs_add(struct subs_index *index, struct subs_session_list *list, void *session,
-             const char *type, size_t len)
+/* Stamps every topic the session holds with a fresh mark. */
+static void subs_mark_held(struct subs_index *index, const struct subs_session_list *list)
 {
-    struct subs_topic *topic;
+    index->mark++;
+    for (const struct subs_entry *e = list->head; e; e = e->session_next)
+        e->topic->mark = index->mark;
+}
+
+/* Subscribes the session to type, which it does not hold. 0, or -1 when out
+ * of memory. */
+static int subs_add_new(struct subs_index *index, struct subs_session_list *list, void *session,
+                        uint64_t hash, struct subs_topic *topic, const char *type, size_t len)
+{
     struct subs_entry *entry;
-    uint64_t hash;
 
-    /* The session's own list is short (the caller bounds the types per
-     * session), so walking it is the cheapest duplicate check. */
-    for (entry = list->head; entry; entry = entry->session_next)
-        if (entry->topic->len == len && (len == 0 || memcmp(entry->topic->type, type, len) == 0))
-            return 0;
-
-    hash = subs_hash(index->seed, type, len);
-    topic = subs_lookup(index, hash, type, len);
     if (!topic) {
         topic = subs_topic_new(index, hash, type, len);
         if (!topic)
             return -1;
     }
     entry = calloc(1, sizeof(*entry));
-    if (!entry)
-        goto fail;
-
+    if (!entry) {
+        if (topic->count == 0)
+            subs_topic_remove(index, topic);
+        return -1;
+    }
     entry->topic = topic;
     entry->session = session;
     entry->topic_prev = topic->tail;
@@ -204,17 +217,55 @@ int subs_add(struct subs_index *index, struct subs_session_list *list, void *ses
         topic->head = entry;
     topic->tail = entry;
     topic->count++;
+    topic->mark = index->mark; /* a repeat later in the same call is a duplicate */
 
     entry->session_next = list->head;
     list->head = entry;
     list->count++;
     index->entry_count++;
-    return 1;
+    return 0;
+}
 
-fail:
-    if (topic->count == 0)
-        subs_topic_remove(index, topic);
-    return -1;
+int subs_add_all(struct subs_index *index, struct subs_session_list *list, void *session,
+                 char *const *types, const size_t *lens, size_t count)
+{
+    int added = 0;
+
+    subs_mark_held(index, list);
+    for (size_t i = 0; i < count; i++) {
+        uint64_t hash = subs_hash(index->seed, types[i], lens[i]);
+        struct subs_topic *topic = subs_lookup(index, hash, types[i], lens[i]);
+        if (topic && topic->mark == index->mark)
+            continue;
+        if (subs_add_new(index, list, session, hash, topic, types[i], lens[i]) < 0)
+            return -1;
+        added++;
+    }
+    return added;
+}
+
+int subs_add(struct subs_index *index, struct subs_session_list *list, void *session,
+             const char *type, size_t len)
+{
+    char *types[1] = {(char *)type};
+    return subs_add_all(index, list, session, types, &len, 1);
+}
+
+size_t subs_count_missing(struct subs_index *index, const struct subs_session_list *list,
+                          char *const *types, const size_t *lens, size_t count)
+{
+    size_t missing = 0;
+
+    subs_mark_held(index, list);
+    for (size_t i = 0; i < count; i++) {
+        struct subs_topic *topic = subs_find(index, types[i], lens[i]);
+        if (topic && topic->mark == index->mark)
+            continue;
+        if (topic)
+            topic->mark = index->mark; /* counted once */
+        missing++;
+    }
+    return missing;
 }
 
 void subs_remove_all(struct subs_index *index, struct subs_session_list *list)

@@ -13,6 +13,8 @@
  *
  * Not re-entrant during fan-out: do not add or remove entries of a topic
  * while iterating it. The session code defers closes past the iteration.
+ * Adding many types at once, and counting those a session lacks, cost time
+ * linear in the types given plus the types the session holds.
  */
 #ifndef EVS_SUBSCRIPTIONS_H
 #define EVS_SUBSCRIPTIONS_H
@@ -44,6 +46,19 @@ void subs_index_free(struct subs_index *index);
  * Returns 1 when added, 0 when it was already subscribed, -1 when out of memory. */
 int subs_add(struct subs_index *index, struct subs_session_list *list, void *session,
              const char *type, size_t len);
+
+/* Subscribes session to each of types[0..count) (lengths in lens) that it
+ * does not hold yet, in order; a type repeated in types is added once.
+ * Returns how many were added, or -1 when out of memory (those added until
+ * then stay). Linear in count plus the types the session holds. */
+int subs_add_all(struct subs_index *index, struct subs_session_list *list, void *session,
+                 char *const *types, const size_t *lens, size_t count);
+
+/* How many of types[0..count) the session does not hold: what subs_add_all
+ * would add, except that a type nobody subscribes to counts each time it is
+ * repeated (never fewer than would be added). Linear, as subs_add_all. */
+size_t subs_count_missing(struct subs_index *index, const struct subs_session_list *list,
+                          char *const *types, const size_t *lens, size_t count);
 
 /* Drops every subscription in *list (and topics left empty); *list is reset. */
 void subs_remove_all(struct subs_index *index, struct subs_session_list *list);

@@ -5,6 +5,7 @@
 
 #include <event2/buffer.h>
 
+#include "auth_store.h"
 #include "bus_server.h"
 #include "http_server.h"
 #include "hub.h"
@@ -69,10 +70,14 @@ static void write_metrics(struct ws_api *api, struct evbuffer *out)
     metrics_sample(out, "evs_broadcast_closes_total", "reason=\"token_expired\"",
                    c->expired_closes);
     metrics_sample(out, "evs_broadcast_closes_total", "reason=\"revoked\"", c->revoked_closes);
+    metrics_sample(out, "evs_broadcast_closes_total", "reason=\"init_rate\"", c->init_rate_closes);
+    metrics_sample(out, "evs_broadcast_closes_total", "reason=\"auth_failures\"",
+                   c->auth_failure_closes);
     metrics_single(out, "evs_broadcast_backlog_bytes", "gauge",
                    "bytes queued to subscribers and not yet sent", hub_backlog_bytes(api->hub));
     metrics_single(out, "evs_broadcast_shared_frame_bytes", "gauge",
                    "bytes held by event frames still queued somewhere", shared_frame_live_bytes());
+    auth_store_write_metrics(api->hub->auth, out, "evs_broadcast");
     metrics_single(out, "evs_broadcast_bus_peers", "gauge", "listen daemons connected",
                    bus->peers_connected);
     metrics_single(out, "evs_broadcast_bus_protocol_errors_total", "counter",
@@ -118,9 +123,10 @@ void ws_api_handle(struct http_exchange *ex, void *arg)
     }
     if (rc == WS_HANDSHAKE_OK) {
         struct bufferevent *bev;
+        uint64_t source = http_exchange_source(ex);
         snprintf(peer, sizeof peer, "%s", http_exchange_peer(ex));
-        bev = http_exchange_take_connection(ex);
-        if (session_start(hub, bev, accept, peer) < 0)
+        bev = http_exchange_take_connection(ex); /* ex is gone */
+        if (session_start(hub, bev, accept, peer, source) < 0)
             log_error("ws %s: out of memory starting a session", peer);
         return;
     }

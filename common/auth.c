@@ -117,10 +117,18 @@ static int identity_from_claims(const struct auth_sources *sources, const struct
 int auth_authenticate(const struct auth_sources *sources, const char *text, size_t len, int64_t now,
                       struct auth_identity *out)
 {
+    return auth_authenticate_bounded(sources, text, len, now, NULL, out);
+}
+
+int auth_authenticate_bounded(const struct auth_sources *sources, const char *text, size_t len,
+                              int64_t now, struct jwt_cost *cost, struct auth_identity *out)
+{
     struct auth_credential credential;
     int result = auth_parse(text, len, &credential);
 
     memset(out, 0, sizeof *out);
+    if (cost)
+        cost->public_key_checked = cost->public_key_failed = false;
     if (result != AUTH_OK)
         return result;
     if (credential.scheme == AUTH_SCHEME_BASIC) {
@@ -142,10 +150,12 @@ int auth_authenticate(const struct auth_sources *sources, const char *text, size
         jwt_keys_secret_count(sources->jwt_keys) + jwt_keys_public_count(sources->jwt_keys) == 0)
         return AUTH_UNRECOGNIZED_SCHEME;
     struct jwt_claims claims;
-    int rc = jwt_verify(credential.token, credential.token_len, sources->jwt_keys,
-                        &sources->jwt_policy, now, &claims);
+    int rc = jwt_verify_bounded(credential.token, credential.token_len, sources->jwt_keys,
+                                sources->jwt_cache, &sources->jwt_policy, now, cost, &claims);
     if (rc == JWT_ERR_EXPIRED)
         return AUTH_TOKEN_EXPIRED;
+    if (rc == JWT_ERR_REFUSED)
+        return AUTH_TOO_MANY_FAILURES;
     if (rc != JWT_OK)
         return AUTH_UNAUTHENTICATED;
     rc = identity_from_claims(sources, &claims, out);
@@ -178,6 +188,8 @@ const char *auth_result_code(int result)
         return "TOKEN_EXPIRED";
     case AUTH_FORBIDDEN:
         return "FORBIDDEN";
+    case AUTH_TOO_MANY_FAILURES:
+        return "TOO_MANY_AUTH_FAILURES";
     case AUTH_UNAUTHENTICATED:
     default:
         return "UNAUTHENTICATED";

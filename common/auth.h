@@ -34,6 +34,7 @@ enum auth_result {
     AUTH_UNRECOGNIZED_SCHEME = -2, /* neither Basic nor (when enabled) Bearer */
     AUTH_TOKEN_EXPIRED = -3,       /* a JWT past its exp */
     AUTH_FORBIDDEN = -4,           /* authenticated, but without the right asked for */
+    AUTH_TOO_MANY_FAILURES = -5,   /* a public-key JWT left unchecked (struct jwt_cost) */
 };
 
 enum auth_scheme {
@@ -64,6 +65,7 @@ struct auth_sources {
     const struct roles *roles;       /* NULL: no roles defined */
     const struct jwt_keys *jwt_keys; /* NULL or empty: Bearer is not accepted */
     struct jwt_policy jwt_policy;
+    struct jwt_cache *jwt_cache; /* NULL: none; verified tokens, updated by every check */
 };
 
 /* Who a credential is and what it may do. Owned: auth_identity_clear. */
@@ -81,13 +83,20 @@ struct auth_identity {
 int auth_authenticate(const struct auth_sources *sources, const char *text, size_t len, int64_t now,
                       struct auth_identity *out);
 
+/* auth_authenticate with a bound on its cost (jwt.h; cost may be NULL):
+ * with cost->public_key_refused, a public-key JWT that is not in the cache
+ * is AUTH_TOO_MANY_FAILURES, unchecked; cost->public_key_checked and
+ * public_key_failed tell the caller what the check cost. */
+int auth_authenticate_bounded(const struct auth_sources *sources, const char *text, size_t len,
+                              int64_t now, struct jwt_cost *cost, struct auth_identity *out);
+
 bool auth_may_publish(const struct auth_identity *identity, const char *type, size_t len);
 bool auth_may_subscribe(const struct auth_identity *identity, const char *type, size_t len);
 
 void auth_identity_clear(struct auth_identity *identity);
 
 /* The wire code of a result: "OK", "UNAUTHENTICATED", "AUTH_UNRECOGNIZED_SCHEME",
- * "TOKEN_EXPIRED", "FORBIDDEN". */
+ * "TOKEN_EXPIRED", "FORBIDDEN", "TOO_MANY_AUTH_FAILURES". */
 const char *auth_result_code(int result);
 
 #endif

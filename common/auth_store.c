@@ -5,8 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
+#include "jwt_cache.h"
 #include "log.h"
+#include "metrics.h"
+#include "rate_limit.h"
 #include "watched_file.h"
 
 #define JWT_SECRETS_FILE_MAX_BYTES (1024 * 1024)
@@ -23,7 +28,14 @@ struct auth_store {
     void (*changed)(void *arg);
     void *changed_arg;
     bool starting;
-    char *start_error; /* first fatal problem met while starting */
+    char *start_error;           /* first fatal problem met while starting */
+    struct jwt_cache *jwt_cache; /* verified tokens under the current keys */
+    struct rate_table *failures; /* failed public-key verifications, per source */
+    struct {
+        uint64_t public_key_checks;   /* RSA or ECDSA signatures of clients' tokens verified */
+        uint64_t public_key_failures; /* ... that did not verify */
+        uint64_t refused_unchecked;   /* public-key JWTs refused over a source's budget */
+    } cost;
 };
 
 static void store_changed(struct auth_store *store)
@@ -31,6 +43,7 @@ static void store_changed(struct auth_store *store)
     store->sources.tokens = store->tokens;
     store->sources.roles = store->roles;
     store->sources.jwt_keys = store->keys;
+    store->sources.jwt_cache = store->jwt_cache;
     if (!store->starting && store->changed)
         store->changed(store->changed_arg);
 }
@@ -159,6 +172,7 @@ static int rebuild_keys(struct auth_store *store, const char *secrets_text, size
     }
     jwt_keys_free(store->keys);
     store->keys = keys;
+    jwt_cache_invalidate(store->jwt_cache); /* it vouched for the previous keys */
     return 0;
 }
 
@@ -204,11 +218,20 @@ struct auth_store *auth_store_new(struct event_base *base, const struct auth_sto
                                   char *err, size_t err_len)
 {
     struct auth_store *store = calloc(1, sizeof *store);
+    const struct rate_limit failure_limit = {AUTH_STORE_FAILURE_INTERVAL_MS,
+                                             AUTH_STORE_FAILURE_BURST};
+    uint64_t seed = 0;
     if (!store) {
         snprintf(err, err_len, "out of memory");
         return NULL;
     }
     store->starting = true;
+    if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
+        seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)store;
+    store->jwt_cache = jwt_cache_new(AUTH_STORE_JWT_CACHE_ENTRIES);
+    store->failures = rate_table_new(AUTH_STORE_FAILURE_SOURCES, &failure_limit, seed);
+    if (!store->jwt_cache || !store->failures)
+        goto oom;
     store->public_keys = config->jwt_public_keys;
     store->sources.jwt_policy = config->jwt_policy;
     store->tokens = tokens_new_empty();
@@ -255,6 +278,50 @@ const struct auth_sources *auth_store_sources(const struct auth_store *store)
     return &store->sources;
 }
 
+static uint64_t store_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int auth_store_authenticate(struct auth_store *store, const char *text, size_t len, uint64_t source,
+                            struct auth_identity *out)
+{
+    uint64_t now_ms = store_now_ms();
+    struct jwt_cost cost = {!rate_table_allows(store->failures, source, now_ms), false, false};
+    int rc = auth_authenticate_bounded(&store->sources, text, len, (int64_t)time(NULL), &cost, out);
+    if (cost.public_key_checked)
+        store->cost.public_key_checks++;
+    if (cost.public_key_failed) {
+        store->cost.public_key_failures++;
+        rate_table_charge(store->failures, source, now_ms);
+    }
+    if (rc == AUTH_TOO_MANY_FAILURES)
+        store->cost.refused_unchecked++;
+    return rc;
+}
+
+void auth_store_write_metrics(const struct auth_store *store, struct evbuffer *out,
+                              const char *prefix)
+{
+    char name[96];
+    snprintf(name, sizeof name, "%s_jwt_public_key_checks_total", prefix);
+    metrics_single(out, name, "counter", "RS256 and ES256 signatures of clients' tokens verified",
+                   store->cost.public_key_checks);
+    snprintf(name, sizeof name, "%s_jwt_public_key_failures_total", prefix);
+    metrics_single(out, name, "counter", "RS256 and ES256 signatures that did not verify",
+                   store->cost.public_key_failures);
+    snprintf(name, sizeof name, "%s_jwt_refused_unchecked_total", prefix);
+    metrics_single(out, name, "counter",
+                   "public-key JWTs refused without verification: their source's budget of "
+                   "failed verifications was spent",
+                   store->cost.refused_unchecked);
+    snprintf(name, sizeof name, "%s_jwt_cached_tokens", prefix);
+    metrics_single(out, name, "gauge", "tokens in the cache of verified signatures",
+                   jwt_cache_count(store->jwt_cache));
+}
+
 void auth_store_reload(struct auth_store *store, const char *reason)
 {
     watched_file_reload(store->tokens_file, reason);
@@ -287,6 +354,8 @@ void auth_store_free(struct auth_store *store)
     tokens_free(store->tokens);
     roles_free(store->roles);
     jwt_keys_free(store->keys);
+    jwt_cache_free(store->jwt_cache);
+    rate_table_free(store->failures);
     free(store->start_error);
     free(store->secrets_text);
     free(store);

@@ -13,16 +13,29 @@
  *
  * The change callback runs after any of them changed, so that the
  * broadcast daemon can re-check live sessions (revocation).
+ *
+ * The cost of checking clients' credentials is bounded here too. Tokens
+ * whose signature verified are cached (jwt_cache.h; forgotten whenever the
+ * keys change), so a JWT presented again costs no second RSA or ECDSA
+ * verification. And each client network (net_source_key) has a budget of
+ * failed public-key verifications, AUTH_STORE_FAILURE_BURST at once and
+ * then one per AUTH_STORE_FAILURE_INTERVAL_MS: past it, a public-key JWT
+ * from there that is not in the cache is refused unchecked
+ * (AUTH_TOO_MANY_FAILURES) until the budget refills. Only failures are
+ * charged, so a client sending valid tokens is never held back, and Basic
+ * tokens, HS256 tokens and cached JWTs are never refused for the budget.
  */
 #ifndef EVS_AUTH_STORE_H
 #define EVS_AUTH_STORE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "auth.h"
 #include "config.h"
 
 struct event_base;
+struct evbuffer;
 struct auth_store;
 
 struct auth_store_config {
@@ -39,6 +52,23 @@ struct auth_store *auth_store_new(struct event_base *base, const struct auth_sto
 
 /* The current sources; borrowed until control returns to the event loop. */
 const struct auth_sources *auth_store_sources(const struct auth_store *store);
+
+#define AUTH_STORE_JWT_CACHE_ENTRIES 4096
+#define AUTH_STORE_FAILURE_BURST 10
+#define AUTH_STORE_FAILURE_INTERVAL_MS 200
+#define AUTH_STORE_FAILURE_SOURCES 4096 /* networks tracked at once */
+
+/* Authenticates the credential text[0..len) of a client from source
+ * (net_source_key) now, as auth_authenticate does, within the failure
+ * budget of source: AUTH_TOO_MANY_FAILURES when it is spent. */
+int auth_store_authenticate(struct auth_store *store, const char *text, size_t len, uint64_t source,
+                            struct auth_identity *out);
+
+/* Writes what credential checks have cost, in the Prometheus text format:
+ * <prefix>_jwt_public_key_checks_total, <prefix>_jwt_public_key_failures_total,
+ * <prefix>_jwt_refused_unchecked_total and <prefix>_jwt_cached_tokens. */
+void auth_store_write_metrics(const struct auth_store *store, struct evbuffer *out,
+                              const char *prefix);
 
 /* Re-reads every file and key now (SIGHUP). */
 void auth_store_reload(struct auth_store *store, const char *reason);

@@ -14,6 +14,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "byte_budget.h"
 #include "conn_flush.h"
 #include "conn_write.h"
 #include "http_chunked.h"
@@ -41,18 +42,21 @@ struct http_conn {
     struct event *timer;
     enum conn_state state;
     bool keep_alive;
-    bool in_process;        /* inside conn_process: an answer must not re-enter it */
-    bool *alive;            /* cleared by conn_free while conn_process runs the handler */
-    bool timer_for_request; /* the timer measures a request, not idleness */
-    bool early;             /* answering from the head: the body is unread */
-    struct event *resume;   /* re-checks a connection paused on unsent output */
-    size_t scanned;         /* input bytes already searched for the end of the head */
+    bool in_process;             /* inside conn_process: an answer must not re-enter it */
+    bool *alive;                 /* cleared by conn_free while conn_process runs the handler */
+    bool timer_for_request;      /* the timer measures a request, not idleness */
+    bool early;                  /* answering from the head: the body is unread */
+    unsigned failed_credentials; /* refused credentials in a row */
+    struct event *resume;        /* re-checks a connection paused on unsent output */
+    size_t scanned;              /* input bytes already searched for the end of the head */
     /* The request handed to the handler, taken off the input: its head and
      * body (the data alone, for a chunked one), contiguous once exposed.
      * Reading never touches it, and the input holds only what follows. */
     struct evbuffer *request;
-    bool chunked;      /* the body is decoded by chunked_body ... */
-    uint64_t body_len; /* ... or is Content-Length bytes */
+    bool chunked;           /* the body is decoded by chunked_body ... */
+    uint64_t body_len;      /* ... or is Content-Length bytes */
+    uint64_t body_reserved; /* bytes of the server's bodies budget held */
+    uint64_t source;        /* net_source_key of the peer */
     struct http_chunked_decoder chunked_body;
     struct http_exchange ex;
     char peer[64];
@@ -78,6 +82,7 @@ struct http_server {
     size_t conn_count;
     bool shutting_down;
     struct http_server_stats stats;
+    struct byte_budget bodies; /* bytes of request bodies held by every connection */
     time_t last_refusal_log;
 };
 
@@ -111,6 +116,8 @@ const char *http_status_text(int status)
         return "Unsupported Media Type";
     case 426:
         return "Upgrade Required";
+    case 429:
+        return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
     case 500:
@@ -168,7 +175,11 @@ static void conn_write_answer(struct http_conn *conn, int status, const char *ex
 static void conn_close_as(struct http_conn *conn, enum conn_close_mode mode)
 {
     struct bufferevent *bev = conn->bev;
+    struct evbuffer *in = bufferevent_get_input(bev);
     unsigned timeout_ms = conn->server->limits.write_timeout_ms;
+    /* What is left of the request is of no more use: freed now, with the
+     * body's share of the budget, not once the answer has been flushed. */
+    evbuffer_drain(in, evbuffer_get_length(in));
     conn->bev = NULL;
     conn_free(conn);
     conn_flush_and_close(bev, timeout_ms, mode);
@@ -199,6 +210,9 @@ static void count_failure(struct http_server_stats *stats, int status)
     case 501:
         stats->unsupported_transfer_encoding++;
         break;
+    case 503:
+        stats->server_busy++;
+        break;
     case 505:
         stats->version_not_supported++;
         break;
@@ -207,8 +221,10 @@ static void count_failure(struct http_server_stats *stats, int status)
     }
 }
 
-/* reason (or NULL) says why, for the log line. */
-static void conn_fail(struct http_conn *conn, int status, const char *code, const char *reason)
+/* Answers with a JSON error and closes. extra_headers (or NULL) go into the
+ * answer; reason (or NULL) says why, for the log line. */
+static void conn_fail_with(struct http_conn *conn, int status, const char *code,
+                           const char *extra_headers, const char *reason)
 {
     char body[96];
     count_failure(&conn->server->stats, status);
@@ -217,13 +233,40 @@ static void conn_fail(struct http_conn *conn, int status, const char *code, cons
         log_info("http %s: %d %s: %s", conn->peer, status, code, reason);
     else
         log_info("http %s: %d %s", conn->peer, status, code);
-    conn_write_answer(conn, status, NULL, "application/json", body, (size_t)n, true, false);
+    conn_write_answer(conn, status, extra_headers, "application/json", body, (size_t)n, true,
+                      false);
     conn_start_closing(conn);
+}
+
+static void conn_fail(struct http_conn *conn, int status, const char *code, const char *reason)
+{
+    conn_fail_with(conn, status, code, NULL, reason);
+}
+
+/* The bodies budget (struct http_server_limits, max_bodies): a connection
+ * reserves the bytes of a body before it reads them, and gives them back
+ * when the body is freed (the exchange is over, or the connection ends).
+ * A body whose size is only learned as it arrives reserves each part as it
+ * comes. Returns false, with nothing reserved, when bytes would pass the
+ * budget. */
+static bool conn_reserve_body(struct http_conn *conn, uint64_t bytes)
+{
+    if (!byte_budget_reserve(&conn->server->bodies, bytes))
+        return false;
+    conn->body_reserved += bytes;
+    return true;
+}
+
+static void conn_release_body(struct http_conn *conn)
+{
+    byte_budget_release(&conn->server->bodies, conn->body_reserved);
+    conn->body_reserved = 0;
 }
 
 static void conn_after_answer(struct http_conn *conn)
 {
     evbuffer_drain(conn->request, evbuffer_get_length(conn->request));
+    conn_release_body(conn);
     memset(&conn->ex, 0, sizeof conn->ex);
     conn->ex.conn = conn;
     conn->scanned = 0;
@@ -274,6 +317,20 @@ const char *http_exchange_body(const struct http_exchange *ex, size_t *len)
 const char *http_exchange_peer(const struct http_exchange *ex)
 {
     return ex->conn->peer;
+}
+
+uint64_t http_exchange_source(const struct http_exchange *ex)
+{
+    return ex->conn->source;
+}
+
+void http_exchange_note_credential(struct http_exchange *ex, bool accepted)
+{
+    struct http_conn *conn = ex->conn;
+    if (accepted)
+        conn->failed_credentials = 0;
+    else if (++conn->failed_credentials >= HTTP_FAILED_CREDENTIALS_MAX)
+        conn->keep_alive = false;
 }
 
 void http_exchange_set_cancel(struct http_exchange *ex, void (*cancel)(void *arg), void *arg)
@@ -328,12 +385,13 @@ static bool conn_expose_request(struct http_conn *conn)
     return true;
 }
 
-/* Feeds the input to a chunked decoder: with sink, the data goes to sink
- * and the bytes decoded leave the input; without, the input is only looked
- * at. Sets *status to the decoder's answer; returns false when out of
- * memory. */
+/* Feeds the input to a chunked decoder: with sink, the data goes to sink,
+ * charged to the bodies budget, and the bytes decoded leave the input;
+ * without, the input is only looked at. Sets *status to the decoder's
+ * answer, and *busy when the budget would be passed (the body is then
+ * abandoned: the connection is failed). Returns false when out of memory. */
 static bool conn_feed_chunked(struct http_conn *conn, struct http_chunked_decoder *dec,
-                              struct evbuffer *sink, int *status)
+                              struct evbuffer *sink, int *status, bool *busy)
 {
     struct evbuffer *in = bufferevent_get_input(conn->bev);
     size_t total = evbuffer_get_length(in);
@@ -358,6 +416,10 @@ static bool conn_feed_chunked(struct http_conn *conn, struct http_chunked_decode
                 size_t data_len, used;
 
                 *status = http_chunked_feed(dec, p, left, &used, &data, &data_len);
+                if (sink && data_len > 0 && !conn_reserve_body(conn, data_len)) {
+                    *busy = true;
+                    return true;
+                }
                 if (sink && data_len > 0 && evbuffer_add(sink, data, data_len) < 0)
                     ok = false;
                 p += used;
@@ -433,7 +495,7 @@ static bool conn_accept_head(struct http_conn *conn)
         http_chunked_init(&conn->chunked_body, server->limits.max_body, server->limits.max_head);
         /* Whether the body is all in already, without consuming it. */
         probe = conn->chunked_body;
-        conn_feed_chunked(conn, &probe, NULL, &status);
+        conn_feed_chunked(conn, &probe, NULL, &status, NULL);
         complete = status == HTTP_CHUNKED_DONE;
         refused = status != HTTP_CHUNKED_DONE && status != HTTP_CHUNKED_AGAIN;
     } else {
@@ -455,6 +517,13 @@ static bool conn_accept_head(struct http_conn *conn)
         conn->alive = NULL;
         conn->early = false;
         conn->state = CONN_READING_HEAD;
+    }
+    /* Answered from the head like a 413, but only once the credential has
+     * been judged, so that a client without one still learns that first.
+     * A chunked body is charged as its data is decoded (conn_read_body). */
+    if (!conn->chunked && !conn_reserve_body(conn, conn->body_len)) {
+        conn_fail_with(conn, 503, "SERVER_BUSY", "Retry-After: 1\r\n", "bodies budget spent");
+        return false;
     }
     /* RFC 9110 §10.1.1: 100 only for a body the client holds back. */
     if (wants_continue && !complete && !refused) {
@@ -489,8 +558,13 @@ static int conn_read_body(struct http_conn *conn)
         }
         return 1;
     }
-    if (!conn_feed_chunked(conn, &conn->chunked_body, conn->request, &status)) {
+    bool busy = false;
+    if (!conn_feed_chunked(conn, &conn->chunked_body, conn->request, &status, &busy)) {
         conn_fail(conn, 500, "INTERNAL_ERROR", "out of memory");
+        return -1;
+    }
+    if (busy) {
+        conn_fail_with(conn, 503, "SERVER_BUSY", "Retry-After: 1\r\n", "bodies budget spent");
         return -1;
     }
     if (status == HTTP_CHUNKED_AGAIN)
@@ -635,6 +709,7 @@ static void conn_free(struct http_conn *conn)
     if (conn->next)
         conn->next->prev = conn->prev;
     server->conn_count--;
+    conn_release_body(conn);
     if (conn->bev)
         conn_release(conn->bev);
     event_free(conn->timer);
@@ -719,6 +794,7 @@ static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd
     conn->server = server;
     conn->ex.conn = conn;
     net_format_address(sa, (socklen_t)socklen, conn->peer, sizeof conn->peer);
+    conn->source = net_source_key(sa, (socklen_t)socklen);
     conn->timer = evtimer_new(server->base, conn_timer_cb, conn);
     conn->request = evbuffer_new();
     if (server->factory)
@@ -784,6 +860,7 @@ struct http_server *http_server_new(struct event_base *base,
         return NULL;
     server->base = base;
     server->limits = *limits;
+    server->bodies.limit = limits->max_bodies;
     server->handler = handler;
     server->handler_arg = handler_arg;
     server->resume_accept = evtimer_new(base, server_resume_accept_cb, server);
@@ -842,6 +919,11 @@ void http_server_shutdown(struct http_server *server)
 size_t http_server_connection_count(const struct http_server *server)
 {
     return server->conn_count;
+}
+
+uint64_t http_server_body_bytes(const struct http_server *server)
+{
+    return server->bodies.used;
 }
 
 const struct http_server_stats *http_server_stats(const struct http_server *server)

@@ -15,13 +15,15 @@
  * handled, and while more than HTTP_OUTPUT_PAUSE_BYTES of answers are unsent,
  * so a client that pipelines without reading cannot grow them. Limits: head
  * size, body size (refused with 413 from the head alone for Content-Length,
- * as soon as a chunk would pass it for a chunked body), chunked framing (a
- * chunk-size line's length, trailers within the head size), a deadline for
- * a whole request to arrive, an idle keep-alive deadline, a write-progress
- * timeout, and a cap on open connections (past it, new connections are
- * closed at once). A framing the server cannot trust (Content-Length with
- * Transfer-Encoding, a coding other than chunked) is refused and the
- * connection closed.
+ * as soon as a chunk would pass it for a chunked body), the bytes of bodies
+ * held by all connections together (past it a body is refused with 503: from
+ * the head alone for Content-Length, as its decoded bytes arrive for a
+ * chunked body), chunked framing (a chunk-size line's length, trailers within
+ * the head size), a deadline for a whole request to arrive, an idle
+ * keep-alive deadline, a write-progress timeout, and a cap on open
+ * connections (past it, new connections are closed at once). A framing the
+ * server cannot trust (Content-Length with Transfer-Encoding, a coding other
+ * than chunked) is refused and the connection closed.
  */
 #ifndef EVS_HTTP_SERVER_H
 #define EVS_HTTP_SERVER_H
@@ -42,6 +44,8 @@ struct http_exchange;
 struct http_server_limits {
     size_t max_head;             /* bytes of request line and headers; of trailers too */
     uint64_t max_body;           /* bytes (decoded, if chunked); larger get 413 BODY_TOO_LARGE */
+    uint64_t max_bodies;         /* bytes of bodies held at once by every connection (0: no limit);
+                                    a body that would pass it gets 503 SERVER_BUSY */
     unsigned request_timeout_ms; /* from a request's first byte to its last */
     unsigned idle_timeout_ms;    /* keep-alive wait for the next request */
     unsigned write_timeout_ms;   /* no progress sending an answer */
@@ -84,6 +88,9 @@ void http_server_shutdown(struct http_server *server);
 
 size_t http_server_connection_count(const struct http_server *server);
 
+/* Bytes of request bodies held now (reserved against max_bodies). */
+uint64_t http_server_body_bytes(const struct http_server *server);
+
 /* Requests the server answered itself, and connections it refused. */
 struct http_server_stats {
     uint64_t bad_request;                   /* 400 */
@@ -91,6 +98,7 @@ struct http_server_stats {
     uint64_t body_too_large;                /* 413 */
     uint64_t headers_too_large;             /* 431 */
     uint64_t unsupported_transfer_encoding; /* 501 */
+    uint64_t server_busy;                   /* 503: a body over the bodies budget */
     uint64_t version_not_supported;         /* 505 */
     uint64_t refused_connections;           /* over the connection cap */
     uint64_t accepted_connections;
@@ -107,6 +115,16 @@ const struct http_request_head *http_exchange_head(const struct http_exchange *e
 const char *http_exchange_body(const struct http_exchange *ex, size_t *len);
 /* "127.0.0.1:5678": the peer, for log lines. */
 const char *http_exchange_peer(const struct http_exchange *ex);
+/* The peer's network (net_source_key), for per-source limits. */
+uint64_t http_exchange_source(const struct http_exchange *ex);
+
+/* Records, before the answer, whether the request's credential was
+ * accepted. A connection that has had HTTP_FAILED_CREDENTIALS_MAX refused
+ * in a row (none accepted in between) ends after this answer, which
+ * carries "Connection: close": whoever tries credentials must pay for a
+ * new connection every few attempts. */
+#define HTTP_FAILED_CREDENTIALS_MAX 3
+void http_exchange_note_credential(struct http_exchange *ex, bool accepted);
 
 /* Answers with status, optional extra header lines ("Name: value\r\n"...,
  * or NULL), content type and body (copied). Ends the exchange. */

@@ -4,8 +4,8 @@
  * Order of work, chosen so that nothing unauthenticated is interpreted
  * beyond what is needed to pick the key: every length is checked before any
  * decoding, all three parts are decoded (strict base64url), the header is
- * parsed to read "alg", the signature is checked, and only then are the
- * claims parsed and judged.
+ * parsed to read "alg", the signature is checked (or found in the cache of
+ * verified tokens), and only then are the claims parsed and judged.
  */
 #include "jwt.h"
 
@@ -24,6 +24,7 @@
 #include <mbedtls/sha256.h>
 
 #include "json_text.h"
+#include "jwt_cache.h"
 #include "roles.h"
 #include "text_lines.h"
 
@@ -646,8 +647,49 @@ static int jwt_check_header(const cJSON *header, const struct jwt_keys *keys, en
     return JWT_OK;
 }
 
+/* Checks the signature of the signing input (RFC 7515 §5.2: the first two
+ * parts as sent) with the algorithm the header named, unless the cache
+ * vouches for the token. */
+static int jwt_check_signature(const char *token, size_t len, size_t input_len, enum jwt_alg alg,
+                               const struct jwt_keys *keys, struct jwt_cache *cache,
+                               const unsigned char *sig, size_t sig_len, struct jwt_cost *cost)
+{
+    const unsigned char *input = (const unsigned char *)token;
+    unsigned char digest[JWT_CACHE_DIGEST_LEN];
+    bool cacheable = cache != NULL && jwt_cache_digest(token, len, digest) == 0;
+    int status;
+
+    if (cacheable && jwt_cache_contains(cache, digest))
+        return JWT_OK;
+    if (alg == JWT_ALG_HS256) {
+        status = jwt_verify_hs256(keys, input, input_len, sig, sig_len);
+    } else {
+        unsigned char hash[32];
+        if (cost != NULL && cost->public_key_refused)
+            return JWT_ERR_REFUSED;
+        if (mbedtls_sha256_ret(input, input_len, hash, 0) != 0)
+            return JWT_ERR_NOMEM;
+        status = alg == JWT_ALG_RS256 ? jwt_verify_rs256(keys, hash, sig, sig_len)
+                                      : jwt_verify_es256(keys, hash, sig, sig_len);
+        if (cost != NULL) {
+            cost->public_key_checked = true;
+            cost->public_key_failed = status == JWT_ERR_SIGNATURE;
+        }
+    }
+    if (status == JWT_OK && cacheable)
+        jwt_cache_insert(cache, digest);
+    return status;
+}
+
 int jwt_verify(const char *token, size_t len, const struct jwt_keys *keys,
                const struct jwt_policy *policy, int64_t now, struct jwt_claims *claims)
+{
+    return jwt_verify_bounded(token, len, keys, NULL, policy, now, NULL, claims);
+}
+
+int jwt_verify_bounded(const char *token, size_t len, const struct jwt_keys *keys,
+                       struct jwt_cache *cache, const struct jwt_policy *policy, int64_t now,
+                       struct jwt_cost *cost, struct jwt_claims *claims)
 {
     unsigned char header_text[JWT_MAX_HEADER_LEN + 1];
     unsigned char claims_text[JWT_MAX_CLAIMS_LEN + 1];
@@ -659,6 +701,8 @@ int jwt_verify(const char *token, size_t len, const struct jwt_keys *keys,
     enum jwt_alg alg = JWT_ALG_HS256;
 
     memset(&result, 0, sizeof(result));
+    if (cost != NULL)
+        cost->public_key_checked = cost->public_key_failed = false;
     if (claims != NULL)
         memset(claims, 0, sizeof(*claims));
     if (keys == NULL)
@@ -691,20 +735,8 @@ int jwt_verify(const char *token, size_t len, const struct jwt_keys *keys,
     if (status != JWT_OK)
         goto done;
 
-    /* RFC 7515 §5.2: the signing input is the first two parts as sent. */
-    const unsigned char *input = (const unsigned char *)token;
-    size_t input_len = (size_t)(dot2 - token);
-    if (alg == JWT_ALG_HS256) {
-        status = jwt_verify_hs256(keys, input, input_len, sig, sig_len);
-    } else {
-        unsigned char hash[32];
-        if (mbedtls_sha256_ret(input, input_len, hash, 0) != 0) {
-            status = JWT_ERR_NOMEM;
-            goto done;
-        }
-        status = alg == JWT_ALG_RS256 ? jwt_verify_rs256(keys, hash, sig, sig_len)
-                                      : jwt_verify_es256(keys, hash, sig, sig_len);
-    }
+    status = jwt_check_signature(token, len, (size_t)(dot2 - token), alg, keys, cache, sig, sig_len,
+                                 cost);
     if (status != JWT_OK)
         goto done;
 
@@ -756,6 +788,8 @@ const char *jwt_status_text(int status)
         return "claims refused";
     case JWT_ERR_NOMEM:
         return "out of memory";
+    case JWT_ERR_REFUSED:
+        return "signature left unchecked";
     default:
         return "unknown error";
     }

@@ -28,6 +28,8 @@
 
 #include "event_pattern.h"
 
+struct jwt_cache;
+
 #define JWT_MAX_LEN 8192
 #define JWT_MAX_HEADER_LEN 1024
 #define JWT_MAX_CLAIMS_LEN 4096
@@ -43,6 +45,7 @@ enum jwt_status {
     JWT_ERR_NOT_YET_VALID = -5, /* nbf or iat in the future (beyond leeway) */
     JWT_ERR_CLAIMS = -6,        /* exp missing, wrong types, iss/aud mismatch, bad patterns */
     JWT_ERR_NOMEM = -7,
+    JWT_ERR_REFUSED = -8, /* a public-key signature left unchecked (jwt_verify_bounded) */
 };
 
 struct jwt_keys; /* configured secrets and public keys */
@@ -94,6 +97,26 @@ struct jwt_claims {
  * is overwritten, not freed, on entry; claims may be NULL. */
 int jwt_verify(const char *token, size_t len, const struct jwt_keys *keys,
                const struct jwt_policy *policy, int64_t now, struct jwt_claims *claims);
+
+/* What a verification may cost, and what it did, for callers that bound
+ * the work unauthenticated clients can cause. RSA and ECDSA verifications
+ * cost up to a millisecond each, HMAC a few microseconds. */
+struct jwt_cost {
+    /* In: a public-key (RS256, ES256) signature that is not in the cache is
+     * not checked; the token is JWT_ERR_REFUSED. */
+    bool public_key_refused;
+    /* Out: a public-key signature was checked, and it did not verify. */
+    bool public_key_checked;
+    bool public_key_failed;
+};
+
+/* jwt_verify with a cache of verified tokens (jwt_cache.h; NULL: none): a
+ * token in the cache skips its signature check, one whose signature
+ * verifies is added (also when its claims are then refused, so that
+ * repeating an expired token stays cheap). cost may be NULL. */
+int jwt_verify_bounded(const char *token, size_t len, const struct jwt_keys *keys,
+                       struct jwt_cache *cache, const struct jwt_policy *policy, int64_t now,
+                       struct jwt_cost *cost, struct jwt_claims *claims);
 
 void jwt_claims_clear(struct jwt_claims *claims);
 

@@ -170,6 +170,30 @@ void net_format_address(const struct sockaddr *sa, socklen_t len, char *out, siz
     }
 }
 
+/* Tags keep the three kinds of key apart (an IPv6 prefix may take any
+ * value, but global unicast ones start with 2000::/3, never with 0). */
+#define NET_SOURCE_IPV4 (UINT64_C(1) << 32)
+#define NET_SOURCE_OTHER UINT64_C(1)
+
+uint64_t net_source_key(const struct sockaddr *sa, socklen_t len)
+{
+    uint64_t key = 0;
+    if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        return NET_SOURCE_IPV4 | ntohl(in->sin_addr.s_addr);
+    }
+    if (sa->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+        const uint8_t *bytes = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)sa)->sin6_addr))
+            return NET_SOURCE_IPV4 | (uint64_t)bytes[12] << 24 | (uint64_t)bytes[13] << 16 |
+                   (uint64_t)bytes[14] << 8 | bytes[15];
+        for (int i = 0; i < 8; i++)
+            key = key << 8 | bytes[i];
+        return key ? key : NET_SOURCE_OTHER;
+    }
+    return NET_SOURCE_OTHER;
+}
+
 uint16_t net_local_port(int fd)
 {
     struct sockaddr_storage ss;

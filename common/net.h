@@ -29,6 +29,12 @@ int net_connect_unix(const char *path);
 /* "127.0.0.1:5678", "[::1]:5678" or "unix" for sa into out. */
 void net_format_address(const struct sockaddr *sa, socklen_t len, char *out, size_t out_len);
 
+/* The client network that per-source limits count against: an IPv4
+ * address (/32), or the /64 prefix of an IPv6 address (one host's usual
+ * share; an IPv4-mapped address counts as IPv4). Addresses of other
+ * families (a UNIX socket) all share one key. Never 0. */
+uint64_t net_source_key(const struct sockaddr *sa, socklen_t len);
+
 /* The port a listening socket got (useful after binding port 0), or 0. */
 uint16_t net_local_port(int fd);
 

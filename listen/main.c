@@ -35,6 +35,7 @@ struct listen_settings {
     uint64_t bus_ack_timeout_ms;
     enum log_level log_level;
     uint64_t max_body;
+    uint64_t max_bodies;
     uint64_t max_head;
     uint64_t request_timeout_ms;
     uint64_t idle_timeout_ms;
@@ -69,6 +70,10 @@ static const struct cfg_option options[] = {
     {"--max-body-size", "MAX_BODY_SIZE", CFG_SIZE, "1M",
      "largest publish body accepted (bytes, decoded if chunked; k/M suffixes); larger gets 413",
      &settings.max_body, 64, BUS_MESSAGE_HARD_MAX - 1024},
+    {"--max-bodies-size", "MAX_BODIES_SIZE", CFG_SIZE, "64M",
+     "bytes of publish bodies held at once, all connections together (at least the body "
+     "limit); a body that would pass it gets 503",
+     &settings.max_bodies, 64, (uint64_t)1 << 40},
     {"--max-header-size", "MAX_HEADER_SIZE", CFG_SIZE, "16K",
      "largest request line plus headers (bytes), and of a chunked body's trailers; larger gets 431",
      &settings.max_head, 1024, 1024 * 1024},
@@ -208,6 +213,12 @@ int main(int argc, char **argv)
         return 2;
     }
     log_set_level(settings.log_level);
+    if (settings.max_bodies < settings.max_body) {
+        fprintf(stderr, "event-listen: --max-bodies-size (%llu) is below --max-body-size (%llu)\n",
+                (unsigned long long)settings.max_bodies, (unsigned long long)settings.max_body);
+        cfg_free(options, sizeof options / sizeof options[0]);
+        return 2;
+    }
     if (settings.tls) {
         /* Certificate problems are settings problems: exit 2. */
         d.tls = tls_server_new(settings.cert_file, settings.key_file, err, sizeof err);
@@ -256,6 +267,7 @@ int main(int argc, char **argv)
     }
     limits.max_head = (size_t)settings.max_head;
     limits.max_body = settings.max_body;
+    limits.max_bodies = settings.max_bodies;
     limits.request_timeout_ms = (unsigned)settings.request_timeout_ms;
     limits.idle_timeout_ms = (unsigned)settings.idle_timeout_ms;
     limits.write_timeout_ms = (unsigned)settings.request_timeout_ms;
@@ -283,10 +295,10 @@ int main(int argc, char **argv)
         http_server_set_bev_factory(d.http, tls_server_wrap, d.tls);
 
     log_info("listening for publishers on %s port %u (max %zu connections, body limit %llu "
-             "bytes); %zu bus socket(s)",
+             "bytes, %llu for all bodies); %zu bus socket(s)",
              *settings.bind ? settings.bind : "all addresses", (unsigned)net_local_port(fd),
              limits.max_connections, (unsigned long long)settings.max_body,
-             settings.bus_sockets.count);
+             (unsigned long long)settings.max_bodies, settings.bus_sockets.count);
     ready_check_cb(-1, 0, &d);
     event_base_dispatch(d.base);
     log_info("stopped");

@@ -1,5 +1,6 @@
 #include "publish_api.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -65,20 +66,50 @@ static void pending_cancel_cb(void *arg)
     free(pending);
 }
 
-static void count_auth_failure(struct publish_api *api, int rc)
+/* Authenticates the request's Authorization header, within the failure
+ * budget of its source (auth_store.h). */
+static int authenticate(struct publish_api *api, struct http_exchange *ex,
+                        struct auth_identity *identity)
 {
+    const struct http_header *authorization =
+        http_request_header(http_exchange_head(ex), "Authorization");
+    int rc = auth_store_authenticate(api->auth, authorization ? authorization->value : NULL,
+                                     authorization ? authorization->value_len : 0,
+                                     http_exchange_source(ex), identity);
+    http_exchange_note_credential(ex, rc == AUTH_OK);
+    return rc;
+}
+
+/* Answers a refused credential: 403, or 429 when its source has spent its
+ * budget of failed verifications (the credential was not checked, so a
+ * later try may succeed). */
+static void refuse_credential(struct publish_api *api, struct http_exchange *ex, double started,
+                              int rc, const char *when)
+{
+    const char *code = auth_result_code(rc);
+    char body[64];
+    int n;
+
+    log_warn("publish from %s rejected%s: %s", http_exchange_peer(ex), when, code);
+    if (rc == AUTH_TOO_MANY_FAILURES) {
+        api->counters.too_many_auth_failures++;
+        n = snprintf(body, sizeof body, "{\"code\":\"%s\"}", code);
+        metrics_histogram_observe(&api->latency, now_seconds() - started);
+        http_exchange_respond_full(ex, 429, "Retry-After: 1\r\n", "application/json", body,
+                                   (size_t)n);
+        return;
+    }
     if (rc == AUTH_UNRECOGNIZED_SCHEME)
         api->counters.unrecognized_scheme++;
     else if (rc == AUTH_TOKEN_EXPIRED)
         api->counters.token_expired++;
     else
         api->counters.unauthenticated++;
+    answer(api, ex, started, 403, code);
 }
 
 static void handle_publish(struct publish_api *api, struct http_exchange *ex)
 {
-    const struct http_request_head *head = http_exchange_head(ex);
-    const struct http_header *authorization = http_request_header(head, "Authorization");
     struct publish_event event;
     struct auth_identity identity;
     struct pending_publish *pending;
@@ -88,13 +119,9 @@ static void handle_publish(struct publish_api *api, struct http_exchange *ex)
     int rc;
 
     /* Authentication comes before the body, as in the original service. */
-    rc = auth_authenticate(
-        auth_store_sources(api->auth), authorization ? authorization->value : NULL,
-        authorization ? authorization->value_len : 0, (int64_t)time(NULL), &identity);
+    rc = authenticate(api, ex, &identity);
     if (rc != AUTH_OK) {
-        count_auth_failure(api, rc);
-        log_warn("publish from %s rejected: %s", http_exchange_peer(ex), auth_result_code(rc));
-        answer(api, ex, started, 403, auth_result_code(rc));
+        refuse_credential(api, ex, started, rc, "");
         return;
     }
     body = http_exchange_body(ex, &body_len);
@@ -171,6 +198,8 @@ static void write_metrics(struct publish_api *api, struct evbuffer *out)
     metrics_sample(out, "evs_listen_publishes_total", "code=\"FORBIDDEN\"", c->forbidden);
     metrics_sample(out, "evs_listen_publishes_total", "code=\"BROADCAST_UNAVAILABLE\"",
                    c->unavailable);
+    metrics_sample(out, "evs_listen_publishes_total", "code=\"TOO_MANY_AUTH_FAILURES\"",
+                   c->too_many_auth_failures);
     metrics_family(out, "evs_listen_http_rejected_total", "counter",
                    "requests answered with an error before reaching the API, by code");
     metrics_sample(out, "evs_listen_http_rejected_total", "code=\"BODY_TOO_LARGE\"",
@@ -185,6 +214,12 @@ static void write_metrics(struct publish_api *api, struct evbuffer *out)
                    http->unsupported_transfer_encoding);
     metrics_sample(out, "evs_listen_http_rejected_total", "code=\"HTTP_VERSION_NOT_SUPPORTED\"",
                    http->version_not_supported);
+    metrics_sample(out, "evs_listen_http_rejected_total", "code=\"SERVER_BUSY\"",
+                   http->server_busy);
+    metrics_single(out, "evs_listen_body_bytes", "gauge",
+                   "bytes of request bodies held now (against MAX_BODIES_SIZE)",
+                   http_server_body_bytes(api->http));
+    auth_store_write_metrics(api->auth, out, "evs_listen");
     metrics_single(out, "evs_listen_publishes_in_flight", "gauge", "publishes waiting for the bus",
                    c->in_flight);
     metrics_write_histogram(out, "evs_listen_publish_duration_seconds",
@@ -258,7 +293,6 @@ void publish_api_check_head(struct http_exchange *ex, void *arg)
 {
     struct publish_api *api = arg;
     const struct http_request_head *head = http_exchange_head(ex);
-    const struct http_header *authorization;
     struct auth_identity identity;
     double started = now_seconds();
     int rc;
@@ -267,15 +301,8 @@ void publish_api_check_head(struct http_exchange *ex, void *arg)
         publish_api_handle(ex, arg); /* 404, 405, or a GET with a body: no body needed */
         return;
     }
-    authorization = http_request_header(head, "Authorization");
-    rc = auth_authenticate(
-        auth_store_sources(api->auth), authorization ? authorization->value : NULL,
-        authorization ? authorization->value_len : 0, (int64_t)time(NULL), &identity);
+    rc = authenticate(api, ex, &identity);
     auth_identity_clear(&identity);
-    if (rc != AUTH_OK) {
-        count_auth_failure(api, rc);
-        log_warn("publish from %s rejected before its body: %s", http_exchange_peer(ex),
-                 auth_result_code(rc));
-        answer(api, ex, started, 403, auth_result_code(rc));
-    }
+    if (rc != AUTH_OK)
+        refuse_credential(api, ex, started, rc, " before its body");
 }

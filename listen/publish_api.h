@@ -2,7 +2,9 @@
  * validates publishes, and answers once the bus has delivered them.
  *
  *   POST /event   publish (the public contract; 200, 400, 403, 413, 503;
- *                 403 FORBIDDEN when the credential may not publish that type)
+ *                 403 FORBIDDEN when the credential may not publish that type;
+ *                 429 TOO_MANY_AUTH_FAILURES when its source has spent its
+ *                 budget of failed JWT verifications, auth_store.h)
  *   GET  /healthz 200 while a broadcast daemon is connected, else 503
  *   GET  /metrics Prometheus text; with a metrics token set, only for
  *                 "Authorization: Bearer <metrics_token>"
@@ -28,8 +30,9 @@ struct publish_api_counters {
     uint64_t invalid_body;
     uint64_t token_expired;
     uint64_t forbidden;
-    uint64_t unavailable; /* answered 503 */
-    uint64_t in_flight;   /* publishes waiting for the bus */
+    uint64_t unavailable;            /* answered 503 */
+    uint64_t too_many_auth_failures; /* answered 429: the source's failure budget is spent */
+    uint64_t in_flight;              /* publishes waiting for the bus */
 };
 
 struct publish_api {

@@ -9,9 +9,12 @@
  * subject, valid role names and patterns without repeats; a refused one
  * leaves the claims empty; a token signed with the configured secret under
  * an HS256 header never fails on its signature or algorithm; base64url
- * decoding is exact (re-encoding gives back the input). The input is also
- * read as a secrets file: it yields exactly the secrets and short lines
- * that its lines (text_lines.h) make by the rules of jwt.h.
+ * decoding is exact (re-encoding gives back the input). Through a cache of
+ * verified tokens (jwt_verify_bounded) every token gets the answer it gets
+ * without one, and once cached it keeps it when public-key checks are
+ * refused; an uncached one is then refused or answered as without. The
+ * input is also read as a secrets file: it yields exactly the secrets and
+ * short lines that its lines (text_lines.h) make by the rules of jwt.h.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -25,6 +28,7 @@
 
 #include "json_text.h"
 #include "jwt.h"
+#include "jwt_cache.h"
 #include "roles.h"
 #include "text_lines.h"
 
@@ -53,6 +57,7 @@ static const char fuzz_rsa_pem[] =
     "-----END PUBLIC KEY-----\n";
 
 static struct jwt_keys *fuzz_keys;
+static struct jwt_cache *fuzz_cache; /* kept across inputs, as in a daemon */
 
 static void fuzz_add_pem(const char *pem)
 {
@@ -83,6 +88,27 @@ static void fuzz_init(void)
     fuzz_add_pem(fuzz_ec_pem);
     fuzz_add_pem(fuzz_rsa_pem);
     if (jwt_keys_secret_count(fuzz_keys) != 1 || jwt_keys_public_count(fuzz_keys) != 2)
+        abort();
+    fuzz_cache = jwt_cache_new(256);
+    if (fuzz_cache == NULL)
+        abort();
+}
+
+/* The cache changes the work, never the answer. */
+static void fuzz_check_cached(const char *token, size_t len, const struct jwt_policy *policy,
+                              int expected)
+{
+    struct jwt_cost cost = {false, false, false};
+    if (jwt_verify_bounded(token, len, fuzz_keys, fuzz_cache, policy, FUZZ_NOW, &cost, NULL) !=
+        expected)
+        abort();
+    if (cost.public_key_failed && expected != JWT_ERR_SIGNATURE)
+        abort();
+    cost.public_key_refused = true;
+    int again =
+        jwt_verify_bounded(token, len, fuzz_keys, fuzz_cache, policy, FUZZ_NOW, &cost, NULL);
+    if (cost.public_key_checked || (again != expected && again != JWT_ERR_REFUSED) ||
+        (again == JWT_ERR_REFUSED && expected == JWT_OK))
         abort();
 }
 
@@ -252,6 +278,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int first = fuzz_verify(text, size, &lenient);
     if (fuzz_verify(text, size, &lenient) != first)
         abort();
+    fuzz_check_cached(text, size, &lenient, first);
     (void)fuzz_verify(text, size, &strict);
     (void)fuzz_verify(text, size, NULL);
 

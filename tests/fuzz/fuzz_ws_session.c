@@ -292,7 +292,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!bev)
         abort();
     conn_track_open(); /* as the HTTP server counts an accepted connection */
-    session_start(&hub, bev, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "fuzz");
+    session_start(&hub, bev, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "fuzz", 1);
     run_loop(base, &client);
 
     for (int i = 0; i < nchunks; i++) {

@@ -25,6 +25,8 @@ import json
 import os
 import secrets
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,7 +35,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (TIME_SCALE, ServiceCase, http_request, new_token, run,  # noqa: E402
+from harness import (TIME_SCALE, ServiceCase, http_request, metric, new_token, run,  # noqa: E402
                      wait_for, ws_connect)
 
 import websockets  # noqa: E402  (Debian's python3-websockets, as the harness uses)
@@ -132,6 +134,13 @@ def mint_es256(key_path, claims, raw=True):
     text = signing_input({"alg": "ES256", "typ": "JWT"}, claims)
     der = openssl_sign(key_path, text.encode("ascii"))
     return text + "." + b64url(der_ecdsa_to_raw(der) if raw else der)
+
+
+def forged_es256(claims=None):
+    """An ES256 token with a random signature: what anybody can send, and
+    what costs the daemon a full ECDSA verification to refuse."""
+    return "Bearer " + signing_input({"alg": "ES256", "typ": "JWT"}, claims or claims_for()) + \
+        "." + b64url(os.urandom(64))
 
 
 def tamper_signature(token):
@@ -951,6 +960,158 @@ class RolesFileTest(AuthCase):
             "orders-writer     publish            payments.*"))
         wait_for(lambda: post_event(self.l.port, "payments.settled", f"Basic {writer}")
                  == (200, {"code": "OK"}), 2.0, 0.05, "the good roles file")
+
+
+class CredentialCostTest(AuthCase):
+    """What a client without a credential can make the daemons spend: a
+    connection ends after three refused credentials in a row, each network
+    has a small budget of failed public-key verifications, and a token that
+    verified is not verified again."""
+
+    def pipelined_publishes(self, authorizations):
+        """Sends one POST /event per authorization on one connection, all at
+        once; returns the answers read before the daemon closed it, each as
+        (status, code, Connection header), and whether it closed."""
+        body = json.dumps({"event": "orders.created", "data": 1}).encode()
+        data = b"".join(f"POST /event HTTP/1.1\r\nHost: x\r\nAuthorization: {a}\r\n"
+                        f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+                        for a in authorizations)
+        sock = socket.create_connection(("127.0.0.1", self.l.port), timeout=10 * TIME_SCALE)
+        answers, buf, closed = [], b"", False
+        try:
+            sock.sendall(data)
+            while len(answers) < len(authorizations):
+                while b"\r\n\r\n" not in buf:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        return answers, True
+                    buf += chunk
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                lines = head.decode("latin-1").split("\r\n")
+                headers = {k.strip().lower(): v.strip()
+                           for k, v in (line.split(":", 1) for line in lines[1:])}
+                length = int(headers["content-length"])
+                while len(buf) < length:
+                    buf += sock.recv(65536)
+                answers.append((int(lines[0].split()[1]), json.loads(buf[:length])["code"],
+                                headers.get("connection")))
+                buf = buf[length:]
+            sock.settimeout(2 * TIME_SCALE)
+            try:
+                closed = sock.recv(1) == b""
+            except socket.timeout:
+                closed = False
+            return answers, closed
+        finally:
+            sock.close()
+
+    def test_third_refused_credential_in_a_row_ends_the_http_connection(self):
+        self.pair(secrets_file=False, public_keys=(KEYS["ec_pub"],))
+        good = f"Basic {self.token}"
+        # Two refusals, an accepted credential, two refusals: all on one connection.
+        answers, closed = self.pipelined_publishes([forged_es256(), forged_es256(), good,
+                                                    forged_es256(), f"Basic {new_token()}"])
+        self.assertEqual(answers, [(403, "UNAUTHENTICATED", None), (403, "UNAUTHENTICATED", None),
+                                   (200, "OK", None), (403, "UNAUTHENTICATED", None),
+                                   (403, "UNAUTHENTICATED", None)])
+        self.assertFalse(closed)
+        # The third in a row is answered with Connection: close and ends it;
+        # a request pipelined after it is not read.
+        answers, closed = self.pipelined_publishes([forged_es256(), "Digest x", forged_es256(),
+                                                    good])
+        self.assertEqual(answers, [(403, "UNAUTHENTICATED", None),
+                                   (403, "AUTH_UNRECOGNIZED_SCHEME", None),
+                                   (403, "UNAUTHENTICATED", "close")])
+        self.assertTrue(closed)
+        self.assertEqual(post_event(self.l.port, "orders.created", good), (200, {"code": "OK"}))
+
+    def test_third_refused_credential_in_a_row_closes_the_websocket_with_1008(self):
+        self.pair(secrets_file=False, public_keys=(KEYS["ec_pub"],))
+
+        async def refused(ws, authentication):
+            self.assertEqual(await send_init(ws, authentication, ["orders.created"]),
+                             {"type": "init", "code": "UNAUTHENTICATED"})
+
+        async def go():
+            ws = await ws_connect(self.b.port)
+            try:
+                # The connection stays open after the first refusals (the
+                # public contract), and an accepted credential starts over.
+                await refused(ws, forged_es256())
+                await refused(ws, f"Basic {new_token()}")
+                self.assertEqual(await send_init(ws, f"Basic {self.token}", ["a"]),
+                                 {"type": "init", "code": "OK"})
+                await refused(ws, forged_es256())
+                await refused(ws, forged_es256())
+                await asyncio.wait_for(await ws.ping(), 10 * TIME_SCALE)
+                # The third in a row is answered, then the session is closed.
+                await refused(ws, forged_es256())
+                with self.assertRaises(websockets.exceptions.ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE)
+                self.assertEqual(ws.close_code, 1008)
+            finally:
+                await ws.close()
+        run(go())
+        self.assertEqual(metric(self.b.port, 'evs_broadcast_closes_total{reason="auth_failures"}'), 1)
+
+    def test_forged_tokens_past_the_source_budget_are_refused_unchecked_and_others_still_work(self):
+        self.pair(secrets_file=False, public_keys=(KEYS["ec_pub"],))
+        verified = "Bearer " + mint_es256(KEYS["ec"], claims_for(sub="verified-before"))
+        self.assertEqual(post_event(self.l.port, "orders.created", verified), (200, {"code": "OK"}))
+        self.assertEqual(run(init_reply(self.b.port, verified, ["x"])), {"type": "init", "code": "OK"})
+        # Forged tokens from this address: the first ones cost a verification
+        # each; past the budget they are refused without one.
+        answers = [post_event(self.l.port, "orders.created", forged_es256()) for _ in range(40)]
+        self.assertEqual(answers[0], (403, {"code": "UNAUTHENTICATED"}))
+        self.assertIn((429, {"code": "TOO_MANY_AUTH_FAILURES"}), answers)
+        self.assertEqual(set(map(str, answers)), {str((403, {"code": "UNAUTHENTICATED"})),
+                                                  str((429, {"code": "TOO_MANY_AUTH_FAILURES"}))})
+        failures = metric(self.l.port, "evs_listen_jwt_public_key_failures_total")
+        refused = metric(self.l.port, "evs_listen_jwt_refused_unchecked_total")
+        self.assertEqual(failures, answers.count((403, {"code": "UNAUTHENTICATED"})))
+        self.assertEqual(refused, answers.count((429, {"code": "TOO_MANY_AUTH_FAILURES"})))
+        self.assertGreaterEqual(refused, 1)
+        self.assertEqual(metric(self.l.port, 'evs_listen_publishes_total{code="TOO_MANY_AUTH_FAILURES"}'),
+                         refused)
+        # Meanwhile the same address still publishes with a Basic token and
+        # with the JWT verified before (it is not verified again).
+        self.assertEqual(post_event(self.l.port, "orders.created", f"Basic {self.token}"),
+                         (200, {"code": "OK"}))
+        self.assertEqual(post_event(self.l.port, "orders.created", verified), (200, {"code": "OK"}))
+        # A JWT never seen waits for the budget to refill, then is verified.
+        fresh = "Bearer " + mint_es256(KEYS["ec"], claims_for(sub="fresh"))
+        wait_for(lambda: post_event(self.l.port, "orders.created", fresh) == (200, {"code": "OK"}),
+                 10, 0.1, "the budget to refill")
+
+        # The same on the broadcast side, on a fresh connection per init.
+        replies = [run(init_reply(self.b.port, forged_es256(), ["x"]))["code"] for _ in range(40)]
+        self.assertEqual(replies[0], "UNAUTHENTICATED")
+        self.assertEqual(set(replies), {"UNAUTHENTICATED", "TOO_MANY_AUTH_FAILURES"})
+        self.assertEqual(metric(self.b.port, "evs_broadcast_jwt_refused_unchecked_total"),
+                         replies.count("TOO_MANY_AUTH_FAILURES"))
+        self.assertEqual(run(init_reply(self.b.port, verified, ["x"])), {"type": "init", "code": "OK"})
+        self.assertEqual(run(init_reply(self.b.port, f"Basic {self.token}", ["x"])),
+                         {"type": "init", "code": "OK"})
+
+    def test_a_verified_token_is_not_verified_again_until_the_keys_are_reloaded(self):
+        self.pair(secrets_file=False, public_keys=(KEYS["ec_pub"],))
+        token = "Bearer " + mint_es256(KEYS["ec"], claims_for())
+        expired = "Bearer " + mint_es256(KEYS["ec"], claims_for(exp_in=-3600))
+        for _ in range(3):
+            self.assertEqual(post_event(self.l.port, "orders.created", token), (200, {"code": "OK"}))
+            self.assertEqual(post_event(self.l.port, "orders.created", expired),
+                             (403, {"code": "TOKEN_EXPIRED"}))
+            self.assertEqual(run(init_reply(self.b.port, token, ["x"])), {"type": "init", "code": "OK"})
+        for port, prefix in ((self.l.port, "evs_listen"), (self.b.port, "evs_broadcast")):
+            self.assertEqual(metric(port, f"{prefix}_jwt_public_key_checks_total"),
+                             2 if prefix == "evs_listen" else 1, prefix)
+        self.assertEqual(metric(self.l.port, "evs_listen_jwt_cached_tokens"), 2)
+        # A reload of the keys forgets what they vouched for.
+        self.l.signal(signal.SIGHUP)
+        self.l.wait_log("reloaded (SIGHUP)")
+        self.assertEqual(metric(self.l.port, "evs_listen_jwt_cached_tokens"), 0)
+        self.assertEqual(post_event(self.l.port, "orders.created", token), (200, {"code": "OK"}))
+        self.assertEqual(metric(self.l.port, "evs_listen_jwt_public_key_checks_total"), 3)
 
 
 class BasicCompatibilityTest(AuthCase):

@@ -285,6 +285,46 @@ class LimitsCase(harness.ServiceCase):
         self.assertEqual(raw.init(self.token, events), {"type": "init", "code": "OK"})
         return raw
 
+    # --- init rate ------------------------------------------------------------------------------
+
+    def test_more_than_32_inits_at_once_close_the_session_with_1008_after_answering_32(self):
+        b, l = self.start_pair()
+        raw = RawWS(b.port).handshake()
+        self.addCleanup(raw.close)
+        kinds = [fresh_type() for _ in range(40)]
+        raw.send(b"".join(encode_frame(OP_TEXT, json.dumps({"authentication": f"Basic {self.token}",
+                                                              "events": [k]}))
+                          for k in kinds))
+        frames = raw.wait_eof()
+        self.assertEqual([f.json() for f in frames if f.opcode == OP_TEXT],
+                         [{"type": "init", "code": "OK"}] * 32)
+        self.assertEqual([f.close_code for f in frames if f.opcode == OP_CLOSE], [1008])
+        self.assertEqual(closes(b.port, "init_rate"), 1)
+        self.assertEqual(metric(b.port, "evs_broadcast_subscriptions"), 0)
+        self.assert_still_serving(b, l)
+
+    def test_a_1024_type_re_init_holds_each_type_once(self):
+        b, l = self.start_pair()
+        kinds = [f"type.{i:04d}" for i in range(1024)]
+
+        async def go():
+            ws = await ws_subscribe(b.port, self.token, kinds)
+            try:
+                for events in (kinds, list(reversed(kinds)), kinds[:512] + kinds[:512]):
+                    await ws.send(json.dumps({"authentication": f"Basic {self.token}", "events": events}))
+                    self.assertEqual(await ws_recv_json(ws), {"type": "init", "code": "OK"})
+                    self.assertEqual(metric(b.port, "evs_broadcast_subscriptions"), 1024)
+                # One more type passes MAX_SUBSCRIPTIONS; a repeated one does not.
+                await ws.send(json.dumps({"authentication": f"Basic {self.token}",
+                                          "events": ["type.0001", "type.extra"]}))
+                self.assertEqual(await ws_recv_json(ws), {"type": "init", "code": "TOO_MANY_EVENTS"})
+                status, body = await asyncio.to_thread(publish, l.port, "type.0007", 7, self.token)
+                self.assertEqual((status, body), (200, {"code": "OK"}))
+                self.assertEqual(await ws_recv_json(ws), {"type": "event", "event": "type.0007", "data": 7})
+            finally:
+                await ws.close()
+        run(go())
+
     # --- init timeout ---------------------------------------------------------------------------
 
     def test_connection_without_init_is_closed_1008_at_init_timeout(self):

@@ -396,6 +396,58 @@ class PublishCodesTest(ListenCase):
         self.assertEqual(len(fb.wait_events(1)), 1)
         self.assertIn("body limit 1024 bytes", l.log())
 
+    def test_bodies_over_max_bodies_size_get_503_server_busy_until_held_ones_are_freed(self):
+        fb = self.fake_bus()
+        l = self.listen(fb.path, max_body_size="64K", max_bodies_size="200K",
+                        request_timeout_ms=60000)
+        big = 64 * 1024
+
+        def held_bodies():
+            return harness.metric(l.port, "evs_listen_body_bytes")
+
+        def start_body(length=big):
+            """A publish whose head and first bytes are sent, the rest held back."""
+            c = RawClient(l.port)
+            c.send(b"POST /event HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " +
+                   self.token.encode() + b"\r\nContent-Type: application/json\r\n" +
+                   f"Content-Length: {length}\r\n\r\n".encode() + b'{"event":"held","data":"')
+            return c
+
+        # Three bodies of 64 KiB in progress hold 192 KiB of the 200 KiB.
+        holders = [start_body() for _ in range(3)]
+        wait_for(lambda: held_bodies() == 3 * big, what="three bodies to be held")
+        # A fourth is refused from its head, before any of its body is read.
+        c = start_body()
+        status, headers, body = c.read_response()
+        self.assert_answer(status, headers, body, 503, "SERVER_BUSY")
+        self.assertEqual(headers.get("retry-after"), "1")
+        self.assertEqual(headers.get("connection"), "close")
+        self.assertEqual(c.closed_by_peer(), b"")
+        c.close()
+        self.assertEqual(harness.metric(l.port, 'evs_listen_http_rejected_total{code="SERVER_BUSY"}'), 1)
+        self.assertEqual(held_bodies(), 3 * big)
+        # A small one still fits in what is left.
+        self.assert_publish(l.port, event_body("small", "1"), self.auth(), 200, "OK")
+        # One holder finishes its publish, another goes away: their shares come back.
+        rest = big - len(b'{"event":"held","data":"')
+        holders[0].send(b"x" * (rest - 2) + b'"}')
+        self.assert_answer(*holders[0].read_response(), 200, "OK")
+        holders[1].close()
+        wait_for(lambda: held_bodies() == big, what="two bodies to be freed")
+        self.assert_publish(l.port, event_body("big", '"' + "y" * (big - 100) + '"'), self.auth(),
+                            200, "OK")
+        self.assertEqual([t for _, t, _ in fb.wait_events(3)], [b"small", b"held", b"big"])
+        holders[2].close()
+        wait_for(lambda: held_bodies() == 0, what="every body to be freed")
+        for c in holders:
+            c.close()
+
+    def test_max_bodies_size_below_max_body_size_stops_start_up_with_exit_2(self):
+        d = self.start_listen("--max-body-size", "1M", "--max-bodies-size", "512K",
+                              bus=self.bus_path(), wait=False)
+        self.assertEqual(d.proc.wait(10 * TIME_SCALE), 2)
+        self.assertIn("--max-bodies-size", d.log())
+
     def test_get_on_event_is_405_with_allow_header(self):
         fb = self.fake_bus()
         l = self.listen(fb.path)

@@ -1,6 +1,7 @@
 /* Unit tests for common/auth.c: credential splitting and checking. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -175,6 +176,7 @@ static void test_result_codes_are_the_wire_names(void **state)
     assert_string_equal(auth_result_code(AUTH_OK), "OK");
     assert_string_equal(auth_result_code(AUTH_UNAUTHENTICATED), "UNAUTHENTICATED");
     assert_string_equal(auth_result_code(AUTH_UNRECOGNIZED_SCHEME), "AUTH_UNRECOGNIZED_SCHEME");
+    assert_string_equal(auth_result_code(AUTH_TOO_MANY_FAILURES), "TOO_MANY_AUTH_FAILURES");
     assert_string_equal(auth_result_code(-99), "UNAUTHENTICATED");
     assert_string_equal(auth_result_code(7), "UNAUTHENTICATED");
 }
@@ -194,6 +196,23 @@ static void test_check_refuses_bearer_as_unrecognized(void **state)
     const char *text = "Bearer " GOOD_TOKEN;
     assert_int_equal(auth_check(set, text, strlen(text)), AUTH_UNRECOGNIZED_SCHEME);
     tokens_free(set);
+}
+
+static void test_refused_public_key_checks_never_hold_back_basic_tokens(void **state)
+{
+    struct auth_sources sources = {.tokens = *state};
+    struct jwt_cost cost = {.public_key_refused = true, true, true};
+    struct auth_identity identity;
+    const char *good = "Basic " GOOD_TOKEN, *bad = "Basic nope-nope-nope-nope";
+
+    assert_int_equal(auth_authenticate_bounded(&sources, good, strlen(good), 0, &cost, &identity),
+                     AUTH_OK);
+    assert_false(cost.public_key_checked);
+    assert_false(cost.public_key_failed);
+    auth_identity_clear(&identity);
+    assert_int_equal(auth_authenticate_bounded(&sources, bad, strlen(bad), 0, &cost, &identity),
+                     AUTH_UNAUTHENTICATED);
+    assert_false(cost.public_key_failed);
 }
 
 int main(void)
@@ -217,6 +236,8 @@ int main(void)
                                         free_set),
         cmocka_unit_test(test_check_without_a_token_set_rejects_everything),
         cmocka_unit_test(test_result_codes_are_the_wire_names),
+        cmocka_unit_test_setup_teardown(test_refused_public_key_checks_never_hold_back_basic_tokens,
+                                        make_set, free_set),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,6 +23,7 @@
 #include <mbedtls/sha256.h>
 
 #include "jwt.h"
+#include "jwt_cache.h"
 
 #define NOW INT64_C(1700000000)
 #define LEEWAY 30
@@ -1109,6 +1110,115 @@ static void test_long_subject_is_cut_between_characters(void **state)
     jwt_claims_clear(&claims);
 }
 
+/* ---- bounded verification: the cache and the refusal of public-key checks ---- */
+
+static int verify_bounded(const char *token, const struct jwt_keys *keys, struct jwt_cache *cache,
+                          bool refused, struct jwt_cost *cost)
+{
+    struct jwt_claims claims;
+    cost->public_key_refused = refused;
+    int status =
+        jwt_verify_bounded(token, strlen(token), keys, cache, &default_policy, NOW, cost, &claims);
+    jwt_claims_clear(&claims);
+    return status;
+}
+
+static char *forged_es256(void)
+{
+    unsigned char sig[64];
+    for (size_t i = 0; i < sizeof(sig); i++)
+        sig[i] = (unsigned char)(i * 37 + 11);
+    return with_signature(signing_input(ES256, claims_exp(60)), sig, sizeof(sig));
+}
+
+static void test_public_key_check_refused_unless_cached_and_hs256_never(void **state)
+{
+    struct jwt_keys *keys = keys_with_files(SECRET_A "\n", fx.rsa_path, fx.ec_path);
+    struct jwt_cache *cache = jwt_cache_new(16);
+    char *es = es256(ES256, claims_exp(60)), *rs = rs256(RS256, claims_exp(60));
+    char *hs = hs256(HS256, claims_exp(60), SECRET_A);
+    struct jwt_cost cost;
+
+    assert_non_null(cache);
+    /* Refused: neither signature is checked, whatever it is worth. */
+    assert_int_equal(verify_bounded(es, keys, cache, true, &cost), JWT_ERR_REFUSED);
+    assert_false(cost.public_key_checked);
+    assert_int_equal(verify_bounded(rs, keys, cache, true, &cost), JWT_ERR_REFUSED);
+    assert_false(cost.public_key_checked);
+    /* HMAC costs nothing worth refusing. */
+    assert_int_equal(verify_bounded(hs, keys, cache, true, &cost), JWT_OK);
+    assert_false(cost.public_key_checked);
+    /* Once verified, a token is accepted while checks are refused. */
+    assert_int_equal(verify_bounded(es, keys, cache, false, &cost), JWT_OK);
+    assert_true(cost.public_key_checked);
+    assert_false(cost.public_key_failed);
+    assert_int_equal(verify_bounded(es, keys, cache, true, &cost), JWT_OK);
+    assert_false(cost.public_key_checked);
+    assert_int_equal(verify_bounded(rs, keys, cache, true, &cost), JWT_ERR_REFUSED);
+    /* A change of keys forgets it. */
+    jwt_cache_invalidate(cache);
+    assert_int_equal(verify_bounded(es, keys, cache, true, &cost), JWT_ERR_REFUSED);
+    free(es);
+    free(rs);
+    free(hs);
+    jwt_cache_free(cache);
+    jwt_keys_free(keys);
+}
+
+static void test_a_forged_signature_is_checked_every_time_and_never_cached(void **state)
+{
+    struct jwt_cache *cache = jwt_cache_new(16);
+    char *forged = forged_es256();
+    struct jwt_cost cost;
+
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(verify_bounded(forged, fx.publics, cache, false, &cost),
+                         JWT_ERR_SIGNATURE);
+        assert_true(cost.public_key_checked);
+        assert_true(cost.public_key_failed);
+    }
+    assert_int_equal(jwt_cache_count(cache), 0);
+    assert_int_equal(verify_bounded(forged, fx.publics, cache, true, &cost), JWT_ERR_REFUSED);
+    assert_false(cost.public_key_failed);
+    free(forged);
+    jwt_cache_free(cache);
+}
+
+static void test_cached_token_still_has_its_claims_judged_at_each_use(void **state)
+{
+    struct jwt_cache *cache = jwt_cache_new(16);
+    char *expired = es256(ES256, claims_exp(-LEEWAY - 1));
+    char *valid = es256(ES256, claims_exp(10));
+    struct jwt_claims claims;
+    struct jwt_cost cost = {false, false, false};
+
+    /* A genuine but expired token is cached: repeating it stays cheap. */
+    assert_int_equal(verify_bounded(expired, fx.publics, cache, false, &cost), JWT_ERR_EXPIRED);
+    assert_true(cost.public_key_checked);
+    assert_int_equal(verify_bounded(expired, fx.publics, cache, true, &cost), JWT_ERR_EXPIRED);
+    assert_false(cost.public_key_checked);
+    /* A cached token that was valid expires like any other, and its claims
+     * come out as without the cache. */
+    assert_int_equal(verify_bounded(valid, fx.publics, cache, false, &cost), JWT_OK);
+    cost.public_key_refused = true;
+    assert_int_equal(jwt_verify_bounded(valid, strlen(valid), fx.publics, cache, &default_policy,
+                                        NOW, &cost, &claims),
+                     JWT_OK);
+    assert_int_equal(claims.exp, NOW + 10);
+    assert_string_equal(claims.subject, "u");
+    jwt_claims_clear(&claims);
+    assert_int_equal(jwt_verify_bounded(valid, strlen(valid), fx.publics, cache, &default_policy,
+                                        NOW + 10 + LEEWAY, &cost, NULL),
+                     JWT_ERR_EXPIRED);
+    /* The cache vouches for the exact bytes only. */
+    char *other = es256(ES256, claims_exp(10));
+    assert_int_equal(verify_bounded(other, fx.publics, cache, true, &cost), JWT_ERR_REFUSED);
+    free(other);
+    free(expired);
+    free(valid);
+    jwt_cache_free(cache);
+}
+
 /* ---- odds and ends ---- */
 
 static void test_failed_verification_leaves_claims_empty(void **state)
@@ -1160,6 +1270,7 @@ static void test_status_texts_are_distinct(void **state)
                             JWT_ERR_NOT_YET_VALID,
                             JWT_ERR_CLAIMS,
                             JWT_ERR_NOMEM,
+                            JWT_ERR_REFUSED,
                             -99};
     size_t n = sizeof(statuses) / sizeof(statuses[0]);
     for (size_t i = 0; i < n; i++) {
@@ -1210,6 +1321,9 @@ int main(void)
         cmocka_unit_test(test_bad_authorization_claims_are_refused),
         cmocka_unit_test(test_list_claims_are_limited_in_entries),
         cmocka_unit_test(test_subject_control_characters_are_replaced),
+        cmocka_unit_test(test_public_key_check_refused_unless_cached_and_hs256_never),
+        cmocka_unit_test(test_a_forged_signature_is_checked_every_time_and_never_cached),
+        cmocka_unit_test(test_cached_token_still_has_its_claims_judged_at_each_use),
         cmocka_unit_test(test_long_subject_is_cut_between_characters),
         cmocka_unit_test(test_failed_verification_leaves_claims_empty),
         cmocka_unit_test(test_base64url_decode_known_answers),

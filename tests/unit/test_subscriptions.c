@@ -280,6 +280,124 @@ static void test_subs_seed_does_not_change_results(void **state)
     subs_index_free(b);
 }
 
+/* The session's types, most recent first (its list is built by prepending). */
+static size_t session_types(const struct fake_session *s, const char **out, size_t cap)
+{
+    size_t n = 0, len;
+    for (const struct subs_entry *e = s->subs.head; e; e = e->session_next) {
+        assert_true(n < cap);
+        out[n++] = subs_topic_type(e->topic, &len);
+    }
+    assert_int_equal(n, s->subs.count);
+    return n;
+}
+
+static int add_all(struct subs_index *index, struct fake_session *s, char **types, size_t count)
+{
+    size_t lens[64];
+    assert_true(count <= 64);
+    for (size_t i = 0; i < count; i++)
+        lens[i] = strlen(types[i]);
+    return subs_add_all(index, &s->subs, s, types, lens, count);
+}
+
+static size_t count_missing(struct subs_index *index, struct fake_session *s, char **types,
+                            size_t count)
+{
+    size_t lens[64];
+    for (size_t i = 0; i < count; i++)
+        lens[i] = strlen(types[i]);
+    return subs_count_missing(index, &s->subs, types, lens, count);
+}
+
+static void test_subs_add_all_skips_held_and_repeated_types_in_order(void **state)
+{
+    struct subs_index *index = subs_index_new(5);
+    struct fake_session a = {.id = 1}, x = {.id = 2};
+    char *types[] = {"a", "b", "a", "c", "b", "d", "c"};
+    const char *got[8];
+    struct fake_session *subscribers[4];
+
+    assert_int_equal(add(index, &x, "a"), 1);
+    assert_int_equal(add(index, &a, "b"), 1);
+    assert_int_equal(add_all(index, &a, types, 7), 3);
+    assert_int_equal(session_types(&a, got, 8), 4);
+    assert_string_equal(got[0], "d");
+    assert_string_equal(got[1], "c");
+    assert_string_equal(got[2], "a");
+    assert_string_equal(got[3], "b");
+    /* Each topic lists its subscribers once, in subscription order. */
+    assert_int_equal(topic_sessions(find(index, "a"), subscribers, 4), 2);
+    assert_ptr_equal(subscribers[0], &x);
+    assert_ptr_equal(subscribers[1], &a);
+    assert_int_equal(topic_sessions(find(index, "c"), subscribers, 4), 1);
+    assert_int_equal(subs_index_entry_count(index), 5);
+    /* Adding them all again adds nothing; an empty call neither. */
+    assert_int_equal(add_all(index, &a, types, 7), 0);
+    assert_int_equal(add_all(index, &a, types, 0), 0);
+    assert_int_equal(a.subs.count, 4);
+    /* The single add agrees. */
+    assert_int_equal(add(index, &a, "c"), 0);
+    assert_int_equal(add(index, &x, "c"), 1);
+    subs_remove_all(index, &a.subs);
+    subs_remove_all(index, &x.subs);
+    assert_int_equal(subs_index_topic_count(index), 0);
+    subs_index_free(index);
+}
+
+static void test_subs_count_missing_counts_what_add_all_would_add(void **state)
+{
+    struct subs_index *index = subs_index_new(9);
+    struct fake_session a = {.id = 1}, x = {.id = 2};
+    char *held[] = {"a", "b"};
+    char *asked[] = {"a", "c", "b", "d", "c"};
+    char *absent_twice[] = {"zz", "zz"};
+
+    assert_int_equal(add_all(index, &a, held, 2), 2);
+    assert_int_equal(add(index, &x, "c"), 1);
+    /* "c" exists (x holds it) and counts once; "d" exists nowhere. */
+    assert_int_equal(count_missing(index, &a, asked, 5), 2);
+    assert_int_equal(count_missing(index, &a, held, 2), 0);
+    /* A type nobody holds counts each time it is repeated: never fewer
+     * than would be added. */
+    assert_int_equal(count_missing(index, &a, absent_twice, 2), 2);
+    assert_int_equal(add_all(index, &a, absent_twice, 2), 1);
+    /* Counting changes nothing. */
+    assert_int_equal(a.subs.count, 3);
+    assert_int_equal(add_all(index, &a, asked, 5), 2);
+    assert_int_equal(count_missing(index, &a, asked, 5), 0);
+    subs_remove_all(index, &a.subs);
+    subs_remove_all(index, &x.subs);
+    subs_index_free(index);
+}
+
+static void test_subs_re_adding_1024_held_types_adds_none_and_keeps_each_once(void **state)
+{
+    struct subs_index *index = subs_index_new(3);
+    struct fake_session a = {.id = 1};
+    static char names[1024][16];
+    char *types[1024];
+    size_t lens[1024];
+
+    for (int i = 0; i < 1024; i++) {
+        snprintf(names[i], sizeof(names[i]), "type.%04d", i);
+        types[i] = names[i];
+        lens[i] = strlen(names[i]);
+    }
+    assert_int_equal(subs_add_all(index, &a.subs, &a, types, lens, 1024), 1024);
+    for (int round = 0; round < 100; round++) {
+        assert_int_equal(subs_count_missing(index, &a.subs, types, lens, 1024), 0);
+        assert_int_equal(subs_add_all(index, &a.subs, &a, types, lens, 1024), 0);
+    }
+    assert_int_equal(a.subs.count, 1024);
+    assert_int_equal(subs_index_entry_count(index), 1024);
+    assert_int_equal(subs_index_topic_count(index), 1024);
+    for (int i = 0; i < 1024; i++)
+        assert_int_equal(subs_topic_count(subs_find(index, types[i], lens[i])), 1);
+    subs_remove_all(index, &a.subs);
+    subs_index_free(index);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -292,6 +410,9 @@ int main(void)
         cmocka_unit_test(test_subs_many_sessions_on_one_type),
         cmocka_unit_test(test_subs_index_free_releases_remaining_entries),
         cmocka_unit_test(test_subs_seed_does_not_change_results),
+        cmocka_unit_test(test_subs_add_all_skips_held_and_repeated_types_in_order),
+        cmocka_unit_test(test_subs_count_missing_counts_what_add_all_would_add),
+        cmocka_unit_test(test_subs_re_adding_1024_held_types_adds_none_and_keeps_each_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
