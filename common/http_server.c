@@ -7,7 +7,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -787,10 +786,7 @@ static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd
         close(fd);
         return;
     }
-    if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
-        int one = 1; /* answers and frames are small and must not wait for Nagle */
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
+    net_tune_accepted(fd, sa);
     conn->server = server;
     conn->ex.conn = conn;
     net_format_address(sa, (socklen_t)socklen, conn->peer, sizeof conn->peer);

@@ -35,6 +35,19 @@ void net_format_address(const struct sockaddr *sa, socklen_t len, char *out, siz
  * families (a UNIX socket) all share one key. Never 0. */
 uint64_t net_source_key(const struct sockaddr *sa, socklen_t len);
 
+/* Unsent bytes the kernel may queue on an accepted TCP connection
+ * (TCP_NOTSENT_LOWAT). Beyond this, writes wait in the daemon's own output
+ * buffer, where the per-connection limits (MAX_BACKLOG) count them: without
+ * it the kernel would hold megabytes per stalled peer, unseen and unbounded
+ * by any setting of ours. */
+#define NET_TCP_UNSENT_MAX (128 * 1024)
+
+/* Options for a connection accepted from a client: TCP_NODELAY (answers
+ * and frames are small and must not wait for Nagle) and the unsent limit
+ * above. Does nothing for a UNIX-domain socket; a refused option is
+ * ignored (the connection works, only less tightly bounded). */
+void net_tune_accepted(int fd, const struct sockaddr *sa);
+
 /* The port a listening socket got (useful after binding port 0), or 0. */
 uint16_t net_local_port(int fd);
 
