@@ -190,17 +190,6 @@ def children_of(parent):
     return sorted(kids)
 
 
-def bus_links_ready(port):
-    status, body = harness.http_get(port, "/metrics")
-    if status != 200 or not isinstance(body, bytes):
-        return None
-    for line in body.decode("utf-8", "replace").splitlines():
-        fields = line.split()
-        if len(fields) >= 2 and fields[0] == "evs_listen_bus_links_ready":
-            return fields[1]
-    return None
-
-
 class Bench:
     def __init__(self, o, work):
         self.o = o
@@ -307,11 +296,14 @@ class Bench:
 
         def connected():
             nonlocal ready
-            ready = bus_links_ready(self.pub_port)
-            return ready == str(n)
+            try:
+                ready = harness.metric(self.pub_port, "evs_listen_bus_links_ready")
+            except (AssertionError, OSError):  # not listening yet, or no sample
+                ready = None
+            return ready == n
         if not within(10, connected):
             self.fail_start(f"event-listen did not connect to its {n} broadcast daemon(s) "
-                            f"(ready: {ready or 'none'})")
+                            f"(ready: {'none' if ready is None else f'{ready:g}'})")
 
     def write_nginx_conf(self, workers):
         w = self.work
