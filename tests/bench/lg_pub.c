@@ -5,7 +5,6 @@
  *
  * event-server: POST /event {"event":..., "data":{...}} with the token;
  * nchan: POST <publisher location> with the data itself as the raw body. */
-#define _GNU_SOURCE
 #include "loadgen.h"
 
 #include <arpa/inet.h>

@@ -15,7 +15,6 @@
  * failed; then, with a window, PROGRESS whenever the fewest events any live
  * client has grows; on EXPECT, RESULT once every live client has the expected
  * count or at the deadline; then it waits for the driver to close the pipe. */
-#define _GNU_SOURCE
 #include "loadgen.h"
 
 #include <arpa/inet.h>
@@ -89,10 +88,10 @@ struct sub_proc {
     size_t init_frame_len;
 };
 
-static void note_error(struct sub_proc *p, const char *fmt, const char *what)
+static void note_error(struct sub_proc *p, const char *what)
 {
     if (!p->first_error[0])
-        snprintf(p->first_error, sizeof p->first_error, fmt, what);
+        snprintf(p->first_error, sizeof p->first_error, "%s", what);
 }
 
 /* --- output --------------------------------------------------------------- */
@@ -199,7 +198,7 @@ static void sub_end(struct sub_proc *p, struct sub *s, const char *why)
     /* Still connecting: it failed. */
     p->failed++;
     p->in_flight--;
-    note_error(p, "%s", why ? why : "closed during the handshake");
+    note_error(p, why ? why : "closed during the handshake");
 }
 
 /* --- progress (the publishers' window) ------------------------------------ */
@@ -791,7 +790,7 @@ int lg_sub_run(const struct lg_config *cfg, int first, int count, int to_driver,
                 if (p->subs[i].state != SUB_READY && p->subs[i].state != SUB_GONE)
                     sub_end(p, &p->subs[i], "no OK within the connect timeout");
             p->failed += (uint64_t)(p->count - p->next_start);
-            note_error(p, "%s", "connect timeout");
+            note_error(p, "connect timeout");
             p->next_start = p->count;
             maybe_ready(p);
         }

@@ -1,6 +1,5 @@
 /* The load tool's helpers: clocks, the latency histogram, /proc readings of
  * the measured servers, the driver's pipe messages and the TLS client. */
-#define _GNU_SOURCE
 #include "loadgen.h"
 
 #include <errno.h>

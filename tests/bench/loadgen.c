@@ -10,7 +10,6 @@
  * collect their counts and latency histograms; read /proc again; print the
  * figures. The servers' CPU time is thus taken over publishing and delivery
  * only, not over connecting the subscribers. */
-#define _GNU_SOURCE
 #include "loadgen.h"
 
 #include <errno.h>

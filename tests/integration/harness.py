@@ -63,6 +63,18 @@ def new_token():
     return "tok-" + secrets.token_hex(16)
 
 
+def log_report(log):
+    """The kind of error report a daemon's log text holds: "sanitizer",
+    "valgrind" or None."""
+    if any(marker in log for marker in SANITIZER_MARKERS):
+        return "sanitizer"
+    # Under valgrind --quiet (EVS_*_BIN pointing at a wrapper), any
+    # "==PID== " line is an error report.
+    if re.search(r"^==\d+== ", log, re.M):
+        return "valgrind"
+    return None
+
+
 class Daemon:
     """A daemon process with its stderr captured to a file."""
 
@@ -105,12 +117,8 @@ class Daemon:
 
     def assert_clean_log(self, case):
         log = self.log()
-        for marker in SANITIZER_MARKERS:
-            case.assertNotIn(marker, log, f"sanitizer report in {self.argv[0]} log:\n{log[-4000:]}")
-        # Under valgrind --quiet (EVS_*_BIN pointing at a wrapper), any
-        # "==PID== " line is an error report.
-        case.assertIsNone(re.search(r"^==\d+== ", log, re.M),
-                          f"valgrind report in {self.argv[0]} log:\n{log[-4000:]}")
+        kind = log_report(log)
+        case.assertIsNone(kind, f"{kind} report in {self.argv[0]} log:\n{log[-4000:]}")
 
 
 class ServiceCase(unittest.TestCase):

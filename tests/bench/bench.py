@@ -1,0 +1,839 @@
+#!/usr/bin/python3
+"""The benchmark: starts event-server on loopback in a temporary
+folder, drives it with the load tool (tests/bench/, built by CMake into
+BUILD/bench/loadgen) and prints one table row per scenario:
+
+  1a/1b  publish flat out, no subscribers, 1 and 32 keep-alive connections
+  2a/2b  1,000 subscribers of one type at 50 and 200 events/s
+  2c     1,000 subscribers, the highest sustained rate: 16 publishers flat out,
+         but never more than 32 events ahead of the slowest subscriber
+  3a/3b  10,000 subscribers at 5 and 10 events/s, over 2 broadcast daemons
+  4      100,000 idle subscribers over several broadcast daemons
+         (SO_REUSEPORT, one bus socket each): RSS per connection and the
+         time one event takes to reach all of them
+  5      4 KiB payloads, 1,000 subscribers at 50 events/s
+  6      one 1 MiB event to 10,000 subscribers that read 4 KiB/s each
+         (SO_RCVBUF 4 KiB), held for a while: peak RSS growth
+  7a-7c  2a-2c over WSS (the broadcast daemon with --tls; publishing stays HTTP)
+
+Rates are offered by 16 keep-alive publishers (one request in flight on
+each); a server that answers too slowly to take the rate gets a note.
+Every row is a fresh set of servers. Server CPU is utime+stime of every
+server process (/proc/PID/stat) over publishing and delivery only; RSS is the
+sum of their VmRSS from /proc/PID/status once the subscribers are connected,
+and their peak (VmHWM, reset through /proc/PID/clear_refs at that moment)
+over publishing and delivery.
+
+  scripts/bench                 every scenario, full length (about 2 minutes)
+  scripts/bench --quick         every scenario, short (under 2 minutes)
+  scripts/bench --smoke         every scenario for about a second, with a tenth of
+                                the subscribers (scenario 4: 1,000): a check that
+                                every event arrives, not a measurement
+  scripts/bench --vs nchan      the same against nginx + nchan with 1 and with 2
+                                workers, three runs each, servers taking turns;
+                                medians and our/nchan ratios (under 10 minutes)
+Options: --only 1a,2b,4  run only these scenarios;  --servers evs,nchan-2w  run only
+against these (evs, nchan-1w, nchan-2w);  --repeat N  runs per scenario and server
+(the table shows medians; default 1, and 3 with --vs);  --broadcasts N  broadcast
+daemons sharing the WebSocket port (default 1, and 2 for scenario 3; scenario 4
+starts as many as it needs);  --idle-subs N  subscribers of scenario 4;
+--build-dir DIR  (default build/);  --no-build  use DIR as it is (no package
+check, no build);  --results FILE  keep the JSON lines;  --keep  keep the
+temporary folder (configurations, logs).
+
+Each JSON line of the results is the load tool's, plus "server_errors": what
+went wrong with a server of that run (it exited before being stopped, did not
+exit cleanly when stopped, or its log holds a sanitizer report); empty when
+nothing did.
+"""
+
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+PROG = "scripts/bench"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import harness  # noqa: E402  (daemon processes, free ports, tokens, waiting)
+
+ALL_SCENARIOS = ["1a", "1b", "2a", "2b", "2c", "3a", "3b", "4", "5", "6", "7a", "7b", "7c"]
+NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
+
+
+class Usage(Exception):
+    """A bad command line: the message goes to stderr, the exit status is 2."""
+
+
+def parse_args(argv):
+    o = {"quick": False, "smoke": False, "vs": "", "only": "", "servers": "", "idle_subs": "",
+         "broadcasts": "", "repeat": "", "build_dir": os.path.join(ROOT, "build"), "results": "",
+         "keep": False, "build": True}
+    valued = {"--vs": "vs", "--only": "only", "--servers": "servers", "--idle-subs": "idle_subs",
+              "--broadcasts": "broadcasts", "--repeat": "repeat", "--build-dir": "build_dir",
+              "--results": "results"}
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == "--quick":
+            o["quick"] = True
+        elif arg == "--smoke":
+            o["smoke"] = True
+        elif arg == "--keep":
+            o["keep"] = True
+        elif arg == "--no-build":
+            o["build"] = False
+        elif arg in ("-h", "--help"):
+            print(__doc__.strip("\n"))
+            sys.exit(0)
+        elif arg.startswith("--vs="):
+            o["vs"] = arg[len("--vs="):]
+        elif arg in valued:
+            if not args:
+                raise Usage(f"{arg} needs a value (see --help)")
+            o[valued[arg]] = args.pop(0)
+        else:
+            raise Usage(f"unknown option {arg} (see --help)")
+    if o["vs"] and o["vs"] != "nchan":
+        raise Usage("--vs takes only nchan")
+    if o["servers"]:
+        if not re.fullmatch(r"(,(evs|nchan-1w|nchan-2w))+,", f",{o['servers']},"):
+            raise Usage("--servers takes evs, nchan-1w, nchan-2w")
+        if "nchan" in o["servers"]:
+            o["vs"] = "nchan"
+    if o["repeat"] and not re.fullmatch(r"[1-9]", o["repeat"]):
+        raise Usage("--repeat takes 1 to 9")
+    # The ratios are medians of three runs side by side.
+    o["repeat"] = int(o["repeat"] or (3 if o["vs"] == "nchan" else 1))
+    if o["broadcasts"] and not re.fullmatch(r"[1-9]", o["broadcasts"]):
+        raise Usage("--broadcasts takes 1 to 9")
+    if o["idle_subs"] and not re.fullmatch(r"[1-9][0-9]*", o["idle_subs"]):
+        raise Usage("--idle-subs takes a positive number")
+    if o["only"]:
+        o["scenarios"] = o["only"].split(",")
+        for s in o["scenarios"]:
+            if s not in ALL_SCENARIOS:
+                raise Usage(f"no scenario {s}")
+    else:
+        o["scenarios"] = list(ALL_SCENARIOS)
+    return o
+
+
+class Fatal(Exception):
+    """Stops the benchmark: the message goes to stderr, the exit status is 1."""
+
+
+def installed(package):
+    r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package], capture_output=True,
+                       text=True)
+    return "install ok installed" in r.stdout
+
+
+def install_nchan():
+    """Debian starts a freshly installed nginx on port 80 where an init system
+    runs; a temporary policy-rc.d (Debian's mechanism for this) prevents that,
+    so that the only nginx running is the one the benchmark starts, by PID."""
+    missing = [p for p in ("nginx", "libnginx-mod-nchan") if not installed(p)]
+    if not missing:
+        return
+    if os.getuid() != 0:
+        raise Fatal(f"missing packages: {' '.join(missing)}; install them as root")
+    print(f"installing: {' '.join(missing)}", file=sys.stderr)
+    policy = "/usr/sbin/policy-rc.d"
+    own_policy = not os.path.lexists(policy)
+    if own_policy:
+        with open(policy, "w") as f:
+            f.write("#!/bin/sh\nexit 101\n")
+        os.chmod(policy, 0o755)
+    try:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        ok = (subprocess.run(["apt-get", "update", "-qq"], env=env).returncode == 0 and
+              subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                              *missing], env=env, stdout=subprocess.DEVNULL).returncode == 0)
+    finally:
+        if own_policy:
+            os.unlink(policy)
+    if not ok:
+        raise Fatal(f"could not install {' '.join(missing)}")
+
+
+def within(seconds, predicate):
+    """predicate's first true value within seconds (scaled like the tests), else None."""
+    try:
+        return harness.wait_for(predicate, seconds, interval=0.05)
+    except AssertionError:
+        return None
+
+
+def children_of(parent):
+    """The PIDs of parent's children, from /proc."""
+    kids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # Fields after the command name: state, then the parent's PID (proc(5)).
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == parent:
+            kids.append(int(name))
+    return sorted(kids)
+
+
+class Bench:
+    def __init__(self, o, work):
+        self.o = o
+        self.work = work
+        self.started = []  # every server process still to be stopped
+        self.own = []      # the processes started for the current run
+        self.server_pids = []  # the processes a run measures (nginx: its workers too)
+        self.nchan_idle_done = None
+        build = o["build_dir"]
+        self.loadgen = os.path.join(build, "bench", "loadgen")
+        self.listen_bin = os.path.join(build, "event-listen")
+        self.broadcast_bin = os.path.join(build, "event-broadcast")
+
+        if o["smoke"]:
+            self.d_pub, self.d_rate, self.d_max, self.d_10k, self.hold, idle_default = (
+                "1", "1", "1", "1", "1", 1000)
+        elif o["quick"]:
+            self.d_pub, self.d_rate, self.d_max, self.d_10k, self.hold, idle_default = (
+                "1.5", "2", "1.5", "3", "3", 20000)
+        elif o["repeat"] > 1:
+            # Shorter runs when each is repeated, so that --vs nchan stays under 10 minutes.
+            self.d_pub, self.d_rate, self.d_max, self.d_10k, self.hold, idle_default = (
+                "1.5", "2", "1.5", "2.5", "4", 100000)
+        else:
+            self.d_pub, self.d_rate, self.d_max, self.d_10k, self.hold, idle_default = (
+                "5", "6", "5", "6", "8", 100000)
+        # --smoke: a tenth of the subscribers of each scenario.
+        self.k1, self.k10 = (100, 1000) if o["smoke"] else (1000, 10000)
+        self.idle = int(o["idle_subs"] or idle_default)
+        # One process may open at most this many files (the hard limit here).
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        self.file_limit = 1048576 if hard == resource.RLIM_INFINITY else hard
+        self.per_process = self.file_limit * 8 // 10  # subscribers one daemon or worker is given
+
+        self.token = harness.new_token()
+        self.tokens = os.path.join(work, "tokens")
+        fd = os.open(self.tokens, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.token + "\n")
+        self.cert, self.key = os.path.join(work, "cert.crt"), os.path.join(work, "cert.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
+                        "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
+                        self.key, "-out", self.cert], stderr=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, check=True)
+        os.chmod(self.key, 0o600)
+        self.results = o["results"] or os.path.join(work, "results.jsonl")
+        open(self.results, "w").close()
+
+    # --- servers ------------------------------------------------------------------------------
+
+    def free_ports(self):
+        self.sub_port = harness.free_port()
+        taken = {self.sub_port}
+        for name in ("pub_port", "wss_port"):
+            port = harness.free_port()
+            while port in taken:
+                port = harness.free_port()
+            taken.add(port)
+            setattr(self, name, port)
+
+    def start_process(self, log, argv):
+        """Starts argv with its output appended to log; it is stopped by PID."""
+        offset = os.path.getsize(log) if os.path.exists(log) else 0
+        d = harness.Daemon(argv, None, log)
+        d.log_offset = offset  # this run's part of the log starts here
+        self.started.append(d)
+        self.own.append(d)
+        return d
+
+    def fail_start(self, what):
+        print(f"{PROG}: {what}; the logs say:", file=sys.stderr, flush=True)
+        logs = sorted(os.path.join(self.work, f) for f in os.listdir(self.work)
+                      if f.endswith(".log"))
+        if logs:
+            subprocess.run(["tail", "-5", *logs], stdout=sys.stderr)
+        raise Fatal(None)
+
+    def start_evs(self, n, tls):
+        self.free_ports()
+        self.server_pids, self.own = [], []
+        tls_args = ["--tls", "--cert", self.cert, "--key", self.key] if tls else []
+        reuse = ["--reuse-port"] if n > 1 else []
+        buses = []
+        for i in range(1, n + 1):
+            bus = os.path.join(self.work, f"bus-{i}.sock")
+            if os.path.lexists(bus):
+                os.unlink(bus)
+            d = self.start_process(os.path.join(self.work, f"broadcast-{i}.log"), [
+                self.broadcast_bin, "--port", str(self.sub_port), "--bind", "127.0.0.1", *reuse,
+                "--tokens", self.tokens, "--bus", bus, "--log-level", "warn",
+                "--handshake-timeout-ms", "60000", "--init-timeout-ms", "60000", *tls_args])
+            self.server_pids.append(d.pid)
+            buses += ["--bus", bus]
+        for i, d in enumerate(self.own, 1):
+            bus = os.path.join(self.work, f"bus-{i}.sock")
+            if not within(5, lambda: os.path.exists(bus) or not d.running()) or not d.running():
+                self.fail_start(f"event-broadcast {i} did not start")
+        d = self.start_process(os.path.join(self.work, "listen.log"), [
+            self.listen_bin, "--port", str(self.pub_port), "--bind", "127.0.0.1",
+            "--tokens", self.tokens, *buses, "--max-body-size", "2M", "--log-level", "warn"])
+        self.server_pids.append(d.pid)
+        ready = None
+
+        def connected():
+            nonlocal ready
+            try:
+                ready = harness.metric(self.pub_port, "evs_listen_bus_links_ready")
+            except (AssertionError, OSError):  # not listening yet, or no sample
+                ready = None
+            return ready == n
+        if not within(10, connected):
+            self.fail_start(f"event-listen did not connect to its {n} broadcast daemon(s) "
+                            f"(ready: {'none' if ready is None else f'{ready:g}'})")
+
+    def write_nginx_conf(self, workers):
+        w = self.work
+        os.makedirs(os.path.join(w, "nginx", "tmp"), exist_ok=True)
+        with open(os.path.join(w, "nginx", "nginx.conf"), "w") as f:
+            f.write(f"""\
+# Written by scripts/bench: nchan on loopback, memory store.
+load_module {NCHAN_MODULE};
+worker_processes {workers};
+worker_rlimit_nofile {self.file_limit};
+daemon off;
+master_process on;
+pid {w}/nginx/nginx.pid;
+error_log {w}/nginx.log warn;
+events {{
+  worker_connections {self.file_limit - 1000};
+}}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path {w}/nginx/tmp/body;
+  proxy_temp_path {w}/nginx/tmp/proxy;
+  fastcgi_temp_path {w}/nginx/tmp/fastcgi;
+  uwsgi_temp_path {w}/nginx/tmp/uwsgi;
+  scgi_temp_path {w}/nginx/tmp/scgi;
+  nchan_max_reserved_memory 512M;
+  server {{
+    listen 127.0.0.1:{self.pub_port} reuseport;
+    client_max_body_size 4m;
+    client_body_buffer_size 2m;
+    location ~ ^/pub/(\\w+)$ {{
+      nchan_publisher;
+      nchan_channel_id $1;
+      nchan_message_buffer_length 1000;
+      nchan_message_timeout 60s;
+    }}
+  }}
+  server {{
+    listen 127.0.0.1:{self.sub_port} reuseport;
+    listen 127.0.0.1:{self.wss_port} ssl reuseport;
+    ssl_certificate {self.cert};
+    ssl_certificate_key {self.key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location ~ ^/sub/(\\w+)$ {{
+      nchan_subscriber websocket;
+      nchan_channel_id $1;
+      nchan_subscriber_first_message newest;
+    }}
+  }}
+}}
+""")
+
+    def start_nchan(self, workers):
+        self.free_ports()
+        self.server_pids, self.own = [], []
+        self.write_nginx_conf(workers)
+        log = os.path.join(self.work, "nginx.log")
+        d = self.start_process(log, ["nginx", "-p", os.path.join(self.work, "nginx"), "-c",
+                                     os.path.join(self.work, "nginx", "nginx.conf"), "-e", log])
+        self.server_pids.append(d.pid)
+
+        def up():
+            if not d.running():
+                return True
+            kids = children_of(d.pid)
+            return len(kids) >= workers and harness.http_get(self.pub_port, "/pub/probe")[0] != 0
+        if within(10, up) and d.running():
+            self.server_pids += children_of(d.pid)
+            return
+        self.fail_start("nginx did not start")
+
+    def stop_servers(self, processes):
+        """Stops processes (SIGTERM, then waits, the last started first); returns
+        what went wrong with them."""
+        errors = []
+        for d in reversed(processes):
+            name = os.path.basename(d.argv[0])
+            exited_before = not d.running()
+            try:
+                code = d.stop()
+            except AssertionError as e:
+                errors.append(f"{name} {d.pid}: {e}")
+                code = d.proc.returncode
+            if exited_before:
+                errors.append(f"{name} {d.pid} had exited (status {code})")
+            elif code != 0:
+                errors.append(f"{name} {d.pid} exited with status {code} when stopped")
+            with open(d.log_path, "rb") as f:
+                f.seek(getattr(d, "log_offset", 0))
+                report = harness.log_report(f.read().decode("utf-8", "replace"))
+            if report:
+                errors.append(f"{name} {d.pid}: {report} report in {os.path.basename(d.log_path)}")
+            self.started.remove(d)
+        return errors
+
+    def stop_all(self):
+        self.stop_servers(list(self.started))
+
+    # --- scenarios ----------------------------------------------------------------------------
+
+    def scenario_setup(self, sid):
+        """The load tool's options, broadcast daemons (event-server), least
+        workers (nchan), TLS and a reason not to run, for scenario sid."""
+        b = self.o["broadcasts"]
+        n_broadcast, min_workers, tls, skip = int(b or 1), 1, False, ""
+        k1, k10 = str(self.k1), str(self.k10)
+        if sid == "1a":
+            args = ["--subs", "0", "--pubs", "1", "--duration", self.d_pub]
+        elif sid == "1b":
+            args = ["--subs", "0", "--pubs", "32", "--duration", self.d_pub]
+        elif sid in ("2a", "7a"):
+            args = ["--subs", k1, "--pubs", "16", "--rate", "50", "--duration", self.d_rate]
+        elif sid in ("2b", "7b"):
+            args = ["--subs", k1, "--pubs", "16", "--rate", "200", "--duration", self.d_rate]
+        elif sid in ("2c", "7c"):
+            args = ["--subs", k1, "--pubs", "16", "--window", "32", "--duration", self.d_max]
+        elif sid in ("3a", "3b"):
+            # One broadcast daemon per core: the unit of scale (nchan gets 1 and 2 workers).
+            n_broadcast = int(b or 2)
+            args = ["--subs", k10, "--pubs", "16", "--rate", "5" if sid == "3a" else "10",
+                    "--duration", self.d_10k]
+        elif sid == "4":
+            args = ["--subs", str(self.idle), "--pubs", "1", "--count", "1", "--duration", "30",
+                    "--drain", "30", "--connect-timeout", "180"]
+            n_broadcast = (self.idle + self.per_process - 1) // self.per_process
+            min_workers = n_broadcast
+            if self.idle > self.per_process * 60:
+                skip = f"{self.idle} subscribers would need over 60 processes here"
+        elif sid == "5":
+            args = ["--subs", k1, "--pubs", "16", "--rate", "50", "--payload", "4096",
+                    "--duration", self.d_rate]
+        else:  # 6
+            args = ["--subs", k10, "--pubs", "1", "--count", "1", "--payload", "1048576",
+                    "--slow-bps", "4096", "--rcvbuf", "4096", "--drain", self.hold]
+        # Fewer TLS handshakes at once: each costs the load tool milliseconds of CPU.
+        if sid.startswith("7"):
+            tls = True
+            args += ["--connect-window", "64"]
+        return args, n_broadcast, min_workers, tls, skip
+
+    def record(self, line):
+        with open(self.results, "a") as f:
+            f.write(line + "\n")
+
+    def record_skip(self, label, why):
+        self.record(json.dumps({"label": f"{label};skipped={why}"}, separators=(",", ":")))
+
+    def run_scenario(self, target, sid, run):
+        """Runs scenario sid against target (evs, nchan-1w, nchan-2w) as run
+        number run; appends its JSON line to the results."""
+        args, n_broadcast, min_workers, tls, skip = self.scenario_setup(sid)
+        label = f"target={target};scenario={sid};run={run}"
+        if skip:
+            self.record_skip(label, skip)
+            return
+        if target == "evs":
+            self.start_evs(n_broadcast, tls)
+            label += f";processes={n_broadcast} broadcast + 1 listen"
+            args += ["--proto", "evs", "--sub-port", str(self.sub_port), "--pub-port",
+                     str(self.pub_port), "--token", self.token]
+        else:
+            workers = max(int(target[len("nchan-"):-1]), min_workers)
+            if sid == "4" and self.nchan_idle_done == (run, workers):
+                self.record(json.dumps({"label": f"{label};same_as=nchan run with {workers} "
+                                                 f"workers"}, separators=(",", ":")))
+                return
+            if sid == "4":
+                self.nchan_idle_done = (run, workers)
+            self.start_nchan(workers)
+            label += f";processes={workers} workers + master"
+            args += ["--proto", "nchan", "--sub-port",
+                     str(self.wss_port if tls else self.sub_port), "--pub-port",
+                     str(self.pub_port), "--sub-path", f"/sub/b{sid}", "--pub-path", f"/pub/b{sid}"]
+        if tls:
+            args.append("--tls")
+        for pid in self.server_pids:
+            args += ["--server-pid", str(pid)]
+        note = ""
+        if sid == "4" and not self.o["idle_subs"] and (self.o["quick"] or self.o["smoke"]):
+            mode = "--smoke" if self.o["smoke"] else "--quick"
+            note = f";note=scaled down to {self.idle} for {mode}"
+        if sid == "4" and self.o["idle_subs"]:
+            note = f";note=--idle-subs {self.idle}"
+        if sid == "6":
+            note = f";hold={self.hold}"
+
+        def option(name, default):
+            return float(args[args.index(name) + 1]) if name in args else default
+        # The load tool bounds each of its phases; this bounds the load tool.
+        limit = (option("--connect-timeout", 120) + option("--duration", 5) +
+                 option("--drain", 10) + 120) * harness.TIME_SCALE
+        print(f"  {target:<9} {sid:<3} run {run}/{self.o['repeat']} ...", end="",
+              file=sys.stderr, flush=True)
+        with open(os.path.join(self.work, "loadgen.log"), "ab") as log:
+            try:
+                r = subprocess.run([self.loadgen, "run", *args, "--label", label + note],
+                                   stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+                                   timeout=limit)
+                line, failed = r.stdout.decode().rstrip("\n"), r.returncode != 0
+            except subprocess.TimeoutExpired:
+                log.write(f"{PROG}: the load tool did not finish within {limit:.0f} s\n".encode())
+                line, failed = "", True
+        if failed or not line.endswith("}"):
+            print(" load tool failed", file=sys.stderr)
+        else:
+            print(" done", file=sys.stderr)
+        # A server that died under load is a finding, not a detail.
+        for d in self.own:
+            if not d.running():
+                print(f"  warning: server process {d.pid} had exited", file=sys.stderr)
+        errors = self.stop_servers(self.own)
+        self.own = []
+        for e in errors:
+            print(f"  warning: {e}", file=sys.stderr)
+        if failed or not line.endswith("}"):
+            self.record_skip(label, "the load tool failed (see loadgen.log)")
+        else:
+            self.record(f"{line[:-1]},\"server_errors\":{json.dumps(errors)}}}")
+
+    # --- the run ------------------------------------------------------------------------------
+
+    def run(self):
+        o = self.o
+        cores = len(os.sched_getaffinity(0))
+        cpu_model = ""
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu_model = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            mem_kb = next(int(line.split()[1]) for line in f if line.startswith("MemTotal"))
+        machine = (f"{cores} cores ({cpu_model}), {mem_kb / 1048576:.1f} GiB, Linux "
+                   f"{os.uname().release}, file limit {self.file_limit} per process")
+        versions = subprocess.run([self.broadcast_bin, "--version"], capture_output=True,
+                                  text=True, check=True).stdout.rstrip("\n")
+        targets = ["evs"]
+        if o["vs"] == "nchan":
+            targets += ["nchan-1w", "nchan-2w"]
+        if o["servers"]:
+            targets = o["servers"].split(",")
+        if any(t.startswith("nchan-") for t in targets):
+            nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+            nchan = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libnginx-mod-nchan"],
+                                   capture_output=True, text=True).stdout
+            versions += f", {nginx.removeprefix('nginx version: ')}, nchan {nchan}"
+        started_at = time.time()
+        load_before = loadavg()
+        print(f"machine: {machine}", file=sys.stderr)
+        if int(float(load_before.split()[0])) >= cores:
+            print(f"warning: load average {load_before.split()[0]} on {cores} cores: other work "
+                  f"will skew the figures", file=sys.stderr)
+        # Scenario by scenario, each server in turn: drifting background load then
+        # weighs on the servers compared in a row alike.
+        for sid in o["scenarios"]:
+            for run in range(1, o["repeat"] + 1):
+                for target in targets:
+                    self.run_scenario(target, sid, run)
+        elapsed = int(time.time() - started_at)
+        mode = "--smoke, " if o["smoke"] else "--quick, " if o["quick"] else ""
+        report(self.results, machine, versions, elapsed, mode,
+               f"{load_before} before, {loadavg()} after")
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+# --- the report -------------------------------------------------------------------------------
+
+NAMES = {
+    "1a": "publish, 1 conn, no subscribers",
+    "1b": "publish, 32 conns, no subscribers",
+    "2a": "1k subs x 50 ev/s",
+    "2b": "1k subs x 200 ev/s",
+    "2c": "1k subs, max sustained (window 32)",
+    "3a": "10k subs x 5 ev/s",
+    "3b": "10k subs x 10 ev/s",
+    "4": "idle subs, 1 event to all",
+    "5": "4 KiB data, 1k subs x 50 ev/s",
+    "6": "1 MiB event, 10k slow subs",
+    "7a": "WSS 1k subs x 50 ev/s",
+    "7b": "WSS 1k subs x 200 ev/s",
+    "7c": "WSS 1k subs, max (window 32)",
+}
+
+# Repeated runs of a scenario on a server become one row: the median of
+# each figure, and the worst run for what must be zero (losses, errors).
+WORST = {"lost", "reordered", "duplicates", "subs_failed", "pub_errors", "pub_no_answer",
+         "closed_by_server", "dropped", "unparsed", "pub_4xx", "pub_5xx"}
+
+
+def read_results(path):
+    rows = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            d = json.loads(line)
+            d["meta"] = dict(kv.split("=", 1) for kv in d["label"].split(";") if "=" in kv)
+            rows.append(d)
+    return rows
+
+
+def combine(runs):
+    good = [r for r in runs if "skipped" not in r["meta"] and "same_as" not in r["meta"]]
+    if len(good) < 2:
+        return good[0] if good else runs[0]
+    out = dict(good[0])
+    for key, value in good[0].items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        vals = [r[key] for r in good if isinstance(r.get(key), (int, float))]
+        out[key] = max(vals) if key in WORST else statistics.median(vals)
+        if all(isinstance(v, int) for v in vals):
+            out[key] = int(round(out[key]))
+    out["drained"] = all(r.get("drained", True) for r in good)
+    return out
+
+
+def fmt(v, digits=1):
+    if v is None:
+        return "-"
+    if v >= 100000:
+        return f"{v/1000:.0f}k"
+    if v >= 10000:
+        return f"{v/1000:.1f}k"
+    return f"{v:.{digits}f}"
+
+
+def figures(d):
+    """The figures compared between servers, None where not meaningful."""
+    sc = d["meta"]["scenario"]
+    f = {}
+    subs = d.get("subs", 0)
+    f["deliv"] = d["deliveries_per_s"] if subs and sc not in ("4", "6") else None
+    f["p99"] = d["e2e_p99_ms"] if subs and sc != "6" else None
+    f["pubs"] = d["pub_rps"] if sc in ("1a", "1b") else None
+    f["cpu_deliv"] = d["srv_cpu_us_per_delivery"] if d.get("received") else None
+    f["cpu_pub"] = d["srv_cpu_us_per_publish"] if sc in ("1a", "1b") else None
+    f["reach"] = d["e2e_max_ms"] if sc == "4" else None
+    f["rss_sub"] = ((d["srv_rss_ready_kb"] - d["srv_rss_base_kb"]) / d["subs_ok"]
+                    if sc == "4" and d.get("subs_ok") else None)
+    f["rss_growth"] = (d["srv_hwm_kb"] - d["srv_rss_ready_kb"]) / 1024 if sc == "6" else None
+    return f
+
+
+def report(path, machine, versions, elapsed, mode, load):
+    """Prints the table of the results in path and, with nchan rows, the ratios."""
+    groups = {}
+    for d in read_results(path):
+        groups.setdefault((d["meta"]["scenario"], d["meta"]["target"]), []).append(d)
+    runs_per_row = max(len(g) for g in groups.values()) if groups else 1
+    rows = [combine(g) for g in groups.values()]
+
+    print()
+    print(f"machine: {machine}")
+    print(f"servers: {versions}; load tool on the same machine; {mode}took {elapsed} s; "
+          f"load average {load} (other work on the machine skews the figures)")
+    if runs_per_row > 1:
+        print(f"each row: the median of {runs_per_row} runs, figure by figure (servers taking "
+              f"turns run by run); lost, errors and closes: the worst run")
+    print("CPU = utime+stime of all server processes over publishing+delivery, per delivered "
+          "message and per accepted publish; RSS = sum of VmRSS once the subscribers are connected "
+          "/ peak (VmHWM) during publishing+delivery")
+    print()
+    head = (f"{'#':<3} {'scenario':<34} {'server':<8} {'subs ok':>7} {'deliv/s':>7} "
+            f"{'e2e p50':>7} {'p99':>7} {'max ms':>7} {'pub/s':>6} {'pub p50':>7} {'p99 ms':>7} "
+            f"{'CPU us':>7} {'CPU us':>7} {'RSS MiB':>13} {'lost':>5}  notes")
+    head2 = (f"{'':<3} {'':<34} {'':<8} {'':>7} {'':>7} {'':>7} {'':>7} {'':>7} {'':>6} {'':>7} "
+             f"{'':>7} {'/deliv':>7} {'/pub':>7} {'ready/peak':>13} {'':>5}")
+    print(head)
+    print(head2)
+    print("-" * len(head))
+    several = len({r["meta"]["target"] for r in rows}) > 1
+    previous = None
+    for d in rows:
+        m = d["meta"]
+        sc, tg = m["scenario"], m["target"]
+        if several and previous is not None and sc != previous:
+            print()
+        previous = sc
+        name = NAMES.get(sc, sc)
+        if sc == "4" and "subs" in d:
+            name = f"{d['subs']//1000}k idle subs, 1 event to all"
+        if "skipped" in m or "same_as" in m:
+            why = m.get("skipped") or f"same run as the {m['same_as']}"
+            print(f"{sc:<3} {name:<34} {tg:<8} {why}")
+            continue
+        notes = []
+        if d["subs"] and d["subs_failed"]:
+            notes.append(f"{d['subs_failed']} subs failed: {d['first_error']}")
+        if d["pub_errors"]:
+            notes.append(f"{d['pub_errors']} publish errors (first status "
+                         f"{d['pub_first_bad_status']}, {d['pub_no_answer']} unanswered)")
+        if d["reordered"] or d["duplicates"]:
+            notes.append(f"{d['reordered']} reordered, {d['duplicates']} duplicated")
+        if d["closed_by_server"] or d["dropped"]:
+            notes.append(f"closed by server {d['closed_by_server']} {d['close_codes']}, "
+                         f"dropped {d['dropped']}")
+        if d["unparsed"]:
+            notes.append(f"{d['unparsed']} frames not events")
+        f = figures(d)
+        if sc == "4":
+            after = (d["srv_rss_end_kb"] - d["srv_rss_base_kb"]) / max(d["subs_ok"], 1)
+            notes.append(f"RSS/sub {f['rss_sub']:.1f} KiB idle, {after:.1f} KiB after the event; "
+                         f"reached all in {d['e2e_max_ms']:.0f} ms; connected in "
+                         f"{d['connect_s']:.1f} s")
+        if sc == "6":
+            notes.append(f"peak RSS growth {f['rss_growth']:.1f} MiB; {d['complete_subs']} subs "
+                         f"had all of it within the {d['meta'].get('hold', '?')} s held")
+        if not d.get("srv_hwm_reset", True):
+            notes.append("peak RSS since start (VmHWM could not be reset)")
+        if sc in ("2c", "7c"):
+            notes.append(f"{d['pub_rps']:.0f} events/s")
+        if d["rate"] > 0 and d["pub_rps"] < 0.95 * d["rate"]:
+            notes.append(f"RATE NOT TAKEN: {d['pub_rps']:.0f} of {d['rate']:.0f} events/s accepted")
+        if d["tls"] and d.get("tls_suite"):
+            notes.append(d["tls_suite"])
+        if not d["drained"] and sc != "6":
+            notes.append("NOT DRAINED")
+        if "note" in m:
+            notes.append(m["note"])
+        notes.append(m.get("processes", ""))
+        lost = "-" if sc == "6" or not d["subs"] else str(d["lost"])
+        subs = d["subs_ok"] if d["subs"] else "-"
+        rss = f"{d['srv_rss_ready_kb']/1024:.0f}/{d['srv_hwm_kb']/1024:.0f}"
+        dl = d["deliveries_per_s"] if d["received"] else None
+        e2e = [d["e2e_p50_ms"], d["e2e_p99_ms"], d["e2e_max_ms"]] if d["received"] else [None] * 3
+        cpu_d = d["srv_cpu_us_per_delivery"] if d["received"] else None
+        print(f"{sc:<3} {name:<34} {tg:<8} {subs:>7} {fmt(dl, 0):>7} {fmt(e2e[0], 2):>7} "
+              f"{fmt(e2e[1], 2):>7} {fmt(e2e[2], 1):>7} {fmt(d['pub_rps'], 0):>6} "
+              f"{fmt(d['pub_lat_p50_ms'], 2):>7} {fmt(d['pub_lat_p99_ms'], 2):>7} "
+              f"{fmt(cpu_d, 2):>7} {fmt(d['srv_cpu_us_per_publish'], 1):>7} {rss:>13} {lost:>5}  "
+              f"{'; '.join(n for n in notes if n)}")
+
+    # Ratios against the better nchan run, figure by figure.
+    ours = {r["meta"]["scenario"]: r for r in rows
+            if r["meta"]["target"] == "evs" and "skipped" not in r["meta"]}
+    theirs = {}
+    for r in rows:
+        m = r["meta"]
+        if m["target"].startswith("nchan") and "skipped" not in m and "same_as" not in m:
+            theirs.setdefault(m["scenario"], []).append(r)
+    if theirs:
+        higher_better = {"deliv", "pubs"}
+        cols = [("deliv", "deliv/s"), ("p99", "e2e p99"), ("pubs", "pub/s"),
+                ("cpu_deliv", "CPU/deliv"), ("cpu_pub", "CPU/pub"), ("reach", "reach all"),
+                ("rss_sub", "RSS/sub"), ("rss_growth", "RSS growth")]
+        print()
+        print("ours / nchan, each figure against the better of the nchan runs (1 and 2 workers; "
+              "scenario 4: as many workers as needed)")
+        print("  deliv/s and pub/s: above 1 is better for us; the others (latency, CPU, memory): "
+              "below 1 is better for us")
+        print(f"{'#':<3} {'scenario':<34} " + " ".join(f"{c[1]:>10}" for c in cols))
+        for sc, r in ours.items():
+            if sc not in theirs:
+                continue
+            fo = figures(r)
+            out = []
+            for key, _ in cols:
+                vals = [figures(t)[key] for t in theirs[sc] if figures(t)[key] is not None]
+                if fo[key] is None or not vals:
+                    out.append("-")
+                    continue
+                best = max(vals) if key in higher_better else min(vals)
+                out.append(f"{fo[key] / best:.2f}" if best > 0 else "-")
+            name = NAMES.get(sc, sc)
+            print(f"{sc:<3} {name:<34} " + " ".join(f"{o:>10}" for o in out))
+
+
+# --- the command ------------------------------------------------------------------------------
+
+def on_stop_signal(sig, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv):
+    try:
+        o = parse_args(argv)
+    except Usage as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, on_stop_signal)
+    work = None
+    bench = None
+    try:
+        if o["build"]:
+            subprocess.run([os.path.join(ROOT, "scripts", "deps"), "build"], check=True)
+        if o["vs"] == "nchan":
+            install_nchan()
+        work = tempfile.mkdtemp(prefix="evs-bench.")
+        if o["build"]:
+            log = os.path.join(work, "build.log")
+            print(f"building (log: {log}) ...", file=sys.stderr)
+            # The load tool is a target of the tests, so the tests are configured in.
+            with open(log, "wb") as f:
+                built = subprocess.run([os.path.join(ROOT, "scripts", "build"), o["build_dir"],
+                                        "-DENABLE_TESTS=ON"], stdout=f, stderr=f).returncode == 0
+            if not built:
+                subprocess.run(["tail", "-20", log], stdout=sys.stderr)
+                return 1
+        bench = Bench(o, work)
+        for path in (bench.loadgen, bench.listen_bin, bench.broadcast_bin):
+            if not os.access(path, os.X_OK):
+                raise Fatal(f"no {path} (build it, or leave out --no-build)")
+        bench.run()
+        return 0
+    except Fatal as e:
+        if e.args[0]:
+            print(f"{PROG}: {e.args[0]}", file=sys.stderr)
+        return 1
+    except subprocess.CalledProcessError as e:
+        print(f"{PROG}: {' '.join(e.cmd)} failed (status {e.returncode})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the servers are being stopped
+        if bench:
+            bench.stop_all()
+        if work and o["keep"]:
+            print(f"kept: {work}", file=sys.stderr)
+        elif work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
