@@ -71,7 +71,8 @@ static const struct cfg_option options[] = {
      "largest message a subscriber may send (bytes); larger closes with 1009",
      &settings.max_message, 256, 16 * 1024 * 1024},
     {"--max-backlog", "MAX_BACKLOG", CFG_SIZE, "8M",
-     "unsent bytes a subscriber may fall behind before it is closed with 1013",
+     "memory a subscriber's unsent data may hold (its bytes, plus 1 KiB per frame shared by "
+     "reference) before it is closed with 1013",
      &settings.max_backlog, 4096, (uint64_t)4 * 1024 * 1024 * 1024},
     {"--init-timeout-ms", "INIT_TIMEOUT_MS", CFG_UINT, "10000",
      "time a new connection has for a successful init before close 1008", &settings.init_timeout_ms,
