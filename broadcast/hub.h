@@ -73,6 +73,8 @@ struct hub {
     struct event *init_timer, *close_timer, *ping_timer, *trim_timer;
     struct hub_counters counters;
     uint64_t sessions_ended; /* since the last heap trim */
+    uint64_t released_bytes; /* unsent bytes freed with connections, since then */
+    uint64_t last_trim_ms;   /* when the heap was last trimmed */
     bool stopping;           /* shutting down: no new session */
 };
 
@@ -102,9 +104,10 @@ void hub_close_all(struct hub *hub, uint16_t code, const char *reason);
 /* Frees every session and the hub's own state (not the struct itself). */
 void hub_free(struct hub *hub);
 
-/* Returns freed heap to the system (malloc_trim) when sessions have ended
- * since the last time; also run every few seconds after many have ended. */
-void hub_trim_heap(struct hub *hub);
+/* Counts a session gone (from session_free). Freed heap is handed back to
+ * the system (malloc_trim) once many sessions ended or their connections let
+ * go of much unsent data, and when the last session has left. */
+void hub_session_ended(struct hub *hub);
 
 /* Monotonic milliseconds, for deadlines. */
 uint64_t hub_now_ms(void);

@@ -221,9 +221,7 @@ void session_free(struct session *s)
         wslay_event_context_free(s->ws);
     log_debug("ws %s: session ended", s->peer);
     free(s);
-    hub->sessions_ended++;
-    if (hub->counters.sessions_open == 0)
-        hub_trim_heap(hub); /* the last client left: give the memory back now */
+    hub_session_ended(hub);
 }
 
 /* Ends the session now; its connection closes once its output is on the

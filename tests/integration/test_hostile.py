@@ -612,6 +612,39 @@ class HostileCase(harness.ServiceCase):
                                  f"{held_kib} KiB held, the backlog gauge says {gauge / 1024:.0f} KiB")
         self.assert_still_serving(b, l)
 
+    def test_memory_held_by_stalled_subscribers_returns_once_they_disconnect_while_others_stay(self):
+        backlog, count = 1024 * 1024, 20
+        b, l = self.start_pair(broadcast_args=["--max-backlog", str(backlog)])
+        kind = fresh_type()
+        self.assert_still_serving(b, l)  # warm-up
+        stays = RawWS(b.port)  # another session, which stays connected throughout
+        self.addCleanup(stays.close)
+        self.assertEqual(stays.init(self.token, [fresh_type()]), {"type": "init", "code": "OK"})
+        base_rss = rss_kib(b.pid)
+        subs = self.stalled_subscribers(b, kind, count)
+        # Until they hold half their backlog each, without being cut off.
+        sent = 0
+        while metric(b.port, "evs_broadcast_backlog_bytes") < count * backlog / 2:
+            self.assertLess(sent, 400000, "the stalled subscribers never held half their backlog")
+            self.assertEqual(publish_flat_out(l.port, self.token, kind, 4000), {200: 4000})
+            sent += 4000
+        self.assertEqual(metric(b.port, 'evs_broadcast_closes_total{reason="slow_consumer"}'), 0)
+        held_rss = rss_kib(b.pid)
+        for s in subs:
+            s.close()
+        wait_for(lambda: metric(b.port, "evs_broadcast_sessions") == 1, what="the stalled sessions to end")
+        print(f"\n  {count} stalled subscribers: broadcast RSS {base_rss} KiB before, {held_rss} KiB while "
+              f"they held {metric(b.port, 'evs_broadcast_delivered_bytes_total') / 1024:.0f} KiB, "
+              f"{rss_kib(b.pid)} KiB once they left", file=sys.stderr)
+        if not is_asan_binary(harness.BROADCAST_BIN):  # ASan's quarantine keeps freed memory
+            self.assertGreater(held_rss - base_rss, 8 * 1024)
+            # One session stays: no "last session left" trim, and far fewer than hundreds ended.
+            limit = base_rss * 1.2 + 2 * 1024
+            wait_for(lambda: rss_kib(b.pid) <= limit, timeout=5,
+                     what=f"broadcast RSS back under {limit:.0f} KiB (now {rss_kib(b.pid)} KiB, "
+                          f"{held_rss} KiB while they were there)")
+        self.assert_still_serving(b, l)
+
     # --- slow publisher ---------------------------------------------------------------------------
 
     def test_publisher_sending_its_body_slower_than_request_timeout_gets_408_while_others_publish(self):
