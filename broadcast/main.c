@@ -210,7 +210,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     http_server_shutdown(d->http);
     if (d->admin)
         http_server_shutdown(d->admin);
-    bus_server_stop_accepting(d->bus);
+    bus_server_stop(d->bus);
     d->hub.stopping = true;
     hub_close_all(&d->hub, 1001, "server shutting down");
     event_base_loopexit(d->base, &grace);
