@@ -22,8 +22,8 @@
 struct bus_peer {
     struct bus_server *server;
     struct bufferevent *bev;
-    bool greeted;       /* its HELLO arrived */
-    uint64_t last_seq;  /* of the last EVENT fanned out */
+    bool greeted;      /* its HELLO arrived */
+    uint64_t last_seq; /* of the last EVENT fanned out */
     unsigned long id;
     struct bus_peer *prev, *next;
 };
@@ -87,8 +87,7 @@ static bool peer_handle_frame(struct bus_peer *peer, const struct bus_frame *fra
     }
     peer->last_seq = frame->seq;
     peer->server->counters.events++;
-    hub_fanout(peer->server->hub, frame->type, frame->type_len, frame->message,
-               frame->message_len);
+    hub_fanout(peer->server->hub, frame->type, frame->type_len, frame->message, frame->message_len);
     return true;
 }
 
@@ -227,9 +226,27 @@ struct bus_server *bus_server_new(struct event_base *base, int fd, struct hub *h
     return server;
 }
 
-void bus_server_stop_accepting(struct bus_server *server)
+static void peer_stopped_drained_cb(struct bufferevent *bev, void *arg)
 {
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        peer_free(arg);
+}
+
+void bus_server_stop(struct bus_server *server)
+{
+    struct bus_peer *peer, *next;
     evconnlistener_disable(server->listener);
+    for (peer = server->peers; peer; peer = next) {
+        next = peer->next;
+        /* Its last ack went out with conn_write_flush at the end of its
+         * last read, or waits for the socket: the write event is on. */
+        bufferevent_disable(peer->bev, EV_READ);
+        log_info("bus peer %lu: shutting down: disconnecting the listen daemon", peer->id);
+        if (evbuffer_get_length(bufferevent_get_output(peer->bev)) == 0)
+            peer_free(peer);
+        else
+            bufferevent_setcb(peer->bev, NULL, peer_stopped_drained_cb, peer_event_cb, peer);
+    }
 }
 
 const struct bus_server_counters *bus_server_counters(const struct bus_server *server)

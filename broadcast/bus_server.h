@@ -28,8 +28,13 @@ struct bus_server_counters {
 /* Serves on listening socket fd (ownership taken). Returns NULL on failure. */
 struct bus_server *bus_server_new(struct event_base *base, int fd, struct hub *hub);
 
-/* Stops accepting; connected peers stay until they go. */
-void bus_server_stop_accepting(struct bus_server *server);
+/* For a shutdown: stops accepting and stops taking events. Every peer is
+ * disconnected once the acks already queued to it are written; what a
+ * listen daemon sent and had not had acked is refused there (503), and its
+ * next publishes wait for the next broadcast daemon. So every event this
+ * daemon acked was queued to its subscribers, none while it was closing
+ * them. */
+void bus_server_stop(struct bus_server *server);
 
 const struct bus_server_counters *bus_server_counters(const struct bus_server *server);
 

@@ -9,6 +9,7 @@
 
 #include <event2/event.h>
 
+#include "conn_flush.h"
 #include "session.h"
 #include "shared_frame.h"
 #include "subscriptions.h"
@@ -48,18 +49,55 @@ static void ping_timer_cb(evutil_socket_t fd, short what, void *arg)
     session_ping_all(arg);
 }
 
-/* Hands freed heap back to the system after many sessions ended (a burst
- * of connections, slow consumers cut off): glibc keeps it otherwise, and
- * the daemon's RSS would stay at its peak. At most every few seconds. */
-#define HUB_TRIM_PERIOD_MS 5000
+/* Hands freed heap back to the system once much has been freed (a burst of
+ * connections ended, slow consumers let go with their backlogs): glibc
+ * keeps it otherwise, and the daemon's RSS would stay at its peak.
+ *
+ * The trim is a timer, never a call made where a connection ends:
+ * bufferevent_free only schedules the freeing of a connection's buffers
+ * (libevent finalizes it later in the same loop pass), and a connection
+ * may still be flushing after its session ended. A trim made there would
+ * find the memory still allocated; a timer runs at the next pass at the
+ * earliest, after every finalizer already scheduled. At most once a
+ * second, except when the last session has left. */
 #define HUB_TRIM_AFTER_SESSIONS 256
+#define HUB_TRIM_AFTER_BYTES (4u << 20)
+#define HUB_TRIM_MIN_INTERVAL_MS 1000
 
-void hub_trim_heap(struct hub *hub)
+static void trim_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-    if (hub->sessions_ended > 0) {
-        hub->sessions_ended = 0;
-        malloc_trim(0);
-    }
+    struct hub *hub = arg;
+    hub->sessions_ended = 0;
+    hub->released_bytes = 0;
+    hub->last_trim_ms = hub_now_ms();
+    malloc_trim(0);
+}
+
+static void hub_trim_soon(struct hub *hub, bool at_once)
+{
+    uint64_t now = hub_now_ms(), earliest = hub->last_trim_ms + HUB_TRIM_MIN_INTERVAL_MS;
+    uint64_t delay = at_once || earliest <= now ? 0 : earliest - now;
+    struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000 * 1000)};
+    if (at_once || !evtimer_pending(hub->trim_timer, NULL))
+        evtimer_add(hub->trim_timer, &tv);
+}
+
+void hub_session_ended(struct hub *hub)
+{
+    hub->sessions_ended++;
+    if (hub->counters.sessions_open == 0)
+        hub_trim_soon(hub, true); /* the last client left: give the memory back now */
+    else if (hub->sessions_ended >= HUB_TRIM_AFTER_SESSIONS)
+        hub_trim_soon(hub, false);
+}
+
+/* Every client connection ends in conn_release, whoever held it last. */
+static void hub_connection_released(void *arg, size_t unsent)
+{
+    struct hub *hub = arg;
+    hub->released_bytes += unsent;
+    if (hub->released_bytes >= HUB_TRIM_AFTER_BYTES)
+        hub_trim_soon(hub, hub->counters.sessions_open == 0);
 }
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg)
@@ -67,17 +105,11 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     session_flush_all(arg);
 }
 
-static void trim_timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct hub *hub = arg;
-    if (hub->sessions_ended >= HUB_TRIM_AFTER_SESSIONS)
-        hub_trim_heap(hub);
-}
-
 int hub_init(struct hub *hub, struct event_base *base, const struct hub_limits *limits,
              struct auth_store *auth)
 {
-    struct timeval ping = {limits->ping_interval_ms / 1000, (limits->ping_interval_ms % 1000) * 1000};
+    struct timeval ping = {limits->ping_interval_ms / 1000,
+                           (limits->ping_interval_ms % 1000) * 1000};
     uint64_t seed = 0;
 
     memset(hub, 0, sizeof *hub);
@@ -90,16 +122,14 @@ int hub_init(struct hub *hub, struct event_base *base, const struct hub_limits *
     hub->init_timer = evtimer_new(base, init_timer_cb, hub);
     hub->close_timer = evtimer_new(base, close_timer_cb, hub);
     hub->ping_timer = event_new(base, -1, EV_PERSIST, ping_timer_cb, hub);
-    hub->trim_timer = event_new(base, -1, EV_PERSIST, trim_timer_cb, hub);
+    hub->trim_timer = evtimer_new(base, trim_timer_cb, hub);
     hub->flush_event = event_new(base, -1, 0, flush_cb, hub);
     if (!hub->subs || !hub->init_timer || !hub->close_timer || !hub->ping_timer ||
         !hub->trim_timer || !hub->flush_event)
         return -1;
     event_add(hub->ping_timer, &ping);
-    {
-        struct timeval trim = {HUB_TRIM_PERIOD_MS / 1000, 0};
-        event_add(hub->trim_timer, &trim);
-    }
+    hub->last_trim_ms = hub_now_ms();
+    conn_set_release_hook(hub_connection_released, hub);
     return 0;
 }
 
@@ -144,6 +174,7 @@ void hub_free(struct hub *hub)
 {
     while (hub->sessions)
         session_free(hub->sessions);
+    conn_set_release_hook(NULL, NULL);
     subs_index_free(hub->subs);
     if (hub->init_timer)
         event_free(hub->init_timer);

@@ -1,15 +1,16 @@
 /* The broadcast daemon's state: every WebSocket session, the subscription
  * index, and fan-out of events from the bus to subscribers.
  *
- * Fan-out encodes an event's frame once (shared_frame.h) and appends it by
- * reference to each subscriber's output, costing O(subscribers of its type).
- * A subscriber that cannot take the frame without its unsent backlog passing
- * max_backlog is closed (1013) after the fan-out, so it never slows the
- * others. Deliveries are written to the sockets once the loop has finished
- * its current callback, so that every event of one bus read reaches a
- * subscriber in one write. Timers work on FIFO lists ordered by deadline,
- * never on a scan of every connection, except the ping sweep, which visits
- * each session once per ping interval to ping it.
+ * Fan-out encodes an event's frame once (shared_frame.h) and appends it to
+ * each subscriber's output (by reference, or copied when small), costing
+ * O(subscribers of its type). A subscriber that cannot take the frame
+ * without the memory its unsent backlog holds passing max_backlog is closed
+ * (1013) after the fan-out, so it never slows the others. Deliveries are
+ * written to the sockets once the loop has finished its current callback,
+ * so that every event of one bus read reaches a subscriber in one write.
+ * Timers work on FIFO lists ordered by deadline, never on a scan of every
+ * connection, except the ping sweep, which visits each session once per
+ * ping interval to ping it.
  */
 #ifndef EVS_HUB_H
 #define EVS_HUB_H
@@ -72,6 +73,8 @@ struct hub {
     struct event *init_timer, *close_timer, *ping_timer, *trim_timer;
     struct hub_counters counters;
     uint64_t sessions_ended; /* since the last heap trim */
+    uint64_t released_bytes; /* unsent bytes freed with connections, since then */
+    uint64_t last_trim_ms;   /* when the heap was last trimmed */
     bool stopping;           /* shutting down: no new session */
 };
 
@@ -90,8 +93,9 @@ void hub_recheck_sessions(struct hub *hub);
 void hub_fanout(struct hub *hub, const uint8_t *type, size_t type_len, const uint8_t *message,
                 size_t message_len);
 
-/* Bytes queued to every session and not yet sent (a walk over sessions:
- * for the metrics, not for hot paths). */
+/* Memory held by what is queued to every session and not yet sent, as
+ * max_backlog counts it (a walk over sessions: for the metrics, not for
+ * hot paths). */
 uint64_t hub_backlog_bytes(const struct hub *hub);
 
 /* Closes every session with code (1001 on shutdown). */
@@ -100,9 +104,10 @@ void hub_close_all(struct hub *hub, uint16_t code, const char *reason);
 /* Frees every session and the hub's own state (not the struct itself). */
 void hub_free(struct hub *hub);
 
-/* Returns freed heap to the system (malloc_trim) when sessions have ended
- * since the last time; also run every few seconds after many have ended. */
-void hub_trim_heap(struct hub *hub);
+/* Counts a session gone (from session_free). Freed heap is handed back to
+ * the system (malloc_trim) once many sessions ended or their connections let
+ * go of much unsent data, and when the last session has left. */
+void hub_session_ended(struct hub *hub);
 
 /* Monotonic milliseconds, for deadlines. */
 uint64_t hub_now_ms(void);

@@ -71,7 +71,8 @@ static const struct cfg_option options[] = {
      "largest message a subscriber may send (bytes); larger closes with 1009",
      &settings.max_message, 256, 16 * 1024 * 1024},
     {"--max-backlog", "MAX_BACKLOG", CFG_SIZE, "8M",
-     "unsent bytes a subscriber may fall behind before it is closed with 1013",
+     "memory a subscriber's unsent data may hold (its bytes, plus 1 KiB per frame shared by "
+     "reference) before it is closed with 1013",
      &settings.max_backlog, 4096, (uint64_t)4 * 1024 * 1024 * 1024},
     {"--init-timeout-ms", "INIT_TIMEOUT_MS", CFG_UINT, "10000",
      "time a new connection has for a successful init before close 1008", &settings.init_timeout_ms,
@@ -209,7 +210,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     http_server_shutdown(d->http);
     if (d->admin)
         http_server_shutdown(d->admin);
-    bus_server_stop_accepting(d->bus);
+    bus_server_stop(d->bus);
     d->hub.stopping = true;
     hub_close_all(&d->hub, 1001, "server shutting down");
     event_base_loopexit(d->base, &grace);

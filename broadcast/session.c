@@ -53,6 +53,8 @@
 struct session {
     struct hub *hub;
     struct bufferevent *bev;
+    /* The frames bev's output holds by reference; NULL until the first. */
+    struct shared_frame_tally *frames_referenced;
     wslay_event_context_ptr ws; /* NULL while idle */
     struct ws_frame_tracker frames;
     struct subs_session_list subs;
@@ -165,6 +167,14 @@ static void session_release_ws_if_idle(struct session *s)
     s->ws = NULL;
 }
 
+/* What the session's unsent output holds in memory: its bytes, plus the
+ * bookkeeping of the frames it holds by reference (shared_frame.h). This
+ * is what max_backlog bounds and the backlog gauge reports. */
+static size_t session_backlog(const struct session *s)
+{
+    return conn_output_pending(s->bev) + shared_frame_tally_overhead(s->frames_referenced);
+}
+
 static void arm_timer(struct event *timer, uint64_t deadline_ms)
 {
     uint64_t now = hub_now_ms(), delay = deadline_ms > now ? deadline_ms - now : 0;
@@ -204,13 +214,14 @@ void session_free(struct session *s)
     free(s->credential);
     if (s->bev)
         conn_release(s->bev); /* releases the shared frames still queued */
+    /* The output may outlive the session (conn_flush_and_close): the tally
+     * stays until the output is done with its references. */
+    shared_frame_tally_release(s->frames_referenced);
     if (s->ws)
         wslay_event_context_free(s->ws);
     log_debug("ws %s: session ended", s->peer);
     free(s);
-    hub->sessions_ended++;
-    if (hub->counters.sessions_open == 0)
-        hub_trim_heap(hub); /* the last client left: give the memory back now */
+    hub_session_ended(hub);
 }
 
 /* Ends the session now; its connection closes once its output is on the
@@ -700,7 +711,7 @@ static void session_pump(struct session *s)
     /* Answers to the client's own messages (pongs, init replies) count
      * against the backlog too: a client that sends without reading is a
      * slow consumer like any other. */
-    if (!s->closing && conn_output_pending(s->bev) > s->hub->limits.max_backlog) {
+    if (!s->closing && session_backlog(s) > s->hub->limits.max_backlog) {
         s->hub->counters.slow_consumer_closes++;
         log_warn("ws %s: slow consumer, over %zu bytes unsent: closing (1013)", s->peer,
                  s->hub->limits.max_backlog);
@@ -761,7 +772,7 @@ uint64_t session_backlog_all(const struct hub *hub)
     uint64_t total = 0;
     for (const struct session *s = hub->sessions; s; s = s->next)
         if (s->bev)
-            total += conn_output_pending(s->bev);
+            total += session_backlog(s);
     return total;
 }
 
@@ -823,8 +834,8 @@ void session_deliver(struct session *s, struct shared_frame *frame)
     struct hub *hub = s->hub;
     if (s->closing || s->deferred)
         return;
-    if (conn_output_pending(s->bev) + frame->len > hub->limits.max_backlog ||
-        shared_frame_append(frame, bufferevent_get_output(s->bev)) < 0) {
+    if (session_backlog(s) + shared_frame_cost(frame) > hub->limits.max_backlog ||
+        shared_frame_append(frame, bufferevent_get_output(s->bev), &s->frames_referenced) < 0) {
         s->deferred = true;
         s->deferred_next = hub->deferred;
         hub->deferred = s;

@@ -60,7 +60,7 @@ void session_close_deferred(struct hub *hub);
 void session_close_all(struct hub *hub, uint16_t code, const char *reason);
 void session_recheck_all(struct hub *hub);
 
-/* Unsent bytes of every session. */
+/* Memory held by the unsent output of every session (see hub_backlog_bytes). */
 uint64_t session_backlog_all(const struct hub *hub);
 
 /* Next deadline on a FIFO (0 when empty). */

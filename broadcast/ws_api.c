@@ -74,7 +74,9 @@ static void write_metrics(struct ws_api *api, struct evbuffer *out)
     metrics_sample(out, "evs_broadcast_closes_total", "reason=\"auth_failures\"",
                    c->auth_failure_closes);
     metrics_single(out, "evs_broadcast_backlog_bytes", "gauge",
-                   "bytes queued to subscribers and not yet sent", hub_backlog_bytes(api->hub));
+                   "memory held by what is queued to subscribers and not yet sent (bytes, plus "
+                   "the buffer of each frame referenced)",
+                   hub_backlog_bytes(api->hub));
     metrics_single(out, "evs_broadcast_shared_frame_bytes", "gauge",
                    "bytes held by event frames still queued somewhere", shared_frame_live_bytes());
     auth_store_write_metrics(api->hub->auth, out, "evs_broadcast");

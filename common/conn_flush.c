@@ -33,6 +33,8 @@ struct flush_state {
 static size_t open_connections;
 static struct flush_state *flushing;
 static size_t flushing_count;
+static conn_release_hook_fn release_hook;
+static void *release_hook_arg;
 
 void conn_track_open(void)
 {
@@ -44,10 +46,19 @@ size_t conn_open_count(void)
     return open_connections;
 }
 
+void conn_set_release_hook(conn_release_hook_fn hook, void *arg)
+{
+    release_hook = hook;
+    release_hook_arg = arg;
+}
+
 void conn_release(struct bufferevent *bev)
 {
+    size_t unsent = release_hook ? conn_output_pending(bev) : 0;
     bufferevent_free(bev);
     open_connections--;
+    if (release_hook)
+        release_hook(release_hook_arg, unsent);
 }
 
 size_t conn_flush_count(void)
@@ -134,7 +145,6 @@ static void flush_write_cb(struct bufferevent *bev, void *arg)
 {
     flush_check(arg);
 }
-
 
 static void flush_poll_cb(evutil_socket_t fd, short what, void *arg)
 {

@@ -23,6 +23,13 @@ size_t conn_open_count(void);
 /* Frees a client connection's bev at once (closing it) and counts it gone. */
 void conn_release(struct bufferevent *bev);
 
+/* Called after each conn_release with the bytes that were still queued on
+ * the connection (all layers), so that the daemon can give the memory back
+ * (see hub.h). libevent frees those buffers later in the same loop pass,
+ * not inside bufferevent_free. One hook per process; NULL removes it. */
+typedef void (*conn_release_hook_fn)(void *arg, size_t unsent);
+void conn_set_release_hook(conn_release_hook_fn hook, void *arg);
+
 /* Connections still flushing or lingering. */
 size_t conn_flush_count(void);
 

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import secrets
 import select
 import signal
@@ -166,12 +167,13 @@ def metric(port, name):
     raise AssertionError(f"no sample {name} in /metrics")
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmRSS"):
+    """VmRSS (or another field of /proc/PID/status, such as VmHWM, the peak) in KiB."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for {pid}")
+    raise AssertionError(f"no {field} for {pid}")
 
 
 def fd_count(pid):
@@ -187,6 +189,53 @@ def stable_fd_count(pid):
         return len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3]
     wait_for(settled, timeout=10, interval=0.1, what=f"fd count of {pid} to settle")
     return seen[-1]
+
+
+def publish_pipelined(port, token, kind, count, batch=500):
+    """Publishes count tiny events ({"event": kind, "data": 0}) on one keep-alive
+    connection, batch requests at a time sent before their answers are read (pipelining);
+    returns {status: answers}."""
+    body = json.dumps({"event": kind, "data": 0}).encode()
+    request = (f"POST /event HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {token}\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    statuses, buf, done = {}, b"", 0
+    with socket.create_connection(("127.0.0.1", port), timeout=30 * TIME_SCALE) as s:
+        while done < count:
+            n = min(batch, count - done)
+            s.sendall(request * n)
+            while n:
+                end = buf.find(b"\r\n\r\n")
+                length = int(re.search(rb"(?im)^content-length: *(\d+)", buf[:end])[1]) if end >= 0 else 0
+                if end < 0 or len(buf) < end + 4 + length:
+                    chunk = s.recv(1 << 16)
+                    if not chunk:
+                        raise AssertionError(f"the listen daemon closed the connection: {statuses}")
+                    buf += chunk
+                    continue
+                status = int(buf.split(b" ", 2)[1])
+                statuses[status] = statuses.get(status, 0) + 1
+                buf = buf[end + 4 + length:]
+                n -= 1
+                done += 1
+    return statuses
+
+
+def publish_flat_out(port, token, kind, count, connections=4):
+    """count tiny events over several pipelining connections at once; {status: answers}."""
+    results = [None] * connections
+
+    def one(i):
+        results[i] = publish_pipelined(port, token, kind, count // connections)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    total = {}
+    for r in results:
+        for status, n in (r or {0: 1}).items():
+            total[status] = total.get(status, 0) + n
+    return total
 
 
 def is_asan_binary(path):
@@ -511,6 +560,89 @@ class HostileCase(harness.ServiceCase):
         closes = [close_code(p) for op, p in frames if op == OP_CLOSE]
         self.assertIn(closes, ([], [1013]))
         self.assertEqual(metric(b.port, "evs_broadcast_sessions"), 0)
+        self.assert_still_serving(b, l)
+
+    # --- stalled subscribers under tiny events ---------------------------------------------------
+
+    def stalled_subscribers(self, b, kind, n):
+        """n subscribers that connect (with a small receive buffer), init, and never read again."""
+        subs = []
+        for _ in range(n):
+            s = RawWS(b.port, rcvbuf=4096)
+            self.addCleanup(s.close)
+            self.assertEqual(s.init(self.token, [kind]), {"type": "init", "code": "OK"})
+            subs.append(s)
+        return subs
+
+    def test_stalled_subscribers_under_tiny_events_are_cut_off_1013_holding_a_small_multiple_of_the_backlog(self):
+        # Each tiny frame used to cost a 1 KiB buffer chain of its own while the backlog counted
+        # only its 38 bytes: the memory held was some 27 times what MAX_BACKLOG allows.
+        backlog, count = 256 * 1024, 20
+        b, l = self.start_pair(broadcast_args=["--max-backlog", str(backlog),
+                                               "--close-timeout-ms", str(int(60000 * TIME_SCALE))])
+        kind = fresh_type()
+        self.assert_still_serving(b, l)  # warm-up
+        subs = self.stalled_subscribers(b, kind, count)
+        base_rss = rss_kib(b.pid)
+        cut_lines = [f"ws 127.0.0.1:{s.local_port}: slow consumer, over {backlog} bytes unsent: closing (1013)"
+                     for s in subs]
+        sent, answers = 0, {}
+        while sent < 400000 and not all(line in b.log() for line in cut_lines):
+            for status, n in publish_flat_out(l.port, self.token, kind, 4000).items():
+                answers[status] = answers.get(status, 0) + n
+            sent += 4000
+        self.assertEqual(answers, {200: sent})
+        # Cut off, they stay in their close handshake (the close timeout is long): their
+        # output is still held, and counted.
+        held_kib, peak_kib = rss_kib(b.pid) - base_rss, rss_kib(b.pid, "VmHWM") - base_rss
+        gauge = metric(b.port, "evs_broadcast_backlog_bytes")
+        print(f"\n  {count} stalled subscribers, MAX_BACKLOG {backlog // 1024} KiB: cut off after {sent} "
+              f"events; broadcast RSS {base_rss} KiB + {held_kib} KiB held (peak +{peak_kib} KiB); "
+              f"backlog gauge {gauge / 1024:.0f} KiB", file=sys.stderr)
+        self.assertEqual([line for line in cut_lines if line not in b.log()], [],
+                         f"not every stalled subscriber was cut off after {sent} events")
+        self.assertEqual(metric(b.port, 'evs_broadcast_closes_total{reason="slow_consumer"}'), count)
+        if not is_asan_binary(harness.BROADCAST_BIN):  # ASan's quarantine and shadow inflate RSS
+            limit_kib = 3 * count * backlog / 1024
+            self.assertLessEqual(peak_kib, limit_kib,
+                                 f"RSS grew {peak_kib} KiB for {count} stalled subscribers, over 3 x "
+                                 f"{count} x MAX_BACKLOG ({limit_kib:.0f} KiB)")
+            # The gauge says what they really hold.
+            self.assertLessEqual(held_kib * 1024, 1.5 * gauge + 2 * 1024 * 1024,
+                                 f"{held_kib} KiB held, the backlog gauge says {gauge / 1024:.0f} KiB")
+        self.assert_still_serving(b, l)
+
+    def test_memory_held_by_stalled_subscribers_returns_once_they_disconnect_while_others_stay(self):
+        backlog, count = 1024 * 1024, 20
+        b, l = self.start_pair(broadcast_args=["--max-backlog", str(backlog)])
+        kind = fresh_type()
+        self.assert_still_serving(b, l)  # warm-up
+        stays = RawWS(b.port)  # another session, which stays connected throughout
+        self.addCleanup(stays.close)
+        self.assertEqual(stays.init(self.token, [fresh_type()]), {"type": "init", "code": "OK"})
+        base_rss = rss_kib(b.pid)
+        subs = self.stalled_subscribers(b, kind, count)
+        # Until they hold half their backlog each, without being cut off.
+        sent = 0
+        while metric(b.port, "evs_broadcast_backlog_bytes") < count * backlog / 2:
+            self.assertLess(sent, 400000, "the stalled subscribers never held half their backlog")
+            self.assertEqual(publish_flat_out(l.port, self.token, kind, 4000), {200: 4000})
+            sent += 4000
+        self.assertEqual(metric(b.port, 'evs_broadcast_closes_total{reason="slow_consumer"}'), 0)
+        held_rss = rss_kib(b.pid)
+        for s in subs:
+            s.close()
+        wait_for(lambda: metric(b.port, "evs_broadcast_sessions") == 1, what="the stalled sessions to end")
+        print(f"\n  {count} stalled subscribers: broadcast RSS {base_rss} KiB before, {held_rss} KiB while "
+              f"they held {metric(b.port, 'evs_broadcast_delivered_bytes_total') / 1024:.0f} KiB, "
+              f"{rss_kib(b.pid)} KiB once they left", file=sys.stderr)
+        if not is_asan_binary(harness.BROADCAST_BIN):  # ASan's quarantine keeps freed memory
+            self.assertGreater(held_rss - base_rss, 8 * 1024)
+            # One session stays: no "last session left" trim, and far fewer than hundreds ended.
+            limit = base_rss * 1.2 + 2 * 1024
+            wait_for(lambda: rss_kib(b.pid) <= limit, timeout=5,
+                     what=f"broadcast RSS back under {limit:.0f} KiB (now {rss_kib(b.pid)} KiB, "
+                          f"{held_rss} KiB while they were there)")
         self.assert_still_serving(b, l)
 
     # --- slow publisher ---------------------------------------------------------------------------

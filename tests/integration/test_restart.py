@@ -7,6 +7,7 @@ stolen by a second broadcast daemon, and SIGTERM closes cleanly.
 """
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -16,6 +17,8 @@ import sys
 import threading
 import time
 import unittest
+
+import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,23 +36,29 @@ def fresh_type():
 
 class Publisher(threading.Thread):
     """Publishes one event after another (a new HTTP connection each) until
-    stopped, recording (status, body, seconds taken) for each."""
+    stopped, recording (status, body, seconds taken) for each, and in spans
+    when it was sent and answered. The data is {"i": n}, or {"p": tag, "i": n}
+    with a tag."""
 
-    def __init__(self, port, token, kind):
+    def __init__(self, port, token, kind, tag=None):
         super().__init__(daemon=True)
-        self.port, self.token, self.kind = port, token, kind
+        self.port, self.token, self.kind, self.tag = port, token, kind, tag
         self.results = []
+        self.spans = []
         self.stopping = threading.Event()
 
     def run(self):
         i = 0
         while not self.stopping.is_set():
             t0 = time.monotonic()
+            data = {"i": i} if self.tag is None else {"p": self.tag, "i": i}
             try:
-                status, body = publish(self.port, self.kind, {"i": i}, self.token, timeout=60)
+                status, body = publish(self.port, self.kind, data, self.token, timeout=60)
             except OSError as e:
                 status, body = "error", repr(e)
-            self.results.append((status, body, time.monotonic() - t0))
+            t1 = time.monotonic()
+            self.results.append((status, body, t1 - t0))
+            self.spans.append((t0, t1))
             i += 1
 
     def stop(self):
@@ -227,6 +236,88 @@ class RestartCase(harness.ServiceCase):
         elapsed = time.monotonic() - t0
         self.assertEqual(code, 0, b.log())
         self.assertLess(elapsed, 7 * TIME_SCALE)
+
+    def test_publish_during_a_broadcast_drain_is_not_acked_by_it_but_waits_for_the_next_daemon(self):
+        # A stopping broadcast daemon closes every session at once, so an event it took from
+        # the bus during its drain would reach nobody: it must not be answered 200.
+        close_timeout_ms = int(3000 * TIME_SCALE)
+        b = self.start_broadcast("--close-timeout-ms", str(close_timeout_ms))
+        l = self.start_listen("--bus-wait-ms", str(int(30000 * TIME_SCALE)), bus=b.bus)
+        self.wait_bus_ready(l)
+        kind = fresh_type()
+        # A subscriber that never answers the close holds the drain open for the close timeout.
+        holder = socket.create_connection(("127.0.0.1", b.port))
+        self.addCleanup(holder.close)
+        holder.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                       b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        holder.settimeout(5 * TIME_SCALE)
+        self.assertTrue(holder.recv(4096).startswith(b"HTTP/1.1 101 "))
+
+        async def go():
+            fast = await ws_subscribe(b.port, self.token, [kind])
+            got_before = []
+
+            async def read_all(ws, into):
+                try:
+                    async for msg in ws:
+                        into.append(json.loads(msg))
+                except websockets.exceptions.ConnectionClosed:
+                    pass
+
+            reader = asyncio.ensure_future(read_all(fast, got_before))
+            pubs = [Publisher(l.port, self.token, kind, tag=p) for p in range(3)]
+            for p in pubs:
+                p.start()
+            await asyncio.to_thread(wait_for, lambda: sum(len(p.results) for p in pubs) >= 30,
+                                    what="publishes before the signal")
+            b.signal(signal.SIGTERM)
+            await asyncio.wait_for(reader, 10 * TIME_SCALE)
+            t_closed = time.monotonic()  # the 1001 has come: the daemon is stopping
+            self.assertEqual(fast.close_code, 1001)
+            await asyncio.to_thread(b.proc.wait, 10 * TIME_SCALE)  # the drain, held by the holder
+            t_exited = time.monotonic()
+            self.assertEqual(b.stop(), 0, b.log()[-2000:])
+            self.assertGreater(t_exited - t_closed, close_timeout_ms / 1000 * 0.5, "the drain was not held open")
+
+            t_next = time.monotonic()
+            b2 = await asyncio.to_thread(self.start_broadcast, port=b.port, bus=b.bus, name="broadcast-next")
+            after = await ws_subscribe(b2.port, self.token, [kind])
+            t_after = time.monotonic()
+            got_after = []
+            reader = asyncio.ensure_future(read_all(after, got_after))
+            await asyncio.to_thread(wait_for, lambda: all(any(t0 > t_after for t0, _ in p.spans) for p in pubs)
+                                    and sum(1 for p in pubs for t0, _ in p.spans if t0 > t_after) >= 30,
+                                    what="publishes through the next daemon")
+            for p in pubs:
+                await asyncio.to_thread(p.stop)
+            # Everything answered 200 since it subscribed reaches it.
+            expected = {(p.tag, i) for p in pubs for i, ((status, _, _), (t0, _)) in
+                        enumerate(zip(p.results, p.spans)) if status == 200 and t0 > t_after}
+            deadline = time.monotonic() + 10 * TIME_SCALE
+            while not expected <= {(m["data"]["p"], m["data"]["i"]) for m in got_after}:
+                self.assertLess(time.monotonic(), deadline, "publishes answered 200 did not reach the "
+                                "subscriber of the next daemon")
+                await asyncio.sleep(0.05)
+            await after.close()
+            await reader
+            return pubs, got_before, t_closed, t_exited, t_next
+
+        pubs, got_before, t_closed, t_exited, t_next = run(go(), timeout=120)
+        received_before = {(m["data"]["p"], m["data"]["i"]) for m in got_before}
+        during = acked_unseen = waited = 0
+        for p in pubs:
+            for i, ((status, body, _), (t0, t1)) in enumerate(zip(p.results, p.spans)):
+                self.assertIn((status, body), (OK, UNAVAILABLE), f"publisher {p.tag} #{i}")
+                if t0 < t_exited and t1 > t_closed:
+                    during += 1  # in progress during the drain
+                if status == 200 and t1 < t_next and (p.tag, i) not in received_before:
+                    acked_unseen += 1  # answered while only the stopping daemon was there
+                if status == 200 and t0 < t_exited and t1 > t_next:
+                    waited += 1  # sent before the stopping daemon was gone, taken by the next one
+        self.assertGreater(during, 0, "no publish was in progress during the drain")
+        self.assertEqual(acked_unseen, 0, f"{acked_unseen} publishes answered 200 during the drain reached "
+                         f"no subscriber ({during} in progress during it)")
+        self.assertGreater(waited, 0, "no publish sent during the drain waited for the next daemon")
 
     def test_listen_sigterm_exits_0_with_idle_keepalive_connection_open(self):
         b, l = self.start_pair()

@@ -19,15 +19,23 @@ What runs, for the whole traffic period:
     read for a random fraction of a second and close, again and again, and
     "slow" ones on every type (small receive buffer, reading a few KiB every
     200 ms for 6 s, then reading everything for 1 s) that fall behind until
-    the server cuts them off (1013), notice it, and come back.
+    the server cuts them off (1013), notice it, and come back, and
+    "stalled" ones on every type (small receive buffer) that read nothing at
+    all for stall_s after their init (only sending a heartbeat pong each
+    second), so that the server cuts them off, then read what is left and
+    come back.
     Each connection records its init-OK time, how and when it ended, and
     every event it received, in order.
   - faults, in this order: the broadcast daemon is killed (SIGKILL), left
     down for longer than the listen daemon's bus wait, and restarted on the
     same port and bus socket; the listen daemon is killed and restarted;
-    the broadcast daemon is restarted with SIGTERM; the listen daemon is
-    restarted with SIGTERM; the tokens file is rewritten (atomically,
-    keeping the token in use) several times.
+    the broadcast daemon is stopped with SIGTERM, left down as after the
+    SIGKILL and restarted; it is stopped with SIGTERM again and restarted at
+    once (a service manager's restart: publishes during its drain wait for
+    the new daemon); the listen daemon is restarted with SIGTERM; the tokens
+    file is rewritten several times, atomically (keeping the token in use)
+    and in place (truncated and written again with the same tokens, over
+    and over for a second).
 
 Checked at the end (every time is CLOCK_MONOTONIC, shared by all processes):
   - every event answered 200 reached every connection subscribed to its
@@ -39,12 +47,20 @@ Checked at the end (every time is CLOCK_MONOTONIC, shared by all processes):
     answered events were queued before the server read that close); a 1001
     close from a SIGTERM (events answered before the signal); anything else
     (cut-off, SIGKILL): events answered before the last event it received
-    was sent. Nothing arrives that was not published or not subscribed to.
+    was sent. A stalled subscriber that was cut off (a close 1013, or the
+    connection ended and the daemon's log names it a slow consumer) loses
+    what came after; one that was not gets everything. Nothing arrives that
+    was not published or not subscribed to, and no subscriber is told
+    REVOKED (its token never leaves the tokens file).
+  - no publish sent after a SIGTERMed broadcast daemon closed its sessions
+    (the first 1001 a subscriber saw) is answered 200 before the next daemon
+    started: that daemon would have acked an event it delivers to nobody.
   - every publish got an answer within the bus wait plus a margin (no
     hang); a publish made entirely while no broadcast daemon ran got 503;
     503s happen only around broadcast outages and connection errors only
     around listen restarts; no other status (a 403 during a tokens rewrite
-    would be a failure).
+    would be a failure). At least one slow and one stalled subscriber was
+    cut off.
   - once the clients have left: no session, no backlog, no shared frame
     left in the broadcast daemon; both daemons' open file descriptors
     (/proc/PID/fd) back to what they were idle before the run, and their
@@ -103,10 +119,10 @@ class Config:
     """Sizes and timings of one run. Times are seconds of real time; waits
     that depend on the daemons' speed are multiplied by TIME_SCALE."""
 
-    def __init__(self, seconds, steady, reconnecting, slow, publishers=4, types=12, sub_procs=2,
-                 rewrites=3):
+    def __init__(self, seconds, steady, reconnecting, slow, stalled=0, publishers=4, types=12,
+                 sub_procs=2, rewrites=3):
         self.seconds = seconds
-        self.steady, self.reconnecting, self.slow = steady, reconnecting, slow
+        self.steady, self.reconnecting, self.slow, self.stalled = steady, reconnecting, slow, stalled
         self.publishers = publishers
         self.types = types
         self.sub_procs = sub_procs
@@ -115,19 +131,22 @@ class Config:
         self.max_backlog = 128 * 1024
         self.close_timeout_ms = int(2000 * TIME_SCALE)
         self.ping_interval_ms = int(5000 * TIME_SCALE)
+        self.stall_s = 12.0  # a stalled subscriber reads nothing for this long, then catches up
         self.margin = 2.0 * TIME_SCALE  # on top of the bus wait, for "no hang"
         self.seed = 7
 
     @classmethod
     def short(cls):
-        return cls(seconds=45, steady=40, reconnecting=12, slow=8, rewrites=2)
+        return cls(seconds=45, steady=40, reconnecting=12, slow=8, stalled=4, rewrites=2)
 
     @classmethod
     def long(cls, minutes, subscribers=200):
         steady = int(subscribers * 0.7)
         slow = max(2, subscribers // 10)
-        return cls(seconds=int(minutes * 60), steady=steady, reconnecting=subscribers - steady - slow,
-                   slow=slow, types=16, rewrites=max(3, int(minutes)))
+        stalled = max(2, subscribers // 20)
+        return cls(seconds=int(minutes * 60), steady=steady,
+                   reconnecting=subscribers - steady - slow - stalled, slow=slow, stalled=stalled,
+                   types=16, rewrites=max(3, int(minutes)))
 
 
 # --- process figures ----------------------------------------------------------------------------
@@ -236,15 +255,16 @@ def publisher_worker(cfg, port, token, stop, out_path):
 class ConnRecord:
     """One subscriber connection, from its init OK to its end."""
 
-    __slots__ = ("sub", "kind", "types", "t_start", "t_init", "t_end", "end", "code", "received",
-                 "problems")
+    __slots__ = ("sub", "kind", "types", "port", "t_start", "t_init", "t_end", "end", "code",
+                 "received", "problems")
 
-    def __init__(self, sub, kind, types):
-        self.sub, self.kind, self.types = sub, kind, types
+    def __init__(self, sub, kind, types, port=None):
+        self.sub, self.kind, self.types, self.port = sub, kind, types, port
         self.t_start = time.monotonic()  # connected, init not yet sent
         self.t_init = None   # init OK received
         self.t_end = None    # client close started, close frame seen, or connection lost
-        self.end = None      # "client" | "server" (a close frame came) | "lost"
+        self.end = None      # "client" | "server" (a close frame came) | "lost" | "abandoned"
+                             # (a stalled one given up at the end of the run, still behind)
         self.code = None     # close code received
         self.received = array.array("Q")
         self.problems = []
@@ -260,12 +280,16 @@ class ConnRecord:
             self.received.append(key_of(t, int(m[2]), int(m[3])))
         elif payload == INIT_OK and self.t_init is None:
             self.t_init = time.monotonic()
+        elif payload.startswith(b'{"type":"auth"'):
+            # REVOKED or TOKEN_EXPIRED: the token in use never leaves the tokens file, and an
+            # in-place rewrite of it with the same tokens must not withdraw it either.
+            self.problems.append(f"told {payload[:80]!r}: its credential was withdrawn")
         else:
             self.problems.append(f"unexpected message {payload[:120]!r}")
 
     def state(self):
-        return (self.sub, self.kind, self.types, self.t_start, self.t_init, self.t_end, self.end,
-                self.code, self.received, self.problems)
+        return (self.sub, self.kind, self.types, self.port, self.t_start, self.t_init, self.t_end,
+                self.end, self.code, self.received, self.problems)
 
 
 def mask_frame(opcode, payload):
@@ -294,6 +318,7 @@ class RawSubscriber(asyncio.Protocol):
         self.buf = bytearray()
         self.handshaken = False
         self.closing = False  # we sent a close
+        self.stalled = False  # a stalled subscriber that has not caught up yet
         loop = asyncio.get_running_loop()
         self.ready = loop.create_future()
         self.ended = loop.create_future()
@@ -410,14 +435,14 @@ class SubscriberWorker:
 
     async def raw_connection(self, sub, kind, types):
         loop = asyncio.get_running_loop()
-        slow = kind == "slow"
+        slow, stalled = kind == "slow", kind == "stalled"
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if slow:
+        if slow or stalled:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
         sock.setblocking(False)
         try:
             await loop.sock_connect(sock, ("127.0.0.1", self.port))
-            rec = ConnRecord(sub, kind, types)
+            rec = ConnRecord(sub, kind, types, sock.getsockname()[1])
             proto = RawSubscriber(rec, self.token, slow)
             tr, _ = await loop.create_connection(lambda: proto, sock=sock)
         except OSError:
@@ -432,16 +457,18 @@ class SubscriberWorker:
             if rec.problems:
                 self.records.append(rec.state())
             return False
-        ticker = asyncio.ensure_future(self.slow_ticker(tr, proto)) if slow else None
+        ticker = (asyncio.ensure_future(self.slow_ticker(tr, proto)) if slow
+                  else asyncio.ensure_future(self.stall(tr, proto)) if stalled else None)
         await asyncio.wait([proto.ended, self.stopping], return_when=asyncio.FIRST_COMPLETED)
         if ticker:
             ticker.cancel()
         if not proto.ended.done():
-            if slow:
-                rec.t_end, rec.end = time.monotonic(), "client"
+            if slow or stalled and proto.stalled:
+                rec.t_end, rec.end = time.monotonic(), "abandoned" if stalled else "client"
                 tr.abort()  # behind by up to the backlog: no point in a close handshake
             else:
-                proto.client_close()
+                if not proto.closing:
+                    proto.client_close()
                 await asyncio.wait([proto.ended], timeout=self.cfg.close_timeout_ms / 1000 + 10 * TIME_SCALE)
                 if not proto.ended.done():
                     rec.problems.append("the server did not answer a close")
@@ -462,6 +489,25 @@ class SubscriberWorker:
             tr.resume_reading()
             await asyncio.sleep(1.0)
             proto.fast = False
+
+    async def stall(self, tr, proto):
+        """Reads nothing at all for stall_s: the server sees a subscriber that has stopped and
+        cuts it off (1013) once its backlog is full. Meanwhile it sends an unsolicited pong every
+        second (a heartbeat, RFC 6455 §5.5.3), so that it is not dropped for missing the
+        server's pings first. Then it reads everything: the events queued before the cut-off,
+        and the close, or the end of the connection when the server gave up on the close
+        handshake; or, when it was not cut off, every event, for 2 s more before it closes."""
+        proto.stalled = True
+        tr.pause_reading()
+        until = time.monotonic() + self.cfg.stall_s
+        while time.monotonic() < until and not proto.ended.done():
+            tr.write(mask_frame(OP_PONG, b""))
+            await asyncio.sleep(1.0)  # the heartbeat's pace
+        proto.stalled = False
+        tr.resume_reading()
+        await asyncio.wait([proto.ended], timeout=2.0)
+        if not proto.ended.done():
+            proto.client_close()
 
     async def reconnecting(self, sub, types):
         import websockets
@@ -525,8 +571,9 @@ def subscriber_worker(cfg, port, token, specs, stop, out_path, seed):
 # --- the run ------------------------------------------------------------------------------------
 
 class Fault:
-    def __init__(self, what, t_signal):
+    def __init__(self, what, t_signal, outage=False):
         self.what = what
+        self.outage = outage      # a broadcast daemon left down for longer than the bus wait
         self.t_signal = t_signal  # signal sent / file replaced
         self.t_dead = None        # the process was seen gone
         self.t_restart = None     # the new process was started
@@ -584,9 +631,10 @@ class Soak:
                 sample.append(rss)
             self.rss_timeline.append(tuple(sample))
 
-    def restart(self, which, sig):
+    def restart(self, which, sig, outage=True):
         old = self.b if which == "broadcast" else self.l
-        fault = Fault(f"{which} {signal.Signals(sig).name}", time.monotonic())
+        outage = outage and which == "broadcast"
+        fault = Fault(f"{which} {signal.Signals(sig).name}", time.monotonic(), outage)
         self.faults.append(fault)
         code = old.stop(sig, timeout=30)
         fault.t_dead = time.monotonic()
@@ -594,10 +642,11 @@ class Soak:
         if code != expected:
             self.problem(f"{fault.what}: exit status {code}, expected {expected}")
         if which == "broadcast":
-            # Down for longer than the bus wait, so that publishes meet the outage.
-            # (publishers that met the drop all start their next publish together and wait a
-            # whole bus wait: 2.5 waits leave room for one publish to start and end inside)
-            time.sleep(self.cfg.bus_wait_ms / 1000 * 2.5 + 0.5)
+            if outage:
+                # Down for longer than the bus wait, so that publishes meet the outage.
+                # (publishers that met the drop all start their next publish together and wait a
+                # whole bus wait: 2.5 waits leave room for one publish to start and end inside)
+                time.sleep(self.cfg.bus_wait_ms / 1000 * 2.5 + 0.5)
             fault.t_restart = time.monotonic()
             self.b = self.start_broadcast(port=old.port, bus=old.bus)
             self.wait_bus()
@@ -614,6 +663,20 @@ class Soak:
         f.t_ready = f.t_signal
         self.faults.append(f)
 
+    def rewrite_tokens_in_place(self):
+        """The tokens file written over in place with the tokens it holds (an editor that
+        writes in place, `cat tokens.new > tokens`): truncated, then written, again and again
+        for a second, so that the daemons' polls meet it empty or half written."""
+        path = self.case.tokens_path
+        with open(path) as f:
+            content = f.read()
+        fault = Fault("tokens file rewritten in place", time.monotonic())
+        while time.monotonic() < fault.t_signal + 1.0:
+            with open(path, "w") as f:
+                f.write(content)
+        fault.t_ready = time.monotonic()
+        self.faults.append(fault)
+
     # the run -------------------------------------------------------------------------------------
 
     def specs(self):
@@ -629,6 +692,8 @@ class Soak:
             out.append((len(out), "reconnect", tuple(sorted(rng.sample(range(c.types), rng.randint(1, 3))))))
         for i in range(c.slow):
             out.append((len(out), "slow", tuple(range(c.types))))  # every type: the most traffic
+        for i in range(c.stalled):
+            out.append((len(out), "stalled", tuple(range(c.types))))
         return out
 
     def run(self):
@@ -673,13 +738,15 @@ class Soak:
 
         # The timeline: faults in the first half, then the final daemons run on under load.
         D = c.seconds
-        plan = [(0.12, lambda: self.restart("broadcast", signal.SIGKILL)),
-                (0.24, lambda: self.restart("listen", signal.SIGKILL)),
-                (0.36, lambda: self.restart("broadcast", signal.SIGTERM)),
-                (0.48, lambda: self.restart("listen", signal.SIGTERM)),
+        plan = [(0.10, lambda: self.restart("broadcast", signal.SIGKILL)),
+                (0.20, lambda: self.restart("listen", signal.SIGKILL)),
+                (0.30, lambda: self.restart("broadcast", signal.SIGTERM)),
+                (0.40, lambda: self.restart("broadcast", signal.SIGTERM, outage=False)),
+                (0.50, lambda: self.restart("listen", signal.SIGTERM)),
                 (0.62, "baseline")]
         for i in range(c.rewrites):
             plan.append((0.18 + 0.8 * i / c.rewrites, lambda i=i: self.rewrite_tokens(i)))
+            plan.append((0.24 + 0.7 * i / c.rewrites, self.rewrite_tokens_in_place))
         plan.sort(key=lambda p: p[0])
         warm_rss = None
         for at, action in plan:
@@ -734,8 +801,11 @@ class Soak:
             records += r["records"]
             connect_failures += r["connect_failures"]
 
-        figures = self.check(pubs, records)
-        slow_cuts = sum(d.log().count("slow consumer, over") for d in self.case.daemons if "broadcast" in d.argv[0])
+        broadcast_logs = [d.log() for d in self.case.daemons if "broadcast" in d.argv[0]]
+        slow_cuts = sum(log.count("slow consumer, over") for log in broadcast_logs)
+        cut_ports = {int(p) for log in broadcast_logs
+                     for p in re.findall(r"ws 127\.0\.0\.1:(\d+): slow consumer, over", log)}
+        figures = self.check(pubs, records, cut_ports)
 
         # Clean exits (LeakSanitizer runs at exit in the sanitizer build).
         for d in (self.l, self.b):
@@ -755,6 +825,8 @@ class Soak:
             self.problem(f"after the clients left: backlog {backlog} bytes, shared frames {frames} bytes")
         if slow_cuts == 0 and c.slow:
             self.problem("no slow subscriber was ever cut off (1013)")
+        if figures["stalled_cutoffs"] == 0 and c.stalled:
+            self.problem("no stalled subscriber was ever cut off (1013)")
         for name in ("broadcast", "listen"):
             if end_fds[name] > idle_fds[name]:
                 self.problem(f"{name}: {end_fds[name]} fds open after the run, {idle_fds[name]} idle before")
@@ -769,7 +841,7 @@ class Soak:
 
     # checking --------------------------------------------------------------------------------
 
-    def check(self, pubs, records):
+    def check(self, pubs, records, cut_ports):
         c = self.cfg
         limit = c.bus_wait_ms / 1000 + c.margin
         b_faults = [f for f in self.faults if f.what.startswith("broadcast")]
@@ -788,8 +860,10 @@ class Soak:
         counts = {200: 0, 503: 0, 0: 0}
         outage_503 = [0] * len(b_faults)
         for p, (ts_a, ta_a, st_a, ty_a, odd) in enumerate(pubs):
-            for seq, status, body in odd:
+            for seq, status, body in odd[:3]:
                 self.problem(f"publisher {p} seq {seq}: answered {status} {body!r}")
+            if len(odd) > 3:
+                self.problem(f"publisher {p}: {len(odd)} answers neither 200 nor 503 in all")
             for i in range(len(ts_a)):
                 ts, ta, status = ts_a[i], ta_a[i], st_a[i]
                 counts[status] = counts.get(status, 0) + 1
@@ -811,7 +885,7 @@ class Soak:
                         else:
                             self.problem(f"publisher {p} seq {i + 1}: {status} while no broadcast daemon ran")
         for k, f in enumerate(b_faults):
-            if outage_503[k] == 0:
+            if f.outage and outage_503[k] == 0:
                 self.problem(f"{f.what}: no publish met the outage with a 503")
         for lst in by_type:
             lst.sort()
@@ -824,9 +898,9 @@ class Soak:
                 return None
             return pubs[p][0][seq - 1], pubs[p][1][seq - 1], pubs[p][2][seq - 1], pubs[p][3][seq - 1]
 
-        checked = delivered = 0
+        checked = delivered = stalled_cuts = 0
         ends = {}
-        for (sub, kind, types, t_start, t_init, t_end, end, code, received, problems) in records:
+        for (sub, kind, types, port, t_start, t_init, t_end, end, code, received, problems) in records:
             label = f"subscriber {sub} ({kind}, types {types})"
             for text in problems[:3]:
                 self.problem(f"{label}: {text}")
@@ -860,7 +934,16 @@ class Soak:
                 if bad > 5:
                     break
             # Until when it was surely still subscribed, as the client can tell.
-            if end == "client" and kind != "slow" and code in (1000, 1001):
+            if kind == "stalled" and (end == "server" and code == 1013 or end == "lost" and (
+                    port in cut_ports or any(t_start <= f.t_dead and f.t_signal <= t_end for f in b_faults))):
+                # Cut off while it read nothing (its close frame, queued behind its backlog, is
+                # gone when it comes back after the close timeout), or its daemon went away
+                # meanwhile: what came is what was queued before, the rest an expected loss.
+                until = last_ts
+                stalled_cuts += code == 1013 or port in cut_ports
+            elif kind == "stalled" and end == "abandoned":
+                until = last_ts  # the run ended while it was still behind
+            elif end == "client" and kind != "slow" and code in (1000, 1001):
                 # Its own close: every event answered before it started was queued before the
                 # server read that close. If a 1001 crossed it, the server's close came first:
                 # events answered before the SIGTERM were queued before that.
@@ -900,10 +983,36 @@ class Soak:
                                              f"after its init, answered {until - ta:.3f} s before its end ({end} {code})")
             if missing > 3:
                 self.problem(f"{label}: {missing} events missing in all")
+
+        # A stopping broadcast daemon closes its sessions (1001) at the signal: from then on an
+        # event it acked would reach nobody. So no publish sent after the first 1001 came may be
+        # answered 200 before the next daemon started; it must wait for that one (or get 503).
+        drain_200 = 0
+        for f in b_faults:
+            if not f.what.endswith("SIGTERM"):
+                continue
+            closes = [r[6] for r in records if r[7] == "server" and r[8] == 1001 and r[6] is not None
+                      and f.t_signal <= r[6] <= f.t_dead]
+            if not closes:
+                self.problem(f"{f.what} at {f.t_signal - self.t0:.1f} s: no subscriber saw its 1001")
+                continue
+            t_stop, wrong = min(closes), 0
+            for p, (ts_a, ta_a, st_a, ty_a, odd) in enumerate(pubs):
+                for i in range(len(ts_a)):
+                    if st_a[i] == 200 and ts_a[i] > t_stop and ta_a[i] < f.t_restart:
+                        wrong += 1
+                        if wrong <= 3:
+                            self.problem(f"publisher {p} seq {i + 1}: sent {ts_a[i] - t_stop:.3f} s into the "
+                                         f"drain of {f.what} and answered 200 before the next daemon started "
+                                         f"(acked by a daemon delivering to nobody)")
+            if wrong > 3:
+                self.problem(f"{f.what}: {wrong} publishes answered 200 during its drain")
+            drain_200 += wrong
         published = sum(len(p[0]) for p in pubs)
         return {"events_published": published, "answered_200": counts.get(200, 0),
                 "answered_503": counts.get(503, 0), "connection_errors": counts.get(0, 0),
-                "connections": sum(1 for r in records if r[4] is not None),
+                "connections": sum(1 for r in records if r[5] is not None),
+                "stalled_cutoffs": stalled_cuts, "drain_200": drain_200,
                 "deliveries_received": delivered, "deliveries_checked": checked,
                 "connection_ends": {f"{k[0]}/{k[1]}/{k[2]}": v for k, v in sorted(ends.items(), key=str)},
                 "faults_injected": len(self.faults)}
@@ -912,16 +1021,20 @@ class Soak:
         lines = [
             "== soak figures",
             f"  traffic: {fig['seconds']} s, {self.cfg.publishers} publishers, "
-            f"{self.cfg.steady + self.cfg.reconnecting + self.cfg.slow} subscribers "
-            f"({self.cfg.steady} steady, {self.cfg.reconnecting} reconnecting, {self.cfg.slow} slow)",
+            f"{self.cfg.steady + self.cfg.reconnecting + self.cfg.slow + self.cfg.stalled} subscribers "
+            f"({self.cfg.steady} steady, {self.cfg.reconnecting} reconnecting, {self.cfg.slow} slow, "
+            f"{self.cfg.stalled} stalled)",
             f"  events published: {fig['events_published']} (200: {fig['answered_200']}, "
             f"503: {fig['answered_503']}, connection errors: {fig['connection_errors']})",
             f"  deliveries checked: {fig['deliveries_checked']} (received in all: {fig['deliveries_received']}, "
             f"over {fig['connections']} connections)",
             f"  connection ends (kind/end/code): {fig['connection_ends']}",
-            f"  slow-consumer cut-offs: {fig['slow_consumer_cutoffs']}; connect retries: {fig['connect_retries']}",
+            f"  slow-consumer cut-offs: {fig['slow_consumer_cutoffs']} (of stalled subscribers: "
+            f"{fig['stalled_cutoffs']}); connect retries: {fig['connect_retries']}",
+            f"  publishes answered 200 during a broadcast drain: {fig['drain_200']}",
             f"  faults injected: {fig['faults_injected']}: "
-            + ", ".join(f"{f.what} at {f.t_signal - self.t0:.1f} s" for f in self.faults),
+            + ", ".join(f"{f.what}{' (restarted at once)' if f.what.startswith('broadcast') and not f.outage else ''}"
+                        f" at {f.t_signal - self.t0:.1f} s" for f in self.faults),
             f"  largest RSS (KiB): {fig['largest_rss_kib']}",
             f"  RSS (KiB) idle before: {fig['idle_rss_kib']}, warm: {fig['warm_rss_kib']}, after: {fig['end_rss_kib']}",
             f"  fds idle before: {fig['idle_fds']}, after: {fig['end_fds']}",
