@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -29,6 +30,7 @@ struct watched_file {
     struct file_signature seen;
     mode_t mode;
     struct event *poll;
+    char error_text[96];
 };
 
 static struct file_signature signature_of(const char *path)
@@ -49,26 +51,31 @@ static struct file_signature signature_of(const char *path)
 
 static bool signature_equal(const struct file_signature *a, const struct file_signature *b)
 {
-    return a->present == b->present && a->dev == b->dev && a->ino == b->ino &&
-           a->size == b->size && a->mtime.tv_sec == b->mtime.tv_sec &&
-           a->mtime.tv_nsec == b->mtime.tv_nsec && a->ctime.tv_sec == b->ctime.tv_sec &&
-           a->ctime.tv_nsec == b->ctime.tv_nsec;
+    return a->present == b->present && a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
+           a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
 }
 
-/* Reads the whole file into a new NUL-terminated buffer. Returns 0, or -1
- * with errno set (EFBIG over the limit, EINVAL not a regular file, EAGAIN
- * when it grew while being read). */
+/* Reads the whole file into a new NUL-terminated buffer, never blocking:
+ * the file is opened O_NONBLOCK and only a regular file is read. *mode is
+ * what fstat() saw, set whenever the file could be opened. Returns 0, or
+ * -1 with errno set (EFBIG over the limit, EINVAL not a regular file,
+ * EAGAIN when it grew while being read). */
 static int read_whole(const char *path, size_t max_bytes, char **text, size_t *len, mode_t *mode)
 {
     struct stat st;
     size_t got = 0;
     char *buf = NULL;
     int saved;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        if (errno == ENXIO) /* a UNIX socket */
+            errno = EINVAL;
         return -1;
+    }
     if (fstat(fd, &st) < 0)
         goto fail;
+    *mode = st.st_mode;
     if (!S_ISREG(st.st_mode)) {
         errno = EINVAL;
         goto fail;
@@ -77,7 +84,6 @@ static int read_whole(const char *path, size_t max_bytes, char **text, size_t *l
         errno = EFBIG;
         goto fail;
     }
-    *mode = st.st_mode;
     buf = malloc((size_t)st.st_size + 2);
     if (!buf)
         goto fail;
@@ -113,10 +119,9 @@ void watched_file_reload(struct watched_file *file, const char *reason)
 {
     char *text = NULL;
     size_t len = 0;
-    mode_t mode = 0;
 
     file->seen = signature_of(file->path);
-    if (read_whole(file->path, file->max_bytes, &text, &len, &mode) < 0) {
+    if (read_whole(file->path, file->max_bytes, &text, &len, &file->mode) < 0) {
         int error = errno;
         /* Only errors that say something about the file itself reach the
          * owner (which may then revoke what the file granted). A passing
@@ -135,21 +140,24 @@ void watched_file_reload(struct watched_file *file, const char *reason)
         file->load(file->arg, file, NULL, 0, error, reason);
         return;
     }
-    file->mode = mode;
     file->load(file->arg, file, text, len, 0, reason);
     free(text);
 }
 
-static void poll_cb(evutil_socket_t fd, short what, void *arg)
+void watched_file_poll(struct watched_file *file)
 {
-    struct watched_file *file = arg;
     struct file_signature now = signature_of(file->path);
     if (!signature_equal(&now, &file->seen))
         watched_file_reload(file, "file changed");
 }
 
-struct watched_file *watched_file_new(struct event_base *base, const char *path,
-                                      size_t max_bytes, watched_file_load_fn load, void *arg)
+static void poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+    watched_file_poll(arg);
+}
+
+struct watched_file *watched_file_new(struct event_base *base, const char *path, size_t max_bytes,
+                                      watched_file_load_fn load, void *arg)
 {
     struct timeval tv = {0, WATCHED_FILE_POLL_MS * 1000};
     struct watched_file *file = calloc(1, sizeof *file);
@@ -176,7 +184,37 @@ const char *watched_file_path(const struct watched_file *file)
 
 int watched_file_world_readable(const struct watched_file *file)
 {
-    return (file->mode & S_IROTH) != 0;
+    return S_ISREG(file->mode) && (file->mode & S_IROTH) != 0;
+}
+
+static const char *file_kind(mode_t mode)
+{
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISCHR(mode) || S_ISBLK(mode))
+        return "a device";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    return "not a file";
+}
+
+const char *watched_file_error_text(struct watched_file *file, int error)
+{
+    const size_t mib = 1024 * 1024;
+    if (error == EINVAL)
+        snprintf(file->error_text, sizeof file->error_text, "not a regular file: %s",
+                 file_kind(file->mode));
+    else if (error == EFBIG && file->max_bytes % mib == 0)
+        snprintf(file->error_text, sizeof file->error_text, "larger than %zu MiB",
+                 file->max_bytes / mib);
+    else if (error == EFBIG)
+        snprintf(file->error_text, sizeof file->error_text, "larger than %zu bytes",
+                 file->max_bytes);
+    else
+        snprintf(file->error_text, sizeof file->error_text, "%s", strerror(error));
+    return file->error_text;
 }
 
 void watched_file_free(struct watched_file *file)
