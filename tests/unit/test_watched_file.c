@@ -1,6 +1,6 @@
-/* Unit tests for common/watched_file.c: when a file is read again, what is
- * never read (a FIFO, a directory, a file over the limit) and what reaches
- * the owner.
+/* Unit tests for common/watched_file.c: when a change is applied (settled
+ * over polls, an empty file over a longer time), what is never read (a
+ * FIFO, a directory, a file over the limit) and what reaches the owner.
  * The tests call watched_file_poll themselves, one call per poll of the
  * timer, on files in a temporary folder; the event loop never runs.
  */
@@ -105,6 +105,13 @@ static void append(const char *path, const char *text)
     assert_int_equal(close(fd), 0);
 }
 
+static void truncate_to_zero(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    assert_int_equal(close(fd), 0);
+}
+
 static void watch(struct fixture *fx, size_t max_bytes)
 {
     fx->file = watched_file_new(fx->base, fx->path, max_bytes, record, &fx->rec);
@@ -117,10 +124,11 @@ static void poll_times(struct fixture *fx, unsigned n)
         watched_file_poll(fx->file);
 }
 
-/* Polls as often as a change needs to be applied. */
+/* Polls as often as a change (to anything but an empty file) needs to be
+ * applied. */
 static void settle(struct fixture *fx)
 {
-    watched_file_poll(fx->file);
+    poll_times(fx, WATCHED_FILE_SETTLE_POLLS);
 }
 
 static void assert_text(const struct recorder *rec, const char *text)
@@ -152,6 +160,22 @@ static void test_unchanged_file_is_never_read_again_by_polls(void **state)
     assert_int_equal(fx->rec.loads, 1);
 }
 
+static void test_change_is_applied_once_polls_see_it_unchanged(void **state)
+{
+    struct fixture *fx = *state;
+    write_at(fx->path, CONTENT, 1000);
+    watch(fx, 1 << 20);
+    write_at(fx->path, OTHER, 2000);
+    poll_times(fx, WATCHED_FILE_SETTLE_POLLS - 1);
+    assert_int_equal(fx->rec.loads, 1); /* seen once: maybe still being written */
+    watched_file_poll(fx->file);
+    assert_int_equal(fx->rec.loads, 2);
+    assert_text(&fx->rec, OTHER);
+    assert_string_equal(fx->rec.reason, "file changed");
+    poll_times(fx, 10);
+    assert_int_equal(fx->rec.loads, 2);
+}
+
 static void test_same_size_rewrite_is_noticed_by_its_times(void **state)
 {
     struct fixture *fx = *state;
@@ -166,7 +190,68 @@ static void test_same_size_rewrite_is_noticed_by_its_times(void **state)
     assert_text(&fx->rec, same_size);
 }
 
-static void test_file_renamed_over_is_read_again(void **state)
+static void test_file_changing_at_every_poll_is_applied_only_once_it_holds_still(void **state)
+{
+    struct fixture *fx = *state;
+    write_at(fx->path, CONTENT, 1000);
+    watch(fx, 1 << 20);
+    for (int i = 0; i < 10; i++) {
+        char text[64];
+        snprintf(text, sizeof text, "tok-%032d\n", i);
+        write_at(fx->path, text, 2000 + i);
+        watched_file_poll(fx->file);
+    }
+    assert_int_equal(fx->rec.loads, 1);
+    poll_times(fx, WATCHED_FILE_SETTLE_POLLS - 1);
+    assert_int_equal(fx->rec.loads, 2);
+    assert_text(&fx->rec, "tok-00000000000000000000000000000009\n");
+}
+
+static void test_in_place_rewrite_caught_half_way_is_never_applied(void **state)
+{
+    struct fixture *fx = *state;
+    write_at(fx->path, CONTENT, 1000);
+    watch(fx, 1 << 20);
+    /* `cat new > tokens`: truncate, then write in two pieces, a poll
+     * landing after each step. */
+    truncate_to_zero(fx->path);
+    watched_file_poll(fx->file);
+    append(fx->path, "tok-0123456789abcdef01");
+    watched_file_poll(fx->file);
+    append(fx->path, &CONTENT[strlen("tok-0123456789abcdef01")]);
+    assert_int_equal(fx->rec.loads, 1);
+    poll_times(fx, WATCHED_FILE_SETTLE_POLLS);
+    assert_int_equal(fx->rec.loads, 2); /* only the whole file was handed over */
+    assert_text(&fx->rec, CONTENT);
+}
+
+static void test_empty_file_is_applied_only_after_it_stays_empty_longer(void **state)
+{
+    struct fixture *fx = *state;
+    write_at(fx->path, CONTENT, 1000);
+    watch(fx, 1 << 20);
+    truncate_to_zero(fx->path);
+    poll_times(fx, WATCHED_FILE_EMPTY_SETTLE_POLLS - 1);
+    assert_int_equal(fx->rec.loads, 1); /* longer than any other change waits */
+    watched_file_poll(fx->file);
+    assert_int_equal(fx->rec.loads, 2);
+    assert_text(&fx->rec, "");
+}
+
+static void test_truncated_file_written_again_before_it_settles_never_applies_empty(void **state)
+{
+    struct fixture *fx = *state;
+    write_at(fx->path, CONTENT, 1000);
+    watch(fx, 1 << 20);
+    truncate_to_zero(fx->path);
+    poll_times(fx, WATCHED_FILE_EMPTY_SETTLE_POLLS - 1);
+    append(fx->path, OTHER);
+    poll_times(fx, WATCHED_FILE_SETTLE_POLLS);
+    assert_int_equal(fx->rec.loads, 2);
+    assert_text(&fx->rec, OTHER);
+}
+
+static void test_file_renamed_over_is_applied_after_settling(void **state)
 {
     struct fixture *fx = *state;
     char tmp[128];
@@ -333,8 +418,13 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
         T(test_first_load_reads_the_file_at_once),
         T(test_unchanged_file_is_never_read_again_by_polls),
+        T(test_change_is_applied_once_polls_see_it_unchanged),
         T(test_same_size_rewrite_is_noticed_by_its_times),
-        T(test_file_renamed_over_is_read_again),
+        T(test_file_changing_at_every_poll_is_applied_only_once_it_holds_still),
+        T(test_in_place_rewrite_caught_half_way_is_never_applied),
+        T(test_empty_file_is_applied_only_after_it_stays_empty_longer),
+        T(test_truncated_file_written_again_before_it_settles_never_applies_empty),
+        T(test_file_renamed_over_is_applied_after_settling),
         T(test_file_that_disappears_is_reported_enoent_and_coming_back_is_read),
         T(test_missing_file_at_start_is_reported_at_once),
         T(test_reload_reads_at_once_changed_or_not),
