@@ -74,6 +74,7 @@ struct session {
     char *credential;            /* authentication text of the last successful init (owned) */
     size_t credential_len;
     struct event *expiry;                  /* JWT credentials: fires at their exp */
+    int64_t ends_at;                       /* JWT: wall-clock second from which it is refused */
     uint64_t deadline_ms;                  /* init or close deadline, by the FIFO it is in */
     struct session *prev, *next;           /* hub->sessions */
     struct session *fifo_prev, *fifo_next; /* init_wait or closing */
@@ -360,11 +361,43 @@ static void session_end_auth(struct session *s, const char *code)
     session_close(s, WS_CLOSE_POLICY, strcmp(code, "REVOKED") == 0 ? "revoked" : "token expired");
 }
 
+/* The expiry timer waits at most this long at a time, then looks at the
+ * wall clock again: a far-future exp never makes a huge timer, and a clock
+ * set forwards or back is followed within a day. */
+#define SESSION_EXPIRY_MAX_WAIT_S (24 * 3600)
+
+/* Time until s->ends_at, capped at SESSION_EXPIRY_MAX_WAIT_S; false when
+ * it has come. Differences are taken in seconds before any scaling, so no
+ * exp can overflow them. */
+static bool session_expiry_delay(const struct session *s, struct timeval *tv)
+{
+    struct timespec now;
+    int64_t seconds, delay_us;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (s->ends_at <= (int64_t)now.tv_sec)
+        return false;
+    seconds = s->ends_at - (int64_t)now.tv_sec; /* > 0; now.tv_sec >= 0 */
+    if (seconds > SESSION_EXPIRY_MAX_WAIT_S) {
+        tv->tv_sec = SESSION_EXPIRY_MAX_WAIT_S;
+        tv->tv_usec = 0;
+        return true;
+    }
+    delay_us = seconds * 1000000 - now.tv_nsec / 1000;
+    tv->tv_sec = (time_t)(delay_us / 1000000);
+    tv->tv_usec = (suseconds_t)(delay_us % 1000000);
+    return true;
+}
+
 static void session_expiry_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct session *s = arg;
+    struct timeval tv;
     if (s->closing)
         return;
+    if (session_expiry_delay(s, &tv)) {
+        evtimer_add(s->expiry, &tv); /* a capped wait, or a clock set back */
+        return;
+    }
     s->hub->counters.expired_closes++;
     session_end_auth(s, "TOKEN_EXPIRED");
 }
@@ -374,9 +407,7 @@ static void session_expiry_cb(evutil_socket_t fd, short what, void *arg)
  * be accepted: up to exp plus the configured leeway. */
 static int session_set_expiry(struct session *s, int64_t expires)
 {
-    struct timespec now;
-    struct timeval tv;
-    int64_t end_ns, now_ns, delay_ns;
+    struct timeval tv = {0, 0};
     if (expires == 0) {
         if (s->expiry)
             evtimer_del(s->expiry);
@@ -385,12 +416,8 @@ static int session_set_expiry(struct session *s, int64_t expires)
     if (!s->expiry &&
         !(s->expiry = evtimer_new(bufferevent_get_base(s->bev), session_expiry_cb, s)))
         return -1;
-    clock_gettime(CLOCK_REALTIME, &now);
-    end_ns = (expires + auth_store_sources(s->hub->auth)->jwt_policy.leeway_s) * 1000000000LL;
-    now_ns = (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec;
-    delay_ns = end_ns > now_ns ? end_ns - now_ns : 0;
-    tv.tv_sec = (time_t)(delay_ns / 1000000000LL);
-    tv.tv_usec = (suseconds_t)(delay_ns % 1000000000LL / 1000);
+    s->ends_at = jwt_end_time(expires, &auth_store_sources(s->hub->auth)->jwt_policy);
+    session_expiry_delay(s, &tv);
     return evtimer_add(s->expiry, &tv);
 }
 

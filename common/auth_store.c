@@ -80,7 +80,7 @@ static void tokens_loaded(void *arg, struct watched_file *file, const char *text
         if (tokens_count(store->tokens) > 0 || !reason)
             log_warn("tokens file %s cannot be read (%s): every Basic request is rejected until "
                      "it can",
-                     path, error == EFBIG ? "larger than 16 MiB" : strerror(error));
+                     path, watched_file_error_text(file, error));
         tokens_free(store->tokens);
         store->tokens = tokens;
         store_changed(store);
@@ -122,11 +122,12 @@ static void roles_loaded(void *arg, struct watched_file *file, const char *text,
 
     if (!text) {
         if (store->starting) {
-            store_fail_start(store, "roles file %s cannot be read: %s", path, strerror(error));
+            store_fail_start(store, "roles file %s cannot be read: %s", path,
+                             watched_file_error_text(file, error));
             return;
         }
         log_warn("roles file %s cannot be read (%s): roles grant nothing until it can", path,
-                 strerror(error));
+                 watched_file_error_text(file, error));
         roles = roles_new_empty();
         if (!roles)
             return;
@@ -186,12 +187,12 @@ static void secrets_loaded(void *arg, struct watched_file *file, const char *tex
     if (!text) {
         if (store->starting) {
             store_fail_start(store, "JWT secrets file %s cannot be read: %s", path,
-                             strerror(error));
+                             watched_file_error_text(file, error));
             return;
         }
         log_warn("JWT secrets file %s cannot be read (%s): no HS256 token is accepted until it "
                  "can",
-                 path, strerror(error));
+                 path, watched_file_error_text(file, error));
         text = "";
         len = 0;
     }

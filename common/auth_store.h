@@ -1,7 +1,8 @@
 /* The live credentials of a daemon: the tokens file, the roles file, the
  * JWT secrets file and the JWT public keys, each loaded at start and kept
- * current (watched_file.h: a change takes effect within a second, without
- * a restart; SIGHUP reloads everything).
+ * current (watched_file.h: a change takes effect once the file is whole,
+ * 250 to 500 ms after its last write, without a restart; SIGHUP reloads
+ * everything).
  *
  * Failure rules. Tokens file: missing or unreadable revokes every token
  * (logged); at start the daemon runs and rejects every Basic request. Roles

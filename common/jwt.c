@@ -769,6 +769,15 @@ void jwt_claims_clear(struct jwt_claims *claims)
     memset(claims, 0, sizeof(*claims));
 }
 
+int64_t jwt_end_time(int64_t exp, const struct jwt_policy *policy)
+{
+    int64_t leeway = policy != NULL && policy->leeway_s > 0 ? policy->leeway_s : 0;
+    int64_t end;
+    if (__builtin_add_overflow(exp, leeway, &end))
+        return INT64_MAX; /* leeway is positive: only the top can be passed */
+    return end;
+}
+
 const char *jwt_status_text(int status)
 {
     switch (status) {

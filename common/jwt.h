@@ -9,7 +9,12 @@
  * confusion). A "crit" header is refused (no extensions are understood).
  *
  * Claims: "exp" is required; "nbf" and "iat" are checked when present;
- * every time check allows leeway_s seconds of clock skew. "iss" and "aud"
+ * every time check allows leeway_s seconds of clock skew. A time claim is
+ * a JSON number (integral or not) of magnitude below 2^53 (exact in a
+ * double; about 285 million years): anything else, 1e300 or 1e400 (which
+ * reads as infinity) included, is JWT_ERR_CLAIMS. The checks are done in
+ * floating point and callers get exp as an integer, so no time computation
+ * from a claim can overflow (see also jwt_end_time). "iss" and "aud"
  * must match when the verifier is configured with them ("aud" may be a
  * string or an array). Authorization claims: "roles" (array of role names),
  * "publish" and "subscribe" (arrays of event-type patterns); "sub" is the
@@ -119,6 +124,12 @@ int jwt_verify_bounded(const char *token, size_t len, const struct jwt_keys *key
                        struct jwt_cost *cost, struct jwt_claims *claims);
 
 void jwt_claims_clear(struct jwt_claims *claims);
+
+/* The time (seconds since the epoch) from which a token whose exp claim is
+ * exp is refused: exp plus the policy's leeway (none when policy is NULL
+ * or its leeway is not positive), saturated at INT64_MAX, so that a caller
+ * timing a session never overflows on a far-future exp. */
+int64_t jwt_end_time(int64_t exp, const struct jwt_policy *policy);
 
 /* A short reason for a status, for log lines. */
 const char *jwt_status_text(int status);

