@@ -27,7 +27,7 @@ struct session;
 
 struct hub_limits {
     size_t max_message;        /* largest client message (bytes); larger closes with 1009 */
-    size_t max_backlog;        /* unsent bytes per subscriber before it is cut off (1013) */
+    size_t max_backlog;        /* memory unsent frames may hold per subscriber before 1013 */
     unsigned init_timeout_ms;  /* time to a successful init before close 1008 */
     unsigned ping_interval_ms; /* ping period; no pong by the next one closes */
     unsigned close_timeout_ms; /* how long a closing peer may take to finish */

@@ -579,8 +579,8 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
     return n;
 }
 
-/* Never blocks: the output buffer takes the whole frame, and the buffer's
- * length is the backlog that session_deliver limits. */
+/* Never blocks: the output buffer takes the whole frame, and what the
+ * buffer holds (session_backlog) is what session_deliver limits. */
 static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
                           void *user_data)
 {
