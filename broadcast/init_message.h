@@ -30,7 +30,7 @@ enum init_status {
 struct init_message {
     char *authentication; /* NUL-terminated, or NULL */
     size_t authentication_len;
-    char **events;        /* event_count NUL-terminated types */
+    char **events; /* event_count NUL-terminated types */
     size_t *event_lens;
     size_t event_count;
 };

@@ -14,9 +14,9 @@ struct bus_server;
 struct metrics_token;
 
 struct ws_api {
-    struct hub *hub;           /* borrowed */
-    struct bus_server *bus;    /* borrowed, for its counters */
-    struct http_server *http;  /* borrowed, for its counters */
+    struct hub *hub;                           /* borrowed */
+    struct bus_server *bus;                    /* borrowed, for its counters */
+    struct http_server *http;                  /* borrowed, for its counters */
     const struct metrics_token *metrics_token; /* borrowed; NULL or none set: open */
 };
 

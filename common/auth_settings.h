@@ -20,24 +20,55 @@ struct auth_settings {
 
 /* The cfg_option entries for s (a struct auth_settings lvalue). */
 #define AUTH_SETTINGS_OPTIONS(s)                                                                   \
-    {"--tokens", "TOKENS_FILE", CFG_STRING, "/tokens/tokens",                                      \
-     "tokens file: one token per line (optionally followed by its roles), re-read when it "       \
+    {"--tokens",                                                                                   \
+     "TOKENS_FILE",                                                                                \
+     CFG_STRING,                                                                                   \
+     "/tokens/tokens",                                                                             \
+     "tokens file: one token per line (optionally followed by its roles), re-read when it "        \
      "changes",                                                                                    \
-     &(s).tokens_file, 0, 0},                                                                      \
-        {"--roles", "ROLES_FILE", CFG_STRING, "",                                                  \
+     &(s).tokens_file,                                                                             \
+     0,                                                                                            \
+     0},                                                                                           \
+        {"--roles",                                                                                \
+         "ROLES_FILE",                                                                             \
+         CFG_STRING,                                                                               \
+         "",                                                                                       \
          "roles file granting publish/subscribe on event-type patterns (empty: no roles)",         \
-         &(s).roles_file, 0, 0},                                                                   \
-        {"--jwt-secrets", "JWT_SECRETS_FILE", CFG_STRING, "",                                      \
+         &(s).roles_file,                                                                          \
+         0,                                                                                        \
+         0},                                                                                       \
+        {"--jwt-secrets",                                                                          \
+         "JWT_SECRETS_FILE",                                                                       \
+         CFG_STRING,                                                                               \
+         "",                                                                                       \
          "HS256 secrets for Bearer JWTs, one per line (empty: no secrets)",                        \
-         &(s).jwt_secrets_file, 0, 0},                                                             \
-        {"--jwt-public-key", "JWT_PUBLIC_KEYS", CFG_LIST, NULL,                                    \
+         &(s).jwt_secrets_file,                                                                    \
+         0,                                                                                        \
+         0},                                                                                       \
+        {"--jwt-public-key",                                                                       \
+         "JWT_PUBLIC_KEYS",                                                                        \
+         CFG_LIST,                                                                                 \
+         NULL,                                                                                     \
          "PEM public key(s) for RS256/ES256 Bearer JWTs; repeat or separate with commas",          \
-         &(s).jwt_public_keys, 0, 0},                                                              \
-        {"--jwt-leeway-s", "JWT_LEEWAY_S", CFG_UINT, "30",                                         \
-         "clock skew allowed when checking a JWT's exp, nbf and iat (seconds)", &(s).jwt_leeway_s, \
-         0, 3600},                                                                                 \
-        {"--jwt-issuer", "JWT_ISSUER", CFG_STRING, "", "required JWT \"iss\" (empty: any)",          \
-         &(s).jwt_issuer, 0, 0},                                                                   \
+         &(s).jwt_public_keys,                                                                     \
+         0,                                                                                        \
+         0},                                                                                       \
+        {"--jwt-leeway-s",                                                                         \
+         "JWT_LEEWAY_S",                                                                           \
+         CFG_UINT,                                                                                 \
+         "30",                                                                                     \
+         "clock skew allowed when checking a JWT's exp, nbf and iat (seconds)",                    \
+         &(s).jwt_leeway_s,                                                                        \
+         0,                                                                                        \
+         3600},                                                                                    \
+        {"--jwt-issuer",                                                                           \
+         "JWT_ISSUER",                                                                             \
+         CFG_STRING,                                                                               \
+         "",                                                                                       \
+         "required JWT \"iss\" (empty: any)",                                                      \
+         &(s).jwt_issuer,                                                                          \
+         0,                                                                                        \
+         0},                                                                                       \
     {                                                                                              \
         "--jwt-audience", "JWT_AUDIENCE", CFG_STRING, "",                                          \
             "required entry of the JWT \"aud\" (empty: any)", &(s).jwt_audience, 0, 0              \

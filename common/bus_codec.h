@@ -13,10 +13,9 @@
  *            parsing JSON. message: the finished subscriber message text,
  *            {"type":"event","event":...,"data":...}, at least 1 byte and
  *            at most the decoder's max_message bytes.
- *   ACK      u64 seq                                                body_len 8 (broadcast -> listen)
- *            Cumulative: every EVENT of this connection with a sequence
- *            number up to and including seq is queued to every current
- *            subscriber of its type.
+ *   ACK      u64 seq                                                body_len 8 (broadcast ->
+ * listen) Cumulative: every EVENT of this connection with a sequence number up to and including seq
+ * is queued to every current subscriber of its type.
  *
  * Sequence numbers are per connection, start at 1 and increase by one.
  *
@@ -60,9 +59,9 @@ enum bus_status {
  * (borrowed: valid while that buffer is). */
 struct bus_frame {
     enum bus_kind kind;
-    uint16_t version;       /* HELLO */
-    uint64_t seq;           /* EVENT, ACK */
-    const uint8_t *type;    /* EVENT */
+    uint16_t version;    /* HELLO */
+    uint64_t seq;        /* EVENT, ACK */
+    const uint8_t *type; /* EVENT */
     size_t type_len;
     const uint8_t *message; /* EVENT */
     size_t message_len;

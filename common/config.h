@@ -34,18 +34,18 @@ struct cfg_list {
 };
 
 struct cfg_option {
-    const char *flag;          /* "--port" */
-    const char *env;           /* "LISTEN_PORT", or NULL */
+    const char *flag; /* "--port" */
+    const char *env;  /* "LISTEN_PORT", or NULL */
     enum cfg_type type;
     const char *default_value; /* parsed like user input; NULL: no default */
     const char *help;          /* one line for --help */
     void *target;
-    uint64_t min, max;         /* CFG_UINT and CFG_SIZE bounds; 0,0 means none */
+    uint64_t min, max; /* CFG_UINT and CFG_SIZE bounds; 0,0 means none */
 };
 
 struct cfg_program {
-    const char *name;    /* "event-listen" */
-    const char *summary; /* one line shown by --help */
+    const char *name;        /* "event-listen" */
+    const char *summary;     /* one line shown by --help */
     const char *usage_notes; /* extra paragraph(s) for --help, or NULL */
 };
 

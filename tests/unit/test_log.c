@@ -109,7 +109,6 @@ static void test_level_name_round_trips_through_parse(void **state)
     assert_string_equal(log_level_name((enum log_level)42), "unknown");
 }
 
-
 /* Skips "<program>[<pid>]" checking the pid is this process's, and returns
  * the program name joined to what follows ("event-server warn: ..."). */
 static const char *without_pid(const char *rest)
@@ -164,7 +163,7 @@ static void test_cr_and_lf_in_message_stay_on_one_line(void **state)
     const char *rest = after_timestamp(c.text);
     assert_non_null(rest);
     assert_string_equal(without_pid(rest), "event-server info: bad type "
-                              "'a\\x0d\\x0aFAKE 2026-01-01 error: injected\\x0a'\n");
+                                           "'a\\x0d\\x0aFAKE 2026-01-01 error: injected\\x0a'\n");
 }
 
 static void test_other_control_bytes_are_escaped_and_high_bytes_kept(void **state)

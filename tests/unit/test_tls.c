@@ -180,8 +180,7 @@ static const char *expect_failure_as(const char *cert, const char *key, const ch
     close(fds[0]);
     assert_int_equal(waitpid(pid, &status, 0), pid);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        fail_msg("tls_server_new(%s, %s) crashed (wait status 0x%x)", cert, key,
-                 (unsigned)status);
+        fail_msg("tls_server_new(%s, %s) crashed (wait status 0x%x)", cert, key, (unsigned)status);
     assert_true(n > 0);
     if (strcmp(err, "<succeeded>") == 0)
         fail_msg("tls_server_new(%s, %s) succeeded", cert, key);
@@ -359,15 +358,15 @@ static void test_rsa_pair_loads_and_is_served(void **state)
 
 static void test_missing_certificate_file_is_refused_naming_it(void **state)
 {
-    const char *err = expect_failure(path_of("nothing.crt"), path_of("first.key"),
-                                     path_of("nothing.crt"));
+    const char *err =
+        expect_failure(path_of("nothing.crt"), path_of("first.key"), path_of("nothing.crt"));
     assert_non_null(strstr(err, "No such file"));
 }
 
 static void test_missing_key_file_is_refused_naming_it(void **state)
 {
-    const char *err = expect_failure(path_of("first.crt"), path_of("nothing.key"),
-                                     path_of("nothing.key"));
+    const char *err =
+        expect_failure(path_of("first.crt"), path_of("nothing.key"), path_of("nothing.key"));
     assert_non_null(strstr(err, "No such file"));
 }
 
@@ -436,8 +435,8 @@ static void test_passphrase_protected_key_is_refused_naming_it(void **state)
 
 static void test_key_of_another_certificate_is_refused_as_not_matching(void **state)
 {
-    const char *err = expect_failure(path_of("first.crt"), path_of("second.key"),
-                                     path_of("second.key"));
+    const char *err =
+        expect_failure(path_of("first.crt"), path_of("second.key"), path_of("second.key"));
     assert_non_null(strstr(err, "does not match"));
     assert_non_null(strstr(err, path_of("first.crt")));
 }
@@ -481,8 +480,8 @@ static void test_chain_file_with_leaf_first_loads_and_serves_the_leaf(void **sta
 
 static void test_chain_file_with_ca_first_is_refused_as_not_matching(void **state)
 {
-    const char *err = expect_failure(path_of("chain-ca-first.crt"), path_of("leaf.key"),
-                                     path_of("leaf.key"));
+    const char *err =
+        expect_failure(path_of("chain-ca-first.crt"), path_of("leaf.key"), path_of("leaf.key"));
     assert_non_null(strstr(err, "does not match"));
 }
 
