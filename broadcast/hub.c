@@ -73,6 +73,26 @@ static void trim_timer_cb(evutil_socket_t fd, short what, void *arg)
     malloc_trim(0);
 }
 
+/* The next batch of a recheck pass runs after the loop has polled for I/O
+ * again: a timer due at once, not an active event, which could run batch
+ * after batch without a poll in between. */
+static void recheck_schedule(struct hub *hub)
+{
+    struct timeval now = {0, 0};
+    evtimer_add(hub->recheck_timer, &now);
+}
+
+static void recheck_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hub *hub = arg;
+    if (session_recheck_some(hub)) {
+        recheck_schedule(hub);
+        return;
+    }
+    hub->recheck_sources = 0;
+    hub->counters.recheck_passes++;
+}
+
 static void hub_trim_soon(struct hub *hub, bool at_once)
 {
     uint64_t now = hub_now_ms(), earliest = hub->last_trim_ms + HUB_TRIM_MIN_INTERVAL_MS;
@@ -124,8 +144,9 @@ int hub_init(struct hub *hub, struct event_base *base, const struct hub_limits *
     hub->ping_timer = event_new(base, -1, EV_PERSIST, ping_timer_cb, hub);
     hub->trim_timer = evtimer_new(base, trim_timer_cb, hub);
     hub->flush_event = event_new(base, -1, 0, flush_cb, hub);
+    hub->recheck_timer = evtimer_new(base, recheck_timer_cb, hub);
     if (!hub->subs || !hub->init_timer || !hub->close_timer || !hub->ping_timer ||
-        !hub->trim_timer || !hub->flush_event)
+        !hub->trim_timer || !hub->flush_event || !hub->recheck_timer)
         return -1;
     event_add(hub->ping_timer, &ping);
     hub->last_trim_ms = hub_now_ms();
@@ -155,9 +176,12 @@ void hub_fanout(struct hub *hub, const uint8_t *type, size_t type_len, const uin
     session_close_deferred(hub);
 }
 
-void hub_recheck_sessions(struct hub *hub)
+void hub_recheck_sessions(struct hub *hub, unsigned changed)
 {
-    session_recheck_all(hub);
+    hub->auth_generation++;
+    hub->recheck_sources |= changed;
+    hub->recheck_cursor = hub->sessions;
+    recheck_schedule(hub);
 }
 
 uint64_t hub_backlog_bytes(const struct hub *hub)
@@ -186,7 +210,10 @@ void hub_free(struct hub *hub)
         event_free(hub->trim_timer);
     if (hub->flush_event)
         event_free(hub->flush_event);
+    if (hub->recheck_timer)
+        event_free(hub->recheck_timer);
     hub->subs = NULL;
     hub->init_timer = hub->close_timer = hub->ping_timer = hub->trim_timer = NULL;
     hub->flush_event = NULL;
+    hub->recheck_timer = NULL;
 }

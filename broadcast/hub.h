@@ -52,6 +52,7 @@ struct hub_counters {
     uint64_t revoked_closes;      /* credential or right withdrawn */
     uint64_t init_rate_closes;    /* inits past the per-session rate */
     uint64_t auth_failure_closes; /* credentials refused too many times in a row */
+    uint64_t recheck_passes;      /* passes over the sessions after credential changes, finished */
 };
 
 /* Intrusive FIFO of sessions waiting for a deadline. */
@@ -71,6 +72,13 @@ struct hub {
     struct session *unflushed;     /* sessions with deliveries not yet written */
     struct event *flush_event;     /* made active while unflushed is not empty */
     struct event *init_timer, *close_timer, *ping_timer, *trim_timer;
+    /* The recheck pass after credential changes (hub_recheck_sessions):
+     * the sources changed since it started, its place in sessions, and the
+     * timer that runs its next batch. */
+    uint64_t auth_generation; /* one more at each change */
+    unsigned recheck_sources; /* AUTH_SOURCE_* bits */
+    struct session *recheck_cursor;
+    struct event *recheck_timer;
     struct hub_counters counters;
     uint64_t sessions_ended; /* since the last heap trim */
     uint64_t released_bytes; /* unsent bytes freed with connections, since then */
@@ -82,11 +90,18 @@ struct hub {
 int hub_init(struct hub *hub, struct event_base *base, const struct hub_limits *limits,
              struct auth_store *auth);
 
-/* Re-checks every authenticated session against the current credentials
- * (after the tokens, roles or keys changed): a session whose credential no
- * longer authenticates, or no longer allows one of its subscriptions, gets
- * {"type":"auth","code":"REVOKED"} and close 1008. */
-void hub_recheck_sessions(struct hub *hub);
+/* Re-checks the authenticated sessions against the current credentials
+ * after the sources in changed (AUTH_SOURCE_* bits) were reloaded: a
+ * session whose credential no longer authenticates, or no longer allows
+ * one of its subscriptions, gets {"type":"auth","code":"REVOKED"} and close
+ * 1008. Only sessions whose credential depends on a changed source are
+ * checked (a Basic token on the tokens or roles file, a JWT on the keys or,
+ * with a "roles" claim, the roles file), each once per change, in batches
+ * spread over loop passes (session_recheck_some) so that the loop never
+ * stalls. A change during a pass starts it again from the first session,
+ * with the union of what changed; a session whose init succeeds meanwhile
+ * was checked against the new sources already and is skipped. */
+void hub_recheck_sessions(struct hub *hub, unsigned changed);
 
 /* Queues the subscriber message of one event to every session subscribed
  * to type. message is copied once into the shared frame. */

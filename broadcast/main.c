@@ -161,10 +161,10 @@ static void reserve_descriptor_records(struct event_base *base, size_t count)
     event_free(ev);
 }
 
-static void on_credentials_changed(void *arg)
+static void on_credentials_changed(void *arg, unsigned sources)
 {
     struct broadcast_daemon *d = arg;
-    hub_recheck_sessions(&d->hub);
+    hub_recheck_sessions(&d->hub, sources);
 }
 
 static void on_sighup(evutil_socket_t sig, short what, void *arg)

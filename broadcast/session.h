@@ -58,7 +58,13 @@ void session_expire_closing(struct hub *hub, uint64_t now_ms);
 void session_ping_all(struct hub *hub);
 void session_close_deferred(struct hub *hub);
 void session_close_all(struct hub *hub, uint16_t code, const char *reason);
-void session_recheck_all(struct hub *hub);
+/* Continues the hub's recheck pass (hub_recheck_sessions) from its cursor:
+ * each session not yet checked since the last change whose credential
+ * depends on what changed is authenticated again, and ended with
+ * {"type":"auth","code":"REVOKED"} (or TOKEN_EXPIRED) and 1008 when it no
+ * longer passes or no longer allows one of its subscriptions. Stops after
+ * a bounded batch; returns true when sessions remain for another call. */
+bool session_recheck_some(struct hub *hub);
 
 /* Memory held by the unsent output of every session (see hub_backlog_bytes). */
 uint64_t session_backlog_all(const struct hub *hub);

@@ -9,6 +9,7 @@
 #include "bus_server.h"
 #include "http_server.h"
 #include "hub.h"
+#include "jwt.h"
 #include "log.h"
 #include "metrics.h"
 #include "metrics_endpoint.h"
@@ -73,6 +74,11 @@ static void write_metrics(struct ws_api *api, struct evbuffer *out)
     metrics_sample(out, "evs_broadcast_closes_total", "reason=\"init_rate\"", c->init_rate_closes);
     metrics_sample(out, "evs_broadcast_closes_total", "reason=\"auth_failures\"",
                    c->auth_failure_closes);
+    metrics_single(out, "evs_broadcast_jwt_verifications_total", "counter",
+                   "JWT signatures checked (inits and rechecks)", jwt_verification_count());
+    metrics_single(out, "evs_broadcast_recheck_passes_total", "counter",
+                   "passes over the live sessions after a credential change, finished",
+                   c->recheck_passes);
     metrics_single(out, "evs_broadcast_backlog_bytes", "gauge",
                    "memory held by what is queued to subscribers and not yet sent (bytes, plus "
                    "the buffer of each frame referenced)",

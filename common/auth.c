@@ -99,6 +99,7 @@ static int identity_from_claims(const struct auth_sources *sources, const struct
 {
     out->scheme = AUTH_SCHEME_BEARER;
     out->expires = c->exp;
+    out->depends_on = AUTH_SOURCE_KEYS | (c->role_count > 0 ? AUTH_SOURCE_ROLES : 0);
     memcpy(out->subject, c->subject, sizeof out->subject);
     if (!c->has_roles && !c->has_publish && !c->has_subscribe) {
         out->full_rights = true;
@@ -136,6 +137,7 @@ int auth_authenticate_bounded(const struct auth_sources *sources, const char *te
         if (!tokens_find(sources->tokens, credential.token, credential.token_len, &roles))
             return AUTH_UNAUTHENTICATED;
         out->scheme = AUTH_SCHEME_BASIC;
+        out->depends_on = AUTH_SOURCE_TOKENS | (roles ? AUTH_SOURCE_ROLES : 0);
         if (!roles) {
             out->full_rights = true;
             return AUTH_OK;

@@ -68,6 +68,14 @@ struct auth_sources {
     struct jwt_cache *jwt_cache; /* NULL: none; verified tokens, updated by every check */
 };
 
+/* The sources a credential is checked against, as bits: what changed when
+ * they are reloaded, and what an identity depends on. */
+enum auth_source {
+    AUTH_SOURCE_TOKENS = 1 << 0, /* the tokens file */
+    AUTH_SOURCE_ROLES = 1 << 1,  /* the roles file */
+    AUTH_SOURCE_KEYS = 1 << 2,   /* the JWT secrets and public keys */
+};
+
 /* Who a credential is and what it may do. Owned: auth_identity_clear. */
 struct auth_identity {
     enum auth_scheme scheme;
@@ -75,6 +83,11 @@ struct auth_identity {
     struct event_patterns publish, subscribe; /* when not full_rights */
     int64_t expires;                          /* JWT exp (seconds); 0: never */
     char subject[JWT_SUBJECT_MAX + 1];        /* JWT sub, "" otherwise */
+    /* AUTH_SOURCE_* bits: the sources whose change can alter this result.
+     * A Basic token depends on the tokens file (and the roles file when its
+     * line names roles); a JWT on the keys that verified its signature (and
+     * the roles file when it has a "roles" claim), never on the tokens file. */
+    unsigned depends_on;
 };
 
 /* Authenticates text at time now (seconds since the epoch). Returns

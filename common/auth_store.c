@@ -25,9 +25,11 @@ struct auth_store {
     const struct cfg_list *public_keys;
     char *secrets_text; /* the last good secrets file, for rebuilding keys on SIGHUP */
     size_t secrets_len;
-    void (*changed)(void *arg);
+    void (*changed)(void *arg, unsigned sources);
     void *changed_arg;
     bool starting;
+    bool reloading;              /* in auth_store_reload: changes are told once, at its end */
+    unsigned reloaded;           /* AUTH_SOURCE_* bits reloaded meanwhile */
     char *start_error;           /* first fatal problem met while starting */
     struct jwt_cache *jwt_cache; /* verified tokens under the current keys */
     struct rate_table *failures; /* failed public-key verifications, per source */
@@ -38,14 +40,18 @@ struct auth_store {
     } cost;
 };
 
-static void store_changed(struct auth_store *store)
+/* Publishes the current sources; tells the owner which ones changed
+ * (sources: AUTH_SOURCE_* bits), at once or at the end of a reload. */
+static void store_changed(struct auth_store *store, unsigned sources)
 {
     store->sources.tokens = store->tokens;
     store->sources.roles = store->roles;
     store->sources.jwt_keys = store->keys;
     store->sources.jwt_cache = store->jwt_cache;
-    if (!store->starting && store->changed)
-        store->changed(store->changed_arg);
+    if (store->reloading)
+        store->reloaded |= sources;
+    else if (!store->starting && sources && store->changed)
+        store->changed(store->changed_arg, sources);
 }
 
 static void store_fail_start(struct auth_store *store, const char *fmt, ...)
@@ -83,7 +89,7 @@ static void tokens_loaded(void *arg, struct watched_file *file, const char *text
                      path, watched_file_error_text(file, error));
         tokens_free(store->tokens);
         store->tokens = tokens;
-        store_changed(store);
+        store_changed(store, AUTH_SOURCE_TOKENS);
         return;
     }
     tokens = tokens_parse(text, len, &stats);
@@ -107,7 +113,7 @@ static void tokens_loaded(void *arg, struct watched_file *file, const char *text
         log_warn("tokens file %s holds no usable token: every Basic request is rejected", path);
     if (watched_file_world_readable(file))
         log_warn("tokens file %s is readable by every user; chmod o-r it", path);
-    store_changed(store);
+    store_changed(store, AUTH_SOURCE_TOKENS);
 }
 
 /* --- roles ---------------------------------------------------------------- */
@@ -146,7 +152,7 @@ static void roles_loaded(void *arg, struct watched_file *file, const char *text,
     }
     roles_free(store->roles);
     store->roles = roles;
-    store_changed(store);
+    store_changed(store, AUTH_SOURCE_ROLES);
 }
 
 /* --- JWT keys ------------------------------------------------------------- */
@@ -210,7 +216,7 @@ static void secrets_loaded(void *arg, struct watched_file *file, const char *tex
              jwt_keys_secret_count(store->keys));
     if (watched_file_world_readable(file))
         log_warn("JWT secrets file %s is readable by every user; chmod o-r it", path);
-    store_changed(store);
+    store_changed(store, AUTH_SOURCE_KEYS);
 }
 
 /* --- the store ------------------------------------------------------------ */
@@ -266,7 +272,7 @@ struct auth_store *auth_store_new(struct event_base *base, const struct auth_sto
     if (store->keys && jwt_keys_public_count(store->keys) > 0)
         log_info("JWT public keys loaded: %zu", jwt_keys_public_count(store->keys));
     store->starting = false;
-    store_changed(store);
+    store_changed(store, 0);
     return store;
 oom:
     snprintf(err, err_len, "out of memory");
@@ -325,6 +331,8 @@ void auth_store_write_metrics(const struct auth_store *store, struct evbuffer *o
 
 void auth_store_reload(struct auth_store *store, const char *reason)
 {
+    store->reloading = true;
+    store->reloaded = 0;
     watched_file_reload(store->tokens_file, reason);
     if (store->roles_file)
         watched_file_reload(store->roles_file, reason);
@@ -335,11 +343,15 @@ void auth_store_reload(struct auth_store *store, const char *reason)
         if (rebuild_keys(store, NULL, 0, err, sizeof err) < 0)
             log_error("JWT keys: %s; keeping the previous keys", err);
         else
-            store_changed(store);
+            store_changed(store, AUTH_SOURCE_KEYS);
     }
+    store->reloading = false;
+    if (store->reloaded)
+        store_changed(store, store->reloaded);
 }
 
-void auth_store_set_change_callback(struct auth_store *store, void (*changed)(void *arg), void *arg)
+void auth_store_set_change_callback(struct auth_store *store,
+                                    void (*changed)(void *arg, unsigned sources), void *arg)
 {
     store->changed = changed;
     store->changed_arg = arg;

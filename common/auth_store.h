@@ -25,6 +25,9 @@
  * (AUTH_TOO_MANY_FAILURES) until the budget refills. Only failures are
  * charged, so a client sending valid tokens is never held back, and Basic
  * tokens, HS256 tokens and cached JWTs are never refused for the budget.
+ * broadcast daemon can re-check live sessions (revocation), with the
+ * AUTH_SOURCE_* bits of what was reloaded: once per file change found by
+ * the watcher, and once per auth_store_reload whatever it reloaded.
  */
 #ifndef EVS_AUTH_STORE_H
 #define EVS_AUTH_STORE_H
@@ -74,8 +77,9 @@ void auth_store_write_metrics(const struct auth_store *store, struct evbuffer *o
 /* Re-reads every file and key now (SIGHUP). */
 void auth_store_reload(struct auth_store *store, const char *reason);
 
-void auth_store_set_change_callback(struct auth_store *store, void (*changed)(void *arg),
-                                    void *arg);
+/* changed gets the AUTH_SOURCE_* bits of what was reloaded. */
+void auth_store_set_change_callback(struct auth_store *store,
+                                    void (*changed)(void *arg, unsigned sources), void *arg);
 
 void auth_store_free(struct auth_store *store);
 

@@ -38,6 +38,9 @@
  * 2^53 + 1 would read as 2^53, so that value is refused too. */
 #define JWT_TIME_LIMIT 9007199254740992.0
 
+/* One process, one thread: a plain counter (jwt_verification_count). */
+static uint64_t jwt_verifications;
+
 struct jwt_secret {
     unsigned char *bytes;
     size_t len;
@@ -661,6 +664,7 @@ static int jwt_check_signature(const char *token, size_t len, size_t input_len, 
 
     if (cacheable && jwt_cache_contains(cache, digest))
         return JWT_OK;
+    jwt_verifications++;
     if (alg == JWT_ALG_HS256) {
         status = jwt_verify_hs256(keys, input, input_len, sig, sig_len);
     } else {
@@ -776,6 +780,11 @@ int64_t jwt_end_time(int64_t exp, const struct jwt_policy *policy)
     if (__builtin_add_overflow(exp, leeway, &end))
         return INT64_MAX; /* leeway is positive: only the top can be passed */
     return end;
+}
+
+uint64_t jwt_verification_count(void)
+{
+    return jwt_verifications;
 }
 
 const char *jwt_status_text(int status)

@@ -131,6 +131,11 @@ void jwt_claims_clear(struct jwt_claims *claims);
  * timing a session never overflows on a far-future exp. */
 int64_t jwt_end_time(int64_t exp, const struct jwt_policy *policy);
 
+/* Signature verifications run by this process so far (a counter for the
+ * metrics): one per jwt_verify call that gets as far as the cryptography,
+ * whatever the result. */
+uint64_t jwt_verification_count(void);
+
 /* A short reason for a status, for log lines. */
 const char *jwt_status_text(int status);
 

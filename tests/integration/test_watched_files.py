@@ -1,7 +1,7 @@
 """The credential files as the daemons watch them, end to end.
 
 Both real daemons run on free loopback ports with a tokens file, a roles
-file and a JWT secrets file;
+file, a JWT secrets file and (for the recheck cost) an EC public key;
 subscribers are Debian's python3-websockets, publishers http.client.
 
 What is proven: a tokens, roles or secrets file rewritten in place (truncated,
@@ -28,10 +28,20 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import http_get, new_token, run, wait_for  # noqa: E402
-from test_auth import (ROLES, AuthCase, event_message, expect_auth_close,  # noqa: E402
-                       post_event, recv_json, subscriber)
+from test_auth import (KEYS, ROLES, AuthCase, claims_for, event_message,  # noqa: E402
+                       expect_auth_close, mint_es256, post_event, recv_json, subscriber)
+import test_auth  # noqa: E402
+from test_operations import scrape  # noqa: E402
 
 OK = (200, {"code": "OK"})
+
+
+def setUpModule():
+    test_auth.setUpModule()  # the key pairs, made once
+
+
+def tearDownModule():
+    test_auth.tearDownModule()
 
 
 def rewrite_in_place(path, text):
@@ -175,6 +185,78 @@ class FifoTest(AuthCase):
         os.mkfifo(self.tokens_path, 0o600)
         self.pair()
         self.assert_serving_and_refusing("not a regular file: a FIFO")
+
+
+class RecheckCostTest(AuthCase):
+    """A reload re-checks only what it can affect, once, in batches."""
+
+    JWT_SESSIONS = 300
+    HS256_SESSIONS = 5
+
+    def counters(self):
+        m = scrape(self.b.port)
+        return (m.value("evs_broadcast_jwt_verifications_total"),
+                m.value("evs_broadcast_recheck_passes_total"))
+
+    def wait_passes(self, passes):
+        """Waits until `passes` recheck passes have finished; returns the
+        counters then."""
+        def finished():
+            verified, done = self.counters()
+            return (verified, done) if done >= passes else None
+        return wait_for(finished, 10, 0.05, f"recheck pass {passes} to finish")
+
+    def test_reloads_verify_no_jwt_for_the_tokens_file_and_at_most_one_per_session_on_sighup(self):
+        self.write_secrets(self.secret1, self.secret2)
+        self.pair(public_keys=[KEYS["ec_pub"]])
+        es256 = ["Bearer " + mint_es256(KEYS["ec"], claims_for(sub=f"s{i}"))
+                 for i in range(self.JWT_SESSIONS)]
+        hs256 = [self.bearer(secret=self.secret1, sub=f"h{i}") for i in range(self.HS256_SESSIONS)]
+        jwt_sessions = self.JWT_SESSIONS + self.HS256_SESSIONS
+
+        async def all_receive(sockets, n):
+            body = json.dumps({"event": "orders.created", "data": {"n": n}})
+            self.assertEqual(await asyncio.to_thread(post_event, self.l.port, "orders.created",
+                                                     f"Basic {self.token}", body), OK)
+            for msg in await asyncio.gather(*(recv_json(ws, 30) for ws in sockets)):
+                self.assertEqual(msg, event_message("orders.created", {"n": n}))
+
+        async def go():
+            limit = asyncio.Semaphore(50)
+
+            async def open_one(auth):
+                async with limit:
+                    return await subscriber(self.b.port, auth, ["orders.created"])
+
+            stay = await asyncio.gather(*(open_one(a) for a in es256 + [f"Basic {self.token}"]))
+            doomed = await asyncio.gather(*(open_one(a) for a in hs256))
+            try:
+                verified, passes = self.counters()
+                self.assertGreaterEqual(verified, jwt_sessions)  # one per init
+
+                # touch: the tokens file changed, no JWT depends on it.
+                os.utime(self.tokens_path)
+                now_verified, _ = await asyncio.to_thread(self.wait_passes, passes + 1)
+                self.assertEqual(now_verified, verified, "JWTs verified again for a tokens change")
+                await all_receive(stay + doomed, 1)
+
+                # SIGHUP: every file and key again, one pass, one check per JWT.
+                self.b.signal(signal.SIGHUP)
+                after_sighup, _ = await asyncio.to_thread(self.wait_passes, passes + 2)
+                self.assertLessEqual(after_sighup - verified, jwt_sessions)
+                await all_receive(stay + doomed, 2)
+
+                # A secret removed: the sessions it signed are revoked, the others stay.
+                self.write_secrets(self.secret2)
+                for ws in doomed:
+                    await expect_auth_close(ws, "REVOKED", timeout=10)
+                after_removal, _ = await asyncio.to_thread(self.wait_passes, passes + 3)
+                self.assertLessEqual(after_removal - after_sighup, jwt_sessions)
+                await all_receive(stay, 3)
+            finally:
+                for ws in stay + doomed:
+                    await ws.close()
+        run(go(), timeout=180)
 
 
 if __name__ == "__main__":

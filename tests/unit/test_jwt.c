@@ -651,6 +651,25 @@ static void test_end_time_is_exp_plus_leeway_saturated(void **state)
     assert_int_equal(jwt_end_time(-5, &default_policy), LEEWAY - 5);
 }
 
+static void test_verification_count_counts_signature_checks_only(void **state)
+{
+    uint64_t before = jwt_verification_count();
+    /* Refused before any cryptography: not counted. */
+    assert_int_equal(verify("not-a-token", fx.secrets), JWT_ERR_MALFORMED);
+    assert_int_equal(
+        verify_owned(hs256("{\"alg\":\"none\"}", claims_exp(60), SECRET_A), fx.secrets),
+        JWT_ERR_ALGORITHM);
+    assert_int_equal(jwt_verification_count(), before);
+    /* One per check, whatever its result. */
+    assert_int_equal(verify_owned(hs256(HS256, claims_exp(60), SECRET_A), fx.secrets), JWT_OK);
+    assert_int_equal(verify_owned(hs256(HS256, claims_exp(60), SECRET_C), fx.secrets),
+                     JWT_ERR_SIGNATURE);
+    assert_int_equal(verify_owned(es256(ES256, claims_exp(60)), fx.publics), JWT_OK);
+    assert_int_equal(verify_owned(hs256(HS256, claims_exp(-3600), SECRET_A), fx.secrets),
+                     JWT_ERR_EXPIRED);
+    assert_int_equal(jwt_verification_count(), before + 4);
+}
+
 /* ---- signatures and keys ---- */
 
 /* Flips one bit of the decoded signature and re-encodes it. */
@@ -1397,6 +1416,7 @@ int main(void)
         cmocka_unit_test(test_time_claims_far_in_the_past_are_ordinary),
         cmocka_unit_test(test_extreme_clock_values_are_judged_without_overflow),
         cmocka_unit_test(test_end_time_is_exp_plus_leeway_saturated),
+        cmocka_unit_test(test_verification_count_counts_signature_checks_only),
         cmocka_unit_test(test_missing_or_mistyped_time_claims_are_refused),
         cmocka_unit_test(test_one_flipped_signature_bit_is_refused_for_each_algorithm),
         cmocka_unit_test(test_changed_claims_under_a_valid_signature_are_refused),
