@@ -258,6 +258,21 @@ class RecheckCostTest(AuthCase):
                     await ws.close()
         run(go(), timeout=180)
 
+    def test_listen_counts_the_jwt_signatures_it_checks_and_a_cached_token_costs_none(self):
+        self.pair()
+        token = self.bearer(sub="publisher")
+
+        def verified():
+            return scrape(self.l.port).value("evs_listen_jwt_verifications_total")
+
+        before = verified()
+        self.assertEqual(post_event(self.l.port, "orders.created", token), OK)
+        self.assertEqual(verified(), before + 1)
+        self.assertEqual(post_event(self.l.port, "orders.created", token), OK)  # cached
+        self.assertEqual(verified(), before + 1)
+        self.assertEqual(post_event(self.l.port, "orders.created", self.bearer(sub="other")), OK)
+        self.assertEqual(verified(), before + 2)
+
 
 if __name__ == "__main__":
     unittest.main()
