@@ -9,7 +9,6 @@
 #include "bus_server.h"
 #include "http_server.h"
 #include "hub.h"
-#include "jwt.h"
 #include "log.h"
 #include "metrics.h"
 #include "metrics_endpoint.h"
@@ -74,8 +73,6 @@ static void write_metrics(struct ws_api *api, struct evbuffer *out)
     metrics_sample(out, "evs_broadcast_closes_total", "reason=\"init_rate\"", c->init_rate_closes);
     metrics_sample(out, "evs_broadcast_closes_total", "reason=\"auth_failures\"",
                    c->auth_failure_closes);
-    metrics_single(out, "evs_broadcast_jwt_verifications_total", "counter",
-                   "JWT signatures checked (inits and rechecks)", jwt_verification_count());
     metrics_single(out, "evs_broadcast_recheck_passes_total", "counter",
                    "passes over the live sessions after a credential change, finished",
                    c->recheck_passes);

@@ -313,6 +313,11 @@ void auth_store_write_metrics(const struct auth_store *store, struct evbuffer *o
                               const char *prefix)
 {
     char name[96];
+    snprintf(name, sizeof name, "%s_jwt_verifications_total", prefix);
+    metrics_single(out, name, "counter",
+                   "JWT signatures checked, any algorithm, rechecks of live sessions included "
+                   "(a token the cache vouches for is not checked)",
+                   jwt_verification_count());
     snprintf(name, sizeof name, "%s_jwt_public_key_checks_total", prefix);
     metrics_single(out, name, "counter", "RS256 and ES256 signatures of clients' tokens verified",
                    store->cost.public_key_checks);

@@ -69,6 +69,7 @@ int auth_store_authenticate(struct auth_store *store, const char *text, size_t l
                             struct auth_identity *out);
 
 /* Writes what credential checks have cost, in the Prometheus text format:
+ * <prefix>_jwt_verifications_total (jwt_verification_count),
  * <prefix>_jwt_public_key_checks_total, <prefix>_jwt_public_key_failures_total,
  * <prefix>_jwt_refused_unchecked_total and <prefix>_jwt_cached_tokens. */
 void auth_store_write_metrics(const struct auth_store *store, struct evbuffer *out,

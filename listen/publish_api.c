@@ -222,8 +222,6 @@ static void write_metrics(struct publish_api *api, struct evbuffer *out)
     auth_store_write_metrics(api->auth, out, "evs_listen");
     metrics_single(out, "evs_listen_publishes_in_flight", "gauge", "publishes waiting for the bus",
                    c->in_flight);
-    metrics_single(out, "evs_listen_jwt_verifications_total", "counter", "JWT signatures checked",
-                   jwt_verification_count());
     metrics_write_histogram(out, "evs_listen_publish_duration_seconds",
                             "time from a whole POST /event to its answer", &api->latency);
     metrics_single(out, "evs_listen_connections", "gauge", "open HTTP connections",

@@ -1129,8 +1129,9 @@ class CredentialCostTest(AuthCase):
                              (403, {"code": "TOKEN_EXPIRED"}))
             self.assertEqual(run(init_reply(self.b.port, token, ["x"])), {"type": "init", "code": "OK"})
         for port, prefix in ((self.l.port, "evs_listen"), (self.b.port, "evs_broadcast")):
-            self.assertEqual(metric(port, f"{prefix}_jwt_public_key_checks_total"),
-                             2 if prefix == "evs_listen" else 1, prefix)
+            for name in ("jwt_public_key_checks_total", "jwt_verifications_total"):
+                self.assertEqual(metric(port, f"{prefix}_{name}"),
+                                 2 if prefix == "evs_listen" else 1, f"{prefix}_{name}")
         self.assertEqual(metric(self.l.port, "evs_listen_jwt_cached_tokens"), 2)
         # A reload of the keys forgets what they vouched for.
         self.l.signal(signal.SIGHUP)
@@ -1138,6 +1139,7 @@ class CredentialCostTest(AuthCase):
         self.assertEqual(metric(self.l.port, "evs_listen_jwt_cached_tokens"), 0)
         self.assertEqual(post_event(self.l.port, "orders.created", token), (200, {"code": "OK"}))
         self.assertEqual(metric(self.l.port, "evs_listen_jwt_public_key_checks_total"), 3)
+        self.assertEqual(metric(self.l.port, "evs_listen_jwt_verifications_total"), 3)
 
 
 class BasicCompatibilityTest(AuthCase):
