@@ -13,11 +13,14 @@
  * are read at start (a bad one stops the daemon) and on SIGHUP.
  *
  * The change callback runs after any of them changed, so that the
- * broadcast daemon can re-check live sessions (revocation).
+ * broadcast daemon can re-check live sessions (revocation), with the
+ * AUTH_SOURCE_* bits of what was reloaded: once per file change found by
+ * the watcher, and once per auth_store_reload whatever it reloaded.
  *
  * The cost of checking clients' credentials is bounded here too. Tokens
  * whose signature verified are cached (jwt_cache.h; forgotten whenever the
- * keys change), so a JWT presented again costs no second RSA or ECDSA
+ * keys change, before the change callback runs, so that a recheck verifies
+ * under the new keys), so a JWT presented again costs no second RSA or ECDSA
  * verification. And each client network (net_source_key) has a budget of
  * failed public-key verifications, AUTH_STORE_FAILURE_BURST at once and
  * then one per AUTH_STORE_FAILURE_INTERVAL_MS: past it, a public-key JWT
@@ -25,9 +28,6 @@
  * (AUTH_TOO_MANY_FAILURES) until the budget refills. Only failures are
  * charged, so a client sending valid tokens is never held back, and Basic
  * tokens, HS256 tokens and cached JWTs are never refused for the budget.
- * broadcast daemon can re-check live sessions (revocation), with the
- * AUTH_SOURCE_* bits of what was reloaded: once per file change found by
- * the watcher, and once per auth_store_reload whatever it reloaded.
  */
 #ifndef EVS_AUTH_STORE_H
 #define EVS_AUTH_STORE_H
@@ -75,7 +75,8 @@ int auth_store_authenticate(struct auth_store *store, const char *text, size_t l
 void auth_store_write_metrics(const struct auth_store *store, struct evbuffer *out,
                               const char *prefix);
 
-/* Re-reads every file and key now (SIGHUP). */
+/* Re-reads every file and key now (SIGHUP); the change callback then runs
+ * once, after all of them were read. */
 void auth_store_reload(struct auth_store *store, const char *reason);
 
 /* changed gets the AUTH_SOURCE_* bits of what was reloaded. */

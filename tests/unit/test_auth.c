@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "auth.h"
+#include "roles.h"
 
 #define GOOD_TOKEN "0123456789abcdef0123"
 #define OTHER_TOKEN "zyxwvutsrqponmlkjihg"
@@ -215,6 +216,33 @@ static void test_refused_public_key_checks_never_hold_back_basic_tokens(void **s
     assert_false(cost.public_key_failed);
 }
 
+/* What a recheck after a reload relies on: a Basic identity depends on the
+ * tokens file, and on the roles file only when its line names roles. */
+static void test_basic_identity_depends_on_the_tokens_file_and_its_roles(void **state)
+{
+    const char tokens_text[] = GOOD_TOKEN "\n" OTHER_TOKEN " readers\n";
+    const char roles_text[] = "readers subscribe orders.*\n";
+    char err[128];
+    struct auth_sources sources;
+    struct auth_identity identity;
+    const char plain[] = "Basic " GOOD_TOKEN, with_roles[] = "Basic " OTHER_TOKEN;
+
+    memset(&sources, 0, sizeof sources);
+    sources.tokens = tokens_parse(tokens_text, sizeof(tokens_text) - 1, NULL);
+    sources.roles = roles_parse(roles_text, sizeof(roles_text) - 1, err, sizeof err);
+    assert_non_null(sources.tokens);
+    assert_non_null(sources.roles);
+    assert_int_equal(auth_authenticate(&sources, plain, strlen(plain), 0, &identity), AUTH_OK);
+    assert_int_equal(identity.depends_on, AUTH_SOURCE_TOKENS);
+    auth_identity_clear(&identity);
+    assert_int_equal(auth_authenticate(&sources, with_roles, strlen(with_roles), 0, &identity),
+                     AUTH_OK);
+    assert_int_equal(identity.depends_on, AUTH_SOURCE_TOKENS | AUTH_SOURCE_ROLES);
+    auth_identity_clear(&identity);
+    tokens_free((struct tokens *)sources.tokens);
+    roles_free((struct roles *)sources.roles);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -238,6 +266,7 @@ int main(void)
         cmocka_unit_test(test_result_codes_are_the_wire_names),
         cmocka_unit_test_setup_teardown(test_refused_public_key_checks_never_hold_back_basic_tokens,
                                         make_set, free_set),
+        cmocka_unit_test(test_basic_identity_depends_on_the_tokens_file_and_its_roles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
