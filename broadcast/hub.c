@@ -89,7 +89,6 @@ static void recheck_timer_cb(evutil_socket_t fd, short what, void *arg)
         recheck_schedule(hub);
         return;
     }
-    hub->recheck_sources = 0;
     hub->counters.recheck_passes++;
 }
 
@@ -178,10 +177,22 @@ void hub_fanout(struct hub *hub, const uint8_t *type, size_t type_len, const uin
 
 void hub_recheck_sessions(struct hub *hub, unsigned changed)
 {
-    hub->auth_generation++;
-    hub->recheck_sources |= changed;
+    hub->auth_changes++;
+    for (unsigned i = 0; i < AUTH_SOURCE_COUNT; i++) {
+        if (changed & (1u << i))
+            hub->source_changed_at[i] = hub->auth_changes;
+    }
     hub->recheck_cursor = hub->sessions;
     recheck_schedule(hub);
+}
+
+bool hub_recheck_due(const struct hub *hub, unsigned depends_on, uint64_t checked_at)
+{
+    for (unsigned i = 0; i < AUTH_SOURCE_COUNT; i++) {
+        if ((depends_on & (1u << i)) && hub->source_changed_at[i] > checked_at)
+            return true;
+    }
+    return false;
 }
 
 uint64_t hub_backlog_bytes(const struct hub *hub)
@@ -214,6 +225,5 @@ void hub_free(struct hub *hub)
         event_free(hub->recheck_timer);
     hub->subs = NULL;
     hub->init_timer = hub->close_timer = hub->ping_timer = hub->trim_timer = NULL;
-    hub->flush_event = NULL;
-    hub->recheck_timer = NULL;
+    hub->flush_event = hub->recheck_timer = NULL;
 }

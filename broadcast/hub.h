@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
+
 struct event_base;
 struct event;
 struct auth_store;
@@ -53,6 +55,7 @@ struct hub_counters {
     uint64_t init_rate_closes;    /* inits past the per-session rate */
     uint64_t auth_failure_closes; /* credentials refused too many times in a row */
     uint64_t recheck_passes;      /* passes over the sessions after credential changes, finished */
+    uint64_t rechecks;            /* sessions those passes authenticated again */
 };
 
 /* Intrusive FIFO of sessions waiting for a deadline. */
@@ -72,13 +75,15 @@ struct hub {
     struct session *unflushed;     /* sessions with deliveries not yet written */
     struct event *flush_event;     /* made active while unflushed is not empty */
     struct event *init_timer, *close_timer, *ping_timer, *trim_timer;
-    /* The recheck pass after credential changes (hub_recheck_sessions):
-     * the sources changed since it started, its place in sessions, and the
-     * timer that runs its next batch. */
-    uint64_t auth_generation; /* one more at each change */
-    unsigned recheck_sources; /* AUTH_SOURCE_* bits */
-    struct session *recheck_cursor;
-    struct event *recheck_timer;
+    /* The recheck pass after credential changes (hub_recheck_sessions).
+     * Changes are numbered; each source keeps the number of its last
+     * change, each session the number current when its credential was
+     * last checked, so a session is due when a source it depends on
+     * changed since (hub_recheck_due). */
+    uint64_t auth_changes;                         /* changes so far */
+    uint64_t source_changed_at[AUTH_SOURCE_COUNT]; /* by bit of AUTH_SOURCE_* */
+    struct session *recheck_cursor;                /* the next session of the pass */
+    struct event *recheck_timer;                   /* runs the pass's next batch */
     struct hub_counters counters;
     uint64_t sessions_ended; /* since the last heap trim */
     uint64_t released_bytes; /* unsent bytes freed with connections, since then */
@@ -95,13 +100,20 @@ int hub_init(struct hub *hub, struct event_base *base, const struct hub_limits *
  * session whose credential no longer authenticates, or no longer allows
  * one of its subscriptions, gets {"type":"auth","code":"REVOKED"} and close
  * 1008. Only sessions whose credential depends on a changed source are
- * checked (a Basic token on the tokens or roles file, a JWT on the keys or,
- * with a "roles" claim, the roles file), each once per change, in batches
- * spread over loop passes (session_recheck_some) so that the loop never
- * stalls. A change during a pass starts it again from the first session,
- * with the union of what changed; a session whose init succeeds meanwhile
- * was checked against the new sources already and is skipped. */
+ * checked (a Basic token on the tokens file, and the roles file when its
+ * line names roles; a JWT on the keys, and the roles file when it has a
+ * "roles" claim), each once per change, in batches spread over loop passes
+ * (session_recheck_some) so that the loop never stalls. A change during a
+ * pass starts it again from the first session: the sessions already
+ * checked are checked again only when the new change concerns them. A
+ * session whose init succeeds meanwhile was checked against the new
+ * sources already. */
 void hub_recheck_sessions(struct hub *hub, unsigned changed);
+
+/* Whether a credential that depends on the sources depends_on
+ * (AUTH_SOURCE_* bits) and was last checked when hub->auth_changes was
+ * checked_at must be checked again. */
+bool hub_recheck_due(const struct hub *hub, unsigned depends_on, uint64_t checked_at);
 
 /* Queues the subscriber message of one event to every session subscribed
  * to type. message is copied once into the shared frame. */

@@ -73,12 +73,12 @@ struct session {
     uint64_t source;             /* net_source_key of the peer */
     char *credential;            /* authentication text of the last successful init (owned) */
     size_t credential_len;
-    struct event *expiry;        /* JWT credentials: fires at their exp */
-    int64_t ends_at;             /* JWT: wall-clock second from which it is refused */
-    unsigned depends_on;         /* AUTH_SOURCE_* bits the credential's check depends on */
-    uint64_t auth_generation;    /* hub->auth_generation when it was last checked */
-    uint64_t deadline_ms;        /* init or close deadline, by the FIFO it is in */
-    struct session *prev, *next; /* hub->sessions */
+    struct event *expiry;                  /* JWT credentials: fires at their exp */
+    int64_t ends_at;                       /* JWT: wall-clock second from which it is refused */
+    unsigned depends_on;                   /* AUTH_SOURCE_* bits its credential's check uses */
+    uint64_t auth_checked;                 /* hub->auth_changes at that check */
+    uint64_t deadline_ms;                  /* init or close deadline, by the FIFO it is in */
+    struct session *prev, *next;           /* hub->sessions */
     struct session *fifo_prev, *fifo_next; /* init_wait or closing */
     struct session *deferred_next;
     struct session *unflushed_prev, *unflushed_next;
@@ -513,7 +513,7 @@ static void session_handle_init(struct session *s, const uint8_t *text, size_t l
         goto reject;
     }
     s->depends_on = identity.depends_on;
-    s->auth_generation = hub->auth_generation;
+    s->auth_checked = hub->auth_changes;
     hub->counters.init_ok++;
     if (!s->authenticated) {
         s->authenticated = true;
@@ -539,36 +539,31 @@ reject:
     session_reply_init(s, code);
 }
 
-/* A recheck pass does at most this much per loop pass, so that the loop
- * keeps serving in between: a JWT signature check costs up to about 1 ms
- * (ES256), and a pass may cover every session. */
-#define SESSION_RECHECK_BATCH 256
-#define SESSION_RECHECK_BUDGET_MS 5
-
 bool session_recheck_some(struct hub *hub)
 {
     const struct auth_sources *sources = auth_store_sources(hub->auth);
     int64_t now = (int64_t)time(NULL);
     uint64_t started_ms = hub_now_ms();
     unsigned checked = 0;
+    bool visited = false;
     struct session *s;
     while ((s = hub->recheck_cursor)) {
         struct auth_identity identity;
         int rc;
         if (checked >= SESSION_RECHECK_BATCH ||
-            (checked > 0 && hub_now_ms() - started_ms >= SESSION_RECHECK_BUDGET_MS))
+            (visited && hub_now_ms() - started_ms >= SESSION_RECHECK_BUDGET_MS))
             return true;
+        visited = true;
         hub->recheck_cursor = s->next;
-        if (!s->authenticated || s->closing || !s->credential ||
-            s->auth_generation == hub->auth_generation)
-            continue;
-        s->auth_generation = hub->auth_generation;
         /* A verified signature does not change with the tokens file, nor a
          * token's line with the keys: only what the change touched is
          * checked again. */
-        if (!(s->depends_on & hub->recheck_sources))
+        if (!s->authenticated || s->closing || !s->credential ||
+            !hub_recheck_due(hub, s->depends_on, s->auth_checked))
             continue;
+        s->auth_checked = hub->auth_changes;
         checked++;
+        hub->counters.rechecks++;
         rc = auth_authenticate(sources, s->credential, s->credential_len, now, &identity);
         if (rc == AUTH_OK && session_subscriptions_allowed(s, &identity)) {
             s->depends_on = identity.depends_on;

@@ -58,12 +58,19 @@ void session_expire_closing(struct hub *hub, uint64_t now_ms);
 void session_ping_all(struct hub *hub);
 void session_close_deferred(struct hub *hub);
 void session_close_all(struct hub *hub, uint16_t code, const char *reason);
+/* A recheck pass does at most this much per loop pass, so that the loop
+ * keeps serving in between: a JWT signature check costs up to about a
+ * millisecond (RS256, ES256), and a pass may cover every session. */
+#define SESSION_RECHECK_BATCH 256
+#define SESSION_RECHECK_BUDGET_MS 5
+
 /* Continues the hub's recheck pass (hub_recheck_sessions) from its cursor:
- * each session not yet checked since the last change whose credential
- * depends on what changed is authenticated again, and ended with
- * {"type":"auth","code":"REVOKED"} (or TOKEN_EXPIRED) and 1008 when it no
- * longer passes or no longer allows one of its subscriptions. Stops after
- * a bounded batch; returns true when sessions remain for another call. */
+ * each live session due for a check (hub_recheck_due) is authenticated
+ * again, and ended with {"type":"auth","code":"REVOKED"} (or TOKEN_EXPIRED)
+ * and 1008 when it no longer passes or no longer allows one of its
+ * subscriptions. Stops after SESSION_RECHECK_BATCH checks or
+ * SESSION_RECHECK_BUDGET_MS; returns true when sessions remain for another
+ * call. */
 bool session_recheck_some(struct hub *hub);
 
 /* Memory held by the unsent output of every session (see hub_backlog_bytes). */

@@ -76,6 +76,9 @@ static void write_metrics(struct ws_api *api, struct evbuffer *out)
     metrics_single(out, "evs_broadcast_recheck_passes_total", "counter",
                    "passes over the live sessions after a credential change, finished",
                    c->recheck_passes);
+    metrics_single(out, "evs_broadcast_rechecks_total", "counter",
+                   "live sessions whose credential a recheck pass authenticated again",
+                   c->rechecks);
     metrics_single(out, "evs_broadcast_backlog_bytes", "gauge",
                    "memory held by what is queued to subscribers and not yet sent (bytes, plus "
                    "the buffer of each frame referenced)",

@@ -75,6 +75,7 @@ enum auth_source {
     AUTH_SOURCE_ROLES = 1 << 1,  /* the roles file */
     AUTH_SOURCE_KEYS = 1 << 2,   /* the JWT secrets and public keys */
 };
+#define AUTH_SOURCE_COUNT 3
 
 /* Who a credential is and what it may do. Owned: auth_identity_clear. */
 struct auth_identity {

@@ -14,7 +14,9 @@ at start and when the FIFO replaces the file. A change to the tokens file
 verifies no JWT signature again, a SIGHUP or a secrets-file change verifies
 each JWT session once, and removing a secret still revokes the sessions it
 signed (counted by evs_broadcast_jwt_verifications_total and
-evs_broadcast_recheck_passes_total).
+evs_broadcast_recheck_passes_total). The pass is spread over the event loop:
+the daemon answers while it runs, and a change during the pass checks again
+only the sessions it concerns (evs_broadcast_rechecks_total).
 """
 
 import asyncio
@@ -189,7 +191,8 @@ class FifoTest(AuthCase):
 
 
 class RecheckCostTest(AuthCase):
-    """A credential change re-checks only the sessions it can affect, once."""
+    """A credential change re-checks only the sessions it can affect, once,
+    in batches."""
 
     ES256_SESSIONS = 300
     HS256_SESSIONS = 5
@@ -280,6 +283,84 @@ class RecheckCostTest(AuthCase):
         self.assertEqual(verified(), before + 1)
         self.assertEqual(post_event(self.l.port, "orders.created", self.bearer(sub="other")), OK)
         self.assertEqual(verified(), before + 2)
+
+    def test_a_recheck_pass_runs_in_batches_and_the_daemon_answers_while_it_runs(self):
+        self.pair(secrets_file=False, public_keys=[KEYS["ec_pub"]])
+        es256 = ["Bearer " + mint_es256(KEYS["ec"], claims_for(sub=f"s{i}"))
+                 for i in range(self.ES256_SESSIONS)]
+
+        def scrape_until_finished(passes):
+            """Scrapes /metrics back to back until `passes` recheck passes
+            have finished; returns what each answer showed."""
+            seen = []
+
+            def finished():
+                seen.append(self.counters())
+                return seen[-1][1] >= passes
+            wait_for(finished, 30, 0, f"recheck pass {passes} to finish")
+            return seen
+
+        async def go():
+            sessions = await self.open_sessions(es256)
+            try:
+                verified, passes = self.counters()
+                self.b.signal(signal.SIGHUP)
+                seen = await asyncio.to_thread(scrape_until_finished, passes + 1)
+                during = [v - verified for v, done in seen
+                          if done == passes and 0 < v - verified < self.ES256_SESSIONS]
+                self.assertTrue(during, "no /metrics answer while the pass ran: "
+                                f"{[(v - verified, done - passes) for v, done in seen]}")
+                self.assertEqual(seen[-1], (verified + self.ES256_SESSIONS, passes + 1))
+                await self.all_receive(sessions, 1)
+            finally:
+                for ws in sessions:
+                    await ws.close()
+        run(go(), timeout=180)
+
+    def test_a_change_during_a_pass_rechecks_only_the_sessions_it_concerns(self):
+        """SIGHUP, then a tokens-file change while the pass is under way:
+        the pass starts again, but each JWT session is still checked once
+        (the tokens file does not concern it) and the Basic one at most
+        twice, rather than every session checked again."""
+        es256_sessions = 600
+        self.pair(secrets_file=False, public_keys=[KEYS["ec_pub"]])
+        es256 = ["Bearer " + mint_es256(KEYS["ec"], claims_for(sub=f"s{i}"))
+                 for i in range(es256_sessions)]
+        sessions_n = es256_sessions + 1
+
+        def rechecks():
+            m = scrape(self.b.port)
+            return (m.value("evs_broadcast_rechecks_total"),
+                    m.value("evs_broadcast_recheck_passes_total"))
+
+        async def go():
+            sessions = await self.open_sessions(es256 + [f"Basic {self.token}"])
+            try:
+                checked, passes = rechecks()
+                self.b.signal(signal.SIGHUP)
+
+                def under_way():
+                    now_checked, now_passes = rechecks()
+                    if now_passes > passes:
+                        raise AssertionError("the pass ended before it was seen under way")
+                    return now_checked - checked >= 2
+                await asyncio.to_thread(wait_for, under_way, 30, 0, "the pass to be under way")
+                os.utime(self.tokens_path)
+                await asyncio.to_thread(
+                    self.b.wait_log, f"tokens file {self.tokens_path} reloaded (file changed)", 30)
+                await asyncio.to_thread(self.wait_passes, passes + 1)
+                await self.all_receive(sessions, 1)  # a few loop passes later
+                now_checked, now_passes = rechecks()
+                self.assertEqual(now_passes - passes, 1,
+                                 "the tokens-file change came after the pass: a longer pass "
+                                 "(more sessions) is needed for this test")
+                self.assertLessEqual(now_checked - checked, sessions_n + 1,
+                                     f"{sessions_n} sessions, checked again")
+                self.assertGreaterEqual(now_checked - checked, sessions_n)
+            finally:
+                for ws in sessions:
+                    await ws.close()
+        run(go(), timeout=300)
 
 
 if __name__ == "__main__":
