@@ -11,10 +11,10 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
-#include "bus_codec.h"
-#include "conn_write.h"
+#include "bus/bus_codec.h"
+#include "net/conn_write.h"
 #include "hub.h"
-#include "log.h"
+#include "core/log.h"
 
 /* A peer gets this long to send its HELLO. */
 #define BUS_HELLO_TIMEOUT_MS 5000

@@ -9,7 +9,7 @@
 
 #include <event2/event.h>
 
-#include "conn_flush.h"
+#include "net/conn_flush.h"
 #include "session.h"
 #include "shared_frame.h"
 #include "subscriptions.h"

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "auth.h"
+#include "auth/auth.h"
 
 struct event_base;
 struct event;

@@ -15,7 +15,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "json_text.h"
+#include "core/json_text.h"
 
 /* RFC 8259 §2: only these may follow the value. */
 static bool init_only_blanks(const char *p, const char *end)

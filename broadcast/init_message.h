@@ -7,7 +7,7 @@
  *   that is not a non-empty string of
  *   at most INIT_TYPE_MAX bytes        INIT_EVENTS_MISSING     INVALID_EVENTS_MISSING
  *   more than max_events entries       INIT_TOO_MANY_EVENTS    TOO_MANY_EVENTS
- * Authentication is checked by the caller (common/auth.h) afterwards, on
+ * Authentication is checked by the caller (common/auth/auth.h) afterwards, on
  * authentication/authentication_len (NULL when absent or not a string).
  * Duplicate entries are kept here; the subscription index ignores them. Pure.
  */

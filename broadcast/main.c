@@ -12,17 +12,17 @@
 #include <event2/event.h>
 
 #include "bus_server.h"
-#include "config.h"
-#include "conn_flush.h"
-#include "http_server.h"
+#include "core/config.h"
+#include "net/conn_flush.h"
+#include "net/http_server.h"
 #include "hub.h"
-#include "log.h"
-#include "metrics_token.h"
-#include "net.h"
-#include "process.h"
-#include "service_manager.h"
-#include "tls.h"
-#include "auth_settings.h"
+#include "core/log.h"
+#include "auth/metrics_token.h"
+#include "net/net.h"
+#include "core/process.h"
+#include "core/service_manager.h"
+#include "net/tls.h"
+#include "auth/auth_settings.h"
 #include "ws_api.h"
 
 #define SHUTDOWN_GRACE_MS 5000

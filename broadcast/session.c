@@ -10,13 +10,13 @@
 #include <event2/event.h>
 #include <wslay/wslay.h>
 
-#include "auth_store.h"
-#include "conn_flush.h"
-#include "conn_write.h"
+#include "auth/auth_store.h"
+#include "net/conn_flush.h"
+#include "net/conn_write.h"
 #include "hub.h"
 #include "init_message.h"
-#include "log.h"
-#include "rate_limit.h"
+#include "core/log.h"
+#include "core/rate_limit.h"
 #include "shared_frame.h"
 #include "subscriptions.h"
 #include "ws_frame.h"

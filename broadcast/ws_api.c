@@ -5,14 +5,14 @@
 
 #include <event2/buffer.h>
 
-#include "auth_store.h"
+#include "auth/auth_store.h"
 #include "bus_server.h"
-#include "http_server.h"
+#include "net/http_server.h"
 #include "hub.h"
-#include "log.h"
-#include "metrics.h"
-#include "metrics_endpoint.h"
-#include "metrics_token.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "net/metrics_endpoint.h"
+#include "auth/metrics_token.h"
 #include "session.h"
 #include "shared_frame.h"
 #include "subscriptions.h"

@@ -1,6 +1,6 @@
 /* The WebSocket opening handshake, server side (RFC 6455 §4.2).
  *
- * Works on a parsed request head (common/http_request.h); pure.
+ * Works on a parsed request head (common/net/http_request.h); pure.
  * Accepted on any path: method GET, HTTP/1.1, "Upgrade" holding the token
  * "websocket", "Connection" holding the token "upgrade" (both compared
  * case-insensitively, in comma-separated lists, since browsers send
@@ -11,7 +11,7 @@
 #define EVS_WS_HANDSHAKE_H
 
 #include <stddef.h>
-#include "http_request.h"
+#include "net/http_request.h"
 
 #define WS_ACCEPT_LEN 28 /* base64 of a SHA-1 digest */
 

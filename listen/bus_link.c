@@ -11,9 +11,9 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
-#include "bus_codec.h"
-#include "conn_write.h"
-#include "log.h"
+#include "bus/bus_codec.h"
+#include "net/conn_write.h"
+#include "core/log.h"
 
 enum link_state {
     LINK_DISCONNECTED, /* waiting for the reconnect timer */

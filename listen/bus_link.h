@@ -1,5 +1,5 @@
 /* One bus connection from the listen daemon to one broadcast daemon over a
- * UNIX stream socket (frames: common/bus_codec.h).
+ * UNIX stream socket (frames: common/bus/bus_codec.h).
  *
  * It connects, sends HELLO, waits for the peer's HELLO, and is then ready to
  * carry events. Each event sent is reported back exactly once: acked when

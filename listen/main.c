@@ -7,19 +7,19 @@
 
 #include <event2/event.h>
 
-#include "bus.h"
-#include "bus_codec.h"
-#include "config.h"
-#include "conn_flush.h"
-#include "http_server.h"
-#include "log.h"
-#include "metrics_token.h"
-#include "net.h"
-#include "process.h"
-#include "service_manager.h"
+#include "bus_client.h"
+#include "bus/bus_codec.h"
+#include "core/config.h"
+#include "net/conn_flush.h"
+#include "net/http_server.h"
+#include "core/log.h"
+#include "auth/metrics_token.h"
+#include "net/net.h"
+#include "core/process.h"
+#include "core/service_manager.h"
 #include "publish_api.h"
-#include "tls.h"
-#include "auth_settings.h"
+#include "net/tls.h"
+#include "auth/auth_settings.h"
 
 #define SHUTDOWN_GRACE_MS 10000
 
@@ -101,7 +101,7 @@ struct listen_daemon {
     struct auth_store *auth;
     struct metrics_token *metrics_token;
     struct tls_server *tls;
-    struct bus *bus;
+    struct bus_client *bus;
     struct publish_api api;
     struct process_signals signals;
     struct event *drain_timer, *ready_timer, *abort_timer;
@@ -112,8 +112,8 @@ struct listen_daemon {
 static void status_line(void *arg, char *buf, unsigned len)
 {
     struct listen_daemon *d = arg;
-    struct bus_stats bus;
-    bus_get_stats(d->bus, &bus);
+    struct bus_client_stats bus;
+    bus_client_get_stats(d->bus, &bus);
     snprintf(buf, len,
              "%zu/%zu broadcast daemons connected, %llu publishes in flight, %llu accepted",
              bus.ready, bus.links, (unsigned long long)d->api.counters.in_flight,
@@ -126,7 +126,7 @@ static void ready_check_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct listen_daemon *d = arg;
     struct timeval tick = {0, 10 * 1000};
-    if (!bus_all_tried(d->bus)) {
+    if (!bus_client_all_tried(d->bus)) {
         evtimer_add(d->ready_timer, &tick);
         return;
     }
@@ -168,7 +168,7 @@ static void abort_bus_cb(evutil_socket_t fd, short what, void *arg)
     struct listen_daemon *d = arg;
     log_warn("shutdown grace ending: answering %llu publishes still in flight with 503",
              (unsigned long long)d->api.counters.in_flight);
-    bus_abort(d->bus);
+    bus_client_abort(d->bus);
 }
 
 static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
@@ -196,7 +196,7 @@ int main(int argc, char **argv)
 {
     struct listen_daemon d;
     struct http_server_limits limits;
-    struct bus_config bus_config;
+    struct bus_client_config bus_config;
     char err[512];
     size_t file_limit;
     int fd, status = 1;
@@ -277,7 +277,7 @@ int main(int argc, char **argv)
     bus_config.path_count = settings.bus_sockets.count;
     bus_config.wait_ms = (unsigned)settings.bus_wait_ms;
     bus_config.ack_timeout_ms = (unsigned)settings.bus_ack_timeout_ms;
-    d.bus = bus_new(d.base, &bus_config);
+    d.bus = bus_client_new(d.base, &bus_config);
     d.api.auth = d.auth;
     d.api.bus = d.bus;
     d.api.metrics_token = d.metrics_token;
@@ -305,7 +305,7 @@ int main(int argc, char **argv)
     status = 0;
 out:
     http_server_free(d.http);
-    bus_free(d.bus);
+    bus_client_free(d.bus);
     auth_store_free(d.auth);
     metrics_token_free(d.metrics_token);
     tls_server_free(d.tls);

@@ -7,20 +7,20 @@
 
 #include <event2/buffer.h>
 
-#include "auth_store.h"
-#include "bus.h"
-#include "http_server.h"
-#include "log.h"
-#include "metrics.h"
-#include "metrics_endpoint.h"
-#include "metrics_token.h"
+#include "auth/auth_store.h"
+#include "bus_client.h"
+#include "net/http_server.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "net/metrics_endpoint.h"
+#include "auth/metrics_token.h"
 #include "publish_body.h"
 
 /* A publish waiting for the bus; freed when answered or cancelled. */
 struct pending_publish {
     struct publish_api *api;
     struct http_exchange *ex;
-    struct bus_publish *publish;
+    struct bus_client_publish *publish;
     double started;
 };
 
@@ -62,7 +62,7 @@ static void pending_cancel_cb(void *arg)
 {
     struct pending_publish *pending = arg;
     pending->api->counters.in_flight--;
-    bus_publish_cancel(pending->publish);
+    bus_client_publish_cancel(pending->publish);
     free(pending);
 }
 
@@ -160,7 +160,7 @@ static void handle_publish(struct publish_api *api, struct http_exchange *ex)
     pending->started = started;
     log_debug("publish from %s: event type of %zu bytes, message of %zu bytes",
               http_exchange_peer(ex), event.type_len, event.message_len);
-    pending->publish = bus_publish(api->bus, &event, pending_done_cb, pending);
+    pending->publish = bus_client_publish(api->bus, &event, pending_done_cb, pending);
     if (!pending->publish) {
         free(pending);
         http_exchange_respond_code(ex, 500, "INTERNAL_ERROR");
@@ -172,8 +172,8 @@ static void handle_publish(struct publish_api *api, struct http_exchange *ex)
 
 static void handle_healthz(struct publish_api *api, struct http_exchange *ex)
 {
-    struct bus_stats stats;
-    bus_get_stats(api->bus, &stats);
+    struct bus_client_stats stats;
+    bus_client_get_stats(api->bus, &stats);
     if (stats.ready > 0)
         http_exchange_respond_code(ex, 200, "OK");
     else
@@ -184,8 +184,8 @@ static void write_metrics(struct publish_api *api, struct evbuffer *out)
 {
     const struct http_server_stats *http = http_server_stats(api->http);
     const struct publish_api_counters *c = &api->counters;
-    struct bus_stats bus;
-    bus_get_stats(api->bus, &bus);
+    struct bus_client_stats bus;
+    bus_client_get_stats(api->bus, &bus);
 
     metrics_family(out, "evs_listen_publishes_total", "counter", "POST /event answers, by code");
     metrics_sample(out, "evs_listen_publishes_total", "code=\"OK\"", c->accepted);

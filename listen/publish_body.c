@@ -6,7 +6,7 @@
  */
 #include "publish_body.h"
 
-#include "json_text.h"
+#include "core/json_text.h"
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>

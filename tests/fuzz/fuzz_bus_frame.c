@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus_codec.h"
+#include "bus/bus_codec.h"
 
 #define FUZZ_MAX_MESSAGE 4096
 

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http_chunked.h"
+#include "net/http_chunked.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "http_request.h"
+#include "net/http_request.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,4 +1,4 @@
-/* Fuzz target for common/json_text.c. The member scanner is only specified
+/* Fuzz target for common/core/json_text.c. The member scanner is only specified
  * for documents cJSON accepted with an object at the top, so it runs on
  * those; the string and UTF-8 helpers run on arbitrary bytes. */
 #include <cjson/cJSON.h>
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json_text.h"
+#include "core/json_text.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -26,11 +26,11 @@
 
 #include <mbedtls/md.h>
 
-#include "json_text.h"
-#include "jwt.h"
-#include "jwt_cache.h"
-#include "roles.h"
-#include "text_lines.h"
+#include "core/json_text.h"
+#include "auth/jwt.h"
+#include "auth/jwt_cache.h"
+#include "auth/roles.h"
+#include "core/text_lines.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json_text.h"
+#include "core/json_text.h"
 #include "publish_body.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

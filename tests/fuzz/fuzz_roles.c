@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "roles.h"
-#include "text_lines.h"
+#include "auth/roles.h"
+#include "core/text_lines.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "text_lines.h"
-#include "tokens.h"
+#include "core/text_lines.h"
+#include "auth/tokens.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

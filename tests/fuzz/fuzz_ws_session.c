@@ -36,10 +36,10 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
-#include "auth_store.h"
-#include "conn_flush.h"
+#include "auth/auth_store.h"
+#include "net/conn_flush.h"
 #include "hub.h"
-#include "log.h"
+#include "core/log.h"
 #include "session.h"
 #include "shared_frame.h"
 

@@ -37,7 +37,7 @@ from harness import TIME_SCALE, run, wait_for  # noqa: E402
 
 JSON_TYPE = "application/json"
 
-# The policy of common/tls.c, in OpenSSL's names.
+# The policy of common/net/tls.c, in OpenSSL's names.
 ALLOWED_SUITES = {
     "ECDHE-ECDSA-AES128-GCM-SHA256",
     "ECDHE-ECDSA-AES256-GCM-SHA384",

@@ -1,0 +1,290 @@
+#include "bus_client.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "bus_link.h"
+#include "core/log.h"
+
+/* One event on its way. It is freed when it has completed (reported to the
+ * caller) and every link has released its reference to the message. */
+struct bus_client_publish {
+    struct bus_client *bus;
+    struct publish_event event;
+    bus_client_publish_done_fn done; /* NULL once cancelled or reported */
+    void *done_arg;
+    unsigned refs;    /* 1 until completed, plus one per link holding the message */
+    unsigned pending; /* links that have neither acked nor failed it */
+    bool failed;
+    bool completed;
+    struct timeval deadline; /* while waiting for a ready link */
+    struct bus_client_publish *wait_next;
+};
+
+struct bus_client {
+    struct event_base *base;
+    struct bus_link **links;
+    size_t link_count;
+    size_t tried_count;
+    unsigned wait_ms;
+    uint64_t ready_events;
+    struct bus_client_publish *wait_head, *wait_tail; /* FIFO, so deadlines are in order */
+    struct event *wait_timer;
+    size_t waiting;
+    size_t in_flight;
+};
+
+/* Deadlines use the monotonic clock: a wall-clock step must not stretch or
+ * cut a publish's wait. */
+static void monotonic_now(struct timeval *tv)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    tv->tv_sec = ts.tv_sec;
+    tv->tv_usec = ts.tv_nsec / 1000;
+}
+
+static void publish_unref(struct bus_client_publish *p)
+{
+    if (--p->refs == 0) {
+        publish_event_clear(&p->event);
+        free(p);
+    }
+}
+
+static void publish_release_cb(void *arg)
+{
+    publish_unref(arg);
+}
+
+static void publish_complete(struct bus_client_publish *p)
+{
+    bus_client_publish_done_fn done = p->done;
+    p->completed = true;
+    p->done = NULL;
+    if (done)
+        done(p->done_arg, p->failed ? BUS_PUBLISH_UNAVAILABLE : BUS_PUBLISH_OK);
+    publish_unref(p);
+}
+
+static void link_acked_cb(void *arg, void *item)
+{
+    struct bus_client_publish *p = item;
+    struct bus_client *bus = arg;
+    bus->in_flight--;
+    if (--p->pending == 0)
+        publish_complete(p);
+}
+
+static void link_failed_cb(void *arg, void *item)
+{
+    struct bus_client_publish *p = item;
+    p->failed = true;
+    link_acked_cb(arg, item);
+}
+
+/* Sends p on every ready link. Returns the number of links it went out on;
+ * their acks or failures complete it later, never inside this call. */
+static size_t publish_dispatch(struct bus_client *bus, struct bus_client_publish *p)
+{
+    size_t sent = 0;
+    for (size_t i = 0; i < bus->link_count; i++) {
+        struct bus_link *link = bus->links[i];
+        if (!bus_link_is_ready(link))
+            continue;
+        p->refs++;
+        p->pending++;
+        if (bus_link_send(link, p->event.type, p->event.type_len, p->event.message,
+                          p->event.message_len, publish_release_cb, p, p) < 0) {
+            p->refs--;
+            p->pending--;
+            continue;
+        }
+        bus->in_flight++;
+        sent++;
+    }
+    return sent;
+}
+
+static void wait_timer_arm(struct bus_client *bus)
+{
+    struct timeval now, delay;
+    if (!bus->wait_head) {
+        evtimer_del(bus->wait_timer);
+        return;
+    }
+    monotonic_now(&now);
+    if (timercmp(&bus->wait_head->deadline, &now, >))
+        timersub(&bus->wait_head->deadline, &now, &delay);
+    else
+        timerclear(&delay);
+    evtimer_add(bus->wait_timer, &delay);
+}
+
+static struct bus_client_publish *wait_pop(struct bus_client *bus)
+{
+    struct bus_client_publish *p = bus->wait_head;
+    if (p) {
+        bus->wait_head = p->wait_next;
+        if (!bus->wait_head)
+            bus->wait_tail = NULL;
+        p->wait_next = NULL;
+        bus->waiting--;
+    }
+    return p;
+}
+
+static void wait_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct bus_client *bus = arg;
+    struct timeval now;
+    monotonic_now(&now);
+    while (bus->wait_head && !timercmp(&bus->wait_head->deadline, &now, >)) {
+        struct bus_client_publish *p = wait_pop(bus);
+        p->failed = true;
+        publish_complete(p);
+    }
+    wait_timer_arm(bus);
+}
+
+static void link_ready_cb(void *arg, struct bus_link *link)
+{
+    struct bus_client *bus = arg;
+    struct bus_client_publish *p;
+    bus->ready_events++;
+    /* Events that waited for a broadcast daemon go out now, in order. */
+    while ((p = wait_pop(bus))) {
+        if (publish_dispatch(bus, p) == 0) {
+            p->failed = true;
+            publish_complete(p);
+        }
+    }
+    wait_timer_arm(bus);
+}
+
+static void link_tried_cb(void *arg, struct bus_link *link)
+{
+    struct bus_client *bus = arg;
+    bus->tried_count++;
+}
+
+static const struct bus_link_events link_events = {
+    .ready = link_ready_cb,
+    .acked = link_acked_cb,
+    .failed = link_failed_cb,
+    .tried = link_tried_cb,
+};
+
+struct bus_client *bus_client_new(struct event_base *base, const struct bus_client_config *config)
+{
+    struct bus_client *bus = calloc(1, sizeof *bus);
+    if (!bus)
+        return NULL;
+    bus->base = base;
+    bus->wait_ms = config->wait_ms;
+    bus->wait_timer = evtimer_new(base, wait_timer_cb, bus);
+    bus->links = calloc(config->path_count, sizeof *bus->links);
+    if (!bus->wait_timer || !bus->links)
+        goto fail;
+    for (size_t i = 0; i < config->path_count; i++) {
+        bus->links[i] =
+            bus_link_new(base, config->paths[i], config->ack_timeout_ms, &link_events, bus);
+        if (!bus->links[i])
+            goto fail;
+        bus->link_count++;
+    }
+    return bus;
+fail:
+    bus_client_free(bus);
+    return NULL;
+}
+
+void bus_client_abort(struct bus_client *bus)
+{
+    struct bus_client_publish *p;
+    for (size_t i = 0; i < bus->link_count; i++)
+        bus_link_free(bus->links[i]);
+    bus->link_count = 0;
+    while ((p = wait_pop(bus))) {
+        p->failed = true;
+        publish_complete(p);
+    }
+    bus->wait_ms = 0;
+}
+
+void bus_client_free(struct bus_client *bus)
+{
+    struct bus_client_publish *p;
+    if (!bus)
+        return;
+    for (size_t i = 0; i < bus->link_count; i++)
+        bus_link_free(bus->links[i]);
+    while ((p = wait_pop(bus))) {
+        p->failed = true;
+        publish_complete(p);
+    }
+    if (bus->wait_timer)
+        event_free(bus->wait_timer);
+    free(bus->links);
+    free(bus);
+}
+
+struct bus_client_publish *bus_client_publish(struct bus_client *bus, struct publish_event *event,
+                                              bus_client_publish_done_fn done, void *arg)
+{
+    struct bus_client_publish *p = calloc(1, sizeof *p);
+    struct timeval now, wait;
+    if (!p) {
+        publish_event_clear(event);
+        return NULL;
+    }
+    p->bus = bus;
+    p->event = *event;
+    memset(event, 0, sizeof *event);
+    p->done = done;
+    p->done_arg = arg;
+    p->refs = 1;
+    if (publish_dispatch(bus, p) > 0)
+        return p;
+    /* No broadcast daemon is ready: wait for one, in order, up to wait_ms
+     * (a wait of 0 fails on the next loop turn, not inside this call). */
+    monotonic_now(&now);
+    wait.tv_sec = bus->wait_ms / 1000;
+    wait.tv_usec = (bus->wait_ms % 1000) * 1000;
+    timeradd(&now, &wait, &p->deadline);
+    if (bus->wait_tail)
+        bus->wait_tail->wait_next = p;
+    else
+        bus->wait_head = p;
+    bus->wait_tail = p;
+    bus->waiting++;
+    if (bus->wait_head == p)
+        wait_timer_arm(bus);
+    return p;
+}
+
+void bus_client_publish_cancel(struct bus_client_publish *publish)
+{
+    publish->done = NULL;
+}
+
+void bus_client_get_stats(const struct bus_client *bus, struct bus_client_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->links = bus->link_count;
+    for (size_t i = 0; i < bus->link_count; i++)
+        if (bus_link_is_ready(bus->links[i]))
+            out->ready++;
+    out->reconnects = bus->ready_events > bus->link_count ? bus->ready_events - bus->link_count : 0;
+    out->in_flight = bus->in_flight;
+    out->waiting = bus->waiting;
+}
+
+int bus_client_all_tried(const struct bus_client *bus)
+{
+    return bus->tried_count >= bus->link_count;
+}
