@@ -132,6 +132,10 @@ int hub_init(struct hub *hub, struct event_base *base, const struct hub_limits *
     uint64_t seed = 0;
 
     memset(hub, 0, sizeof *hub);
+    list_init(&hub->init_wait);
+    list_init(&hub->closing);
+    list_init(&hub->deferred);
+    list_init(&hub->unflushed);
     hub->base = base;
     hub->limits = *limits;
     hub->auth = auth;

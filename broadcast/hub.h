@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "auth/auth.h"
+#include "core/list.h"
 
 struct event_base;
 struct event;
@@ -58,22 +59,19 @@ struct hub_counters {
     uint64_t rechecks;            /* sessions those passes authenticated again */
 };
 
-/* Intrusive FIFO of sessions waiting for a deadline. */
-struct session_fifo {
-    struct session *head, *tail;
-};
-
 struct hub {
     struct event_base *base;
     struct hub_limits limits;
     struct auth_store *auth; /* borrowed */
     struct subs_index *subs;
-    struct session *sessions;      /* every open session */
-    struct session_fifo init_wait; /* no successful init yet, by connect time */
-    struct session_fifo closing;   /* close started, by start time */
-    struct session *deferred;      /* to close once the current fan-out ends */
-    struct session *unflushed;     /* sessions with deliveries not yet written */
-    struct event *flush_event;     /* made active while unflushed is not empty */
+    struct session *sessions; /* every open session */
+    /* Lists of sessions (core/list.h), each through its own node in the
+     * session; whether a session is on one is asked of that node. */
+    struct list_node init_wait; /* no successful init yet, by connect time */
+    struct list_node closing;   /* close started, by start time */
+    struct list_node deferred;  /* to close once the current fan-out ends */
+    struct list_node unflushed; /* sessions with deliveries not yet written */
+    struct event *flush_event;  /* made active while unflushed is not empty */
     struct event *init_timer, *close_timer, *ping_timer, *trim_timer;
     /* The recheck pass after credential changes (hub_recheck_sessions).
      * Changes are numbered; each source keeps the number of its last

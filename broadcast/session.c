@@ -60,9 +60,6 @@ struct session {
     struct subs_session_list subs;
     bool authenticated; /* has had a successful init */
     bool closing;       /* close started by us; in the closing FIFO */
-    bool in_fifo;       /* in hub->init_wait or hub->closing */
-    bool deferred;      /* on hub->deferred */
-    bool unflushed;     /* on hub->unflushed */
     bool awaiting_pong;
     bool protocol_close_seen;    /* a close wslay started has been accounted for */
     bool closed_by_us;           /* our close frame is out; waiting for the peer's */
@@ -73,73 +70,37 @@ struct session {
     uint64_t source;             /* net_source_key of the peer */
     char *credential;            /* authentication text of the last successful init (owned) */
     size_t credential_len;
-    struct event *expiry;                  /* JWT credentials: fires at their exp */
-    int64_t ends_at;                       /* JWT: wall-clock second from which it is refused */
-    unsigned depends_on;                   /* AUTH_SOURCE_* bits its credential's check uses */
-    uint64_t auth_checked;                 /* hub->auth_changes at that check */
-    uint64_t deadline_ms;                  /* init or close deadline, by the FIFO it is in */
-    struct session *prev, *next;           /* hub->sessions */
-    struct session *fifo_prev, *fifo_next; /* init_wait or closing */
-    struct session *deferred_next;
-    struct session *unflushed_prev, *unflushed_next;
+    struct event *expiry;            /* JWT credentials: fires at their exp */
+    int64_t ends_at;                 /* JWT: wall-clock second from which it is refused */
+    unsigned depends_on;             /* AUTH_SOURCE_* bits its credential's check uses */
+    uint64_t auth_checked;           /* hub->auth_changes at that check */
+    uint64_t deadline_ms;            /* init or close deadline, by the FIFO it is in */
+    struct session *prev, *next;     /* hub->sessions */
+    struct list_node deadline_node;  /* hub->init_wait or hub->closing */
+    struct list_node deferred_node;  /* hub->deferred */
+    struct list_node unflushed_node; /* hub->unflushed */
     char peer[64];
 };
 
 /* --- lists ---------------------------------------------------------------- */
 
-static void fifo_push(struct session_fifo *fifo, struct session *s)
+/* The session waiting on the deadline list node `node`, or NULL. */
+static struct session *session_of_deadline(struct list_node *node)
 {
-    s->fifo_next = NULL;
-    s->fifo_prev = fifo->tail;
-    if (fifo->tail)
-        fifo->tail->fifo_next = s;
-    else
-        fifo->head = s;
-    fifo->tail = s;
-    s->in_fifo = true;
+    return node ? list_entry(node, struct session, deadline_node) : NULL;
 }
 
-static void fifo_remove(struct session_fifo *fifo, struct session *s)
+/* Appends s to a deadline list: deadlines are the same length for every
+ * session of a list, so the list stays in deadline order. */
+static void deadline_push(struct list_node *list, struct session *s)
 {
-    if (s->fifo_prev)
-        s->fifo_prev->fifo_next = s->fifo_next;
-    else
-        fifo->head = s->fifo_next;
-    if (s->fifo_next)
-        s->fifo_next->fifo_prev = s->fifo_prev;
-    else
-        fifo->tail = s->fifo_prev;
-    s->fifo_prev = s->fifo_next = NULL;
-    s->in_fifo = false;
+    list_push_back(list, &s->deadline_node);
 }
 
-static void unflushed_remove(struct hub *hub, struct session *s)
+static void deadline_remove(struct session *s)
 {
-    if (s->unflushed_prev)
-        s->unflushed_prev->unflushed_next = s->unflushed_next;
-    else
-        hub->unflushed = s->unflushed_next;
-    if (s->unflushed_next)
-        s->unflushed_next->unflushed_prev = s->unflushed_prev;
-    s->unflushed_prev = s->unflushed_next = NULL;
-    s->unflushed = false;
-}
-
-static void unflushed_push(struct hub *hub, struct session *s)
-{
-    if (!hub->unflushed)
-        event_active(hub->flush_event, EV_TIMEOUT, 0);
-    s->unflushed_prev = NULL;
-    s->unflushed_next = hub->unflushed;
-    if (hub->unflushed)
-        hub->unflushed->unflushed_prev = s;
-    hub->unflushed = s;
-    s->unflushed = true;
-}
-
-static struct session_fifo *session_fifo_of(struct session *s)
-{
-    return s->closing ? &s->hub->closing : &s->hub->init_wait;
+    if (list_is_linked(&s->deadline_node))
+        list_unlink(&s->deadline_node);
 }
 
 static const struct wslay_event_callbacks ws_callbacks;
@@ -190,19 +151,12 @@ static void arm_timer(struct event *timer, uint64_t deadline_ms)
 void session_free(struct session *s)
 {
     struct hub *hub = s->hub;
-    if (s->deferred) {
-        /* Still listed for a deferred close: unlink it from there. */
-        struct session **p = &hub->deferred;
-        while (*p && *p != s)
-            p = &(*p)->deferred_next;
-        if (*p)
-            *p = s->deferred_next;
-    }
+    if (list_is_linked(&s->deferred_node))
+        list_unlink(&s->deferred_node);
     subs_remove_all(hub->subs, &s->subs);
-    if (s->in_fifo)
-        fifo_remove(session_fifo_of(s), s);
-    if (s->unflushed)
-        unflushed_remove(hub, s);
+    deadline_remove(s);
+    if (list_is_linked(&s->unflushed_node))
+        list_unlink(&s->unflushed_node);
     if (hub->recheck_cursor == s)
         hub->recheck_cursor = s->next;
     if (s->prev)
@@ -292,15 +246,14 @@ void session_close(struct session *s, uint16_t code, const char *reason)
     bool fail = session_close_fails_connection(code);
     if (s->closing)
         return;
-    if (s->in_fifo)
-        fifo_remove(&hub->init_wait, s);
+    deadline_remove(s);
     /* Its subscriptions end now, whatever the peer does next. */
     subs_remove_all(hub->subs, &s->subs);
     s->closing = true;
     if (!fail) {
         s->deadline_ms = hub_now_ms() + hub->limits.close_timeout_ms;
-        fifo_push(&hub->closing, s);
-        if (hub->closing.head == s)
+        deadline_push(&hub->closing, s);
+        if (list_front(&hub->closing) == &s->deadline_node)
             arm_timer(hub->close_timer, s->deadline_ms);
     }
     /* The close frame is written directly, so that closing thousands of
@@ -518,8 +471,7 @@ static void session_handle_init(struct session *s, const uint8_t *text, size_t l
     if (!s->authenticated) {
         s->authenticated = true;
         hub->counters.sessions_authenticated++;
-        if (s->in_fifo)
-            fifo_remove(&hub->init_wait, s);
+        deadline_remove(s);
     }
     if (*identity.subject)
         log_info("ws %s: init OK as %s, %zu subscriptions", s->peer, identity.subject,
@@ -670,12 +622,11 @@ static void session_note_protocol_close(struct session *s)
              : code == 1007 ? "invalid UTF-8"
                             : "protocol error");
     subs_remove_all(hub->subs, &s->subs);
-    if (s->in_fifo)
-        fifo_remove(&hub->init_wait, s);
+    deadline_remove(s);
     s->closing = true;
     s->deadline_ms = hub_now_ms() + hub->limits.close_timeout_ms;
-    fifo_push(&hub->closing, s);
-    if (hub->closing.head == s)
+    deadline_push(&hub->closing, s);
+    if (list_front(&hub->closing) == &s->deadline_node)
         arm_timer(hub->close_timer, s->deadline_ms);
 }
 
@@ -798,8 +749,8 @@ static void session_event_cb(struct bufferevent *bev, short what, void *arg)
 void session_expire_init(struct hub *hub, uint64_t now_ms)
 {
     struct session *s;
-    while ((s = hub->init_wait.head) && s->deadline_ms <= now_ms) {
-        fifo_remove(&hub->init_wait, s);
+    while ((s = session_of_deadline(list_front(&hub->init_wait))) && s->deadline_ms <= now_ms) {
+        deadline_remove(s);
         hub->counters.init_timeout_closes++;
         log_info("ws %s: no successful init within %u ms: closing (1008)", s->peer,
                  hub->limits.init_timeout_ms);
@@ -810,7 +761,7 @@ void session_expire_init(struct hub *hub, uint64_t now_ms)
 void session_expire_closing(struct hub *hub, uint64_t now_ms)
 {
     struct session *s;
-    while ((s = hub->closing.head) && s->deadline_ms <= now_ms) {
+    while ((s = session_of_deadline(list_front(&hub->closing))) && s->deadline_ms <= now_ms) {
         log_debug("ws %s: close not completed in time: dropped", s->peer);
         session_free(s);
     }
@@ -827,12 +778,14 @@ uint64_t session_backlog_all(const struct hub *hub)
 
 uint64_t session_init_deadline(const struct hub *hub)
 {
-    return hub->init_wait.head ? hub->init_wait.head->deadline_ms : 0;
+    const struct session *s = session_of_deadline(list_front(&hub->init_wait));
+    return s ? s->deadline_ms : 0;
 }
 
 uint64_t session_close_deadline(const struct hub *hub)
 {
-    return hub->closing.head ? hub->closing.head->deadline_ms : 0;
+    const struct session *s = session_of_deadline(list_front(&hub->closing));
+    return s ? s->deadline_ms : 0;
 }
 
 void session_ping_all(struct hub *hub)
@@ -855,10 +808,9 @@ void session_ping_all(struct hub *hub)
 
 void session_close_deferred(struct hub *hub)
 {
-    struct session *s;
-    while ((s = hub->deferred)) {
-        hub->deferred = s->deferred_next;
-        s->deferred = false;
+    struct list_node *node;
+    while ((node = list_pop_front(&hub->deferred))) {
+        struct session *s = list_entry(node, struct session, deferred_node);
         hub->counters.slow_consumer_closes++;
         log_warn("ws %s: slow consumer, over %zu bytes unsent: closing (1013)", s->peer,
                  hub->limits.max_backlog);
@@ -881,26 +833,28 @@ void session_close_all(struct hub *hub, uint16_t code, const char *reason)
 void session_deliver(struct session *s, struct shared_frame *frame)
 {
     struct hub *hub = s->hub;
-    if (s->closing || s->deferred)
+    if (s->closing || list_is_linked(&s->deferred_node))
         return;
     if (session_backlog(s) + shared_frame_cost(frame) > hub->limits.max_backlog ||
         shared_frame_append(frame, bufferevent_get_output(s->bev), &s->frames_referenced) < 0) {
-        s->deferred = true;
-        s->deferred_next = hub->deferred;
-        hub->deferred = s;
+        /* Newest first, as the sweep has always closed them. */
+        list_insert_before(hub->deferred.next, &s->deferred_node);
         return;
     }
     hub->counters.deliveries++;
     hub->counters.delivered_bytes += frame->len;
-    if (!s->unflushed)
-        unflushed_push(hub, s);
+    if (!list_is_linked(&s->unflushed_node)) {
+        if (list_is_empty(&hub->unflushed))
+            event_active(hub->flush_event, EV_TIMEOUT, 0);
+        list_insert_before(hub->unflushed.next, &s->unflushed_node);
+    }
 }
 
 void session_flush_all(struct hub *hub)
 {
-    struct session *s;
-    while ((s = hub->unflushed)) {
-        unflushed_remove(hub, s);
+    struct list_node *node;
+    while ((node = list_pop_front(&hub->unflushed))) {
+        struct session *s = list_entry(node, struct session, unflushed_node);
         conn_write_flush(s->bev);
     }
 }
@@ -932,8 +886,8 @@ int session_start(struct hub *hub, struct bufferevent *bev, const char *accept, 
     hub->counters.sessions_opened++;
     hub->counters.sessions_open++;
     s->deadline_ms = hub_now_ms() + hub->limits.init_timeout_ms;
-    fifo_push(&hub->init_wait, s);
-    if (hub->init_wait.head == s)
+    deadline_push(&hub->init_wait, s);
+    if (list_front(&hub->init_wait) == &s->deadline_node)
         arm_timer(hub->init_timer, s->deadline_ms);
 
     bufferevent_setcb(bev, session_read_cb, conn_write_drained, session_event_cb, s);
