@@ -132,6 +132,7 @@ int hub_init(struct hub *hub, struct event_base *base, const struct hub_limits *
     uint64_t seed = 0;
 
     memset(hub, 0, sizeof *hub);
+    list_init(&hub->sessions);
     list_init(&hub->init_wait);
     list_init(&hub->closing);
     list_init(&hub->deferred);
@@ -186,7 +187,7 @@ void hub_recheck_sessions(struct hub *hub, unsigned changed)
         if (changed & (1u << i))
             hub->source_changed_at[i] = hub->auth_changes;
     }
-    hub->recheck_cursor = hub->sessions;
+    hub->recheck_cursor = list_front(&hub->sessions);
     recheck_schedule(hub);
 }
 
@@ -211,8 +212,9 @@ void hub_close_all(struct hub *hub, uint16_t code, const char *reason)
 
 void hub_free(struct hub *hub)
 {
-    while (hub->sessions)
-        session_free(hub->sessions);
+    struct list_node *node;
+    while ((node = list_front(&hub->sessions)))
+        session_free(session_from_registry(node));
     conn_set_release_hook(NULL, NULL);
     subs_index_free(hub->subs);
     if (hub->init_timer)

@@ -64,7 +64,7 @@ struct hub {
     struct hub_limits limits;
     struct auth_store *auth; /* borrowed */
     struct subs_index *subs;
-    struct session *sessions; /* every open session */
+    struct list_node sessions; /* every open session, newest first */
     /* Lists of sessions (core/list.h), each through its own node in the
      * session; whether a session is on one is asked of that node. */
     struct list_node init_wait; /* no successful init yet, by connect time */
@@ -80,7 +80,7 @@ struct hub {
      * changed since (hub_recheck_due). */
     uint64_t auth_changes;                         /* changes so far */
     uint64_t source_changed_at[AUTH_SOURCE_COUNT]; /* by bit of AUTH_SOURCE_* */
-    struct session *recheck_cursor;                /* the next session of the pass */
+    struct list_node *recheck_cursor;              /* the next session of the pass, on sessions */
     struct event *recheck_timer;                   /* runs the pass's next batch */
     struct hub_counters counters;
     uint64_t sessions_ended; /* since the last heap trim */

@@ -75,7 +75,7 @@ struct session {
     unsigned depends_on;             /* AUTH_SOURCE_* bits its credential's check uses */
     uint64_t auth_checked;           /* hub->auth_changes at that check */
     uint64_t deadline_ms;            /* init or close deadline, by the FIFO it is in */
-    struct session *prev, *next;     /* hub->sessions */
+    struct list_node registry_node;  /* hub->sessions */
     struct list_node deadline_node;  /* hub->init_wait or hub->closing */
     struct list_node deferred_node;  /* hub->deferred */
     struct list_node unflushed_node; /* hub->unflushed */
@@ -83,6 +83,32 @@ struct session {
 };
 
 /* --- lists ---------------------------------------------------------------- */
+
+struct session *session_from_registry(struct list_node *node)
+{
+    return list_entry(node, struct session, registry_node);
+}
+
+/* The first session of hub->sessions, or NULL when there is none. */
+static struct session *session_first(const struct hub *hub)
+{
+    struct list_node *first = list_front(&hub->sessions);
+    return first ? session_from_registry(first) : NULL;
+}
+
+/* The node after s's on hub->sessions, or NULL after the last. */
+static struct list_node *registry_after(const struct session *s)
+{
+    struct list_node *next = s->registry_node.next;
+    return next == &s->hub->sessions ? NULL : next;
+}
+
+/* The session after s on hub->sessions, or NULL after the last. */
+static struct session *session_next(const struct session *s)
+{
+    struct list_node *next = registry_after(s);
+    return next ? session_from_registry(next) : NULL;
+}
 
 /* The session waiting on the deadline list node `node`, or NULL. */
 static struct session *session_of_deadline(struct list_node *node)
@@ -157,14 +183,9 @@ void session_free(struct session *s)
     deadline_remove(s);
     if (list_is_linked(&s->unflushed_node))
         list_unlink(&s->unflushed_node);
-    if (hub->recheck_cursor == s)
-        hub->recheck_cursor = s->next;
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        hub->sessions = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    if (hub->recheck_cursor == &s->registry_node)
+        hub->recheck_cursor = registry_after(s);
+    list_unlink(&s->registry_node);
     hub->counters.sessions_open--;
     if (s->authenticated)
         hub->counters.sessions_authenticated--;
@@ -499,14 +520,15 @@ bool session_recheck_some(struct hub *hub)
     unsigned checked = 0;
     bool visited = false;
     struct session *s;
-    while ((s = hub->recheck_cursor)) {
+    while (hub->recheck_cursor) {
         struct auth_identity identity;
         int rc;
         if (checked >= SESSION_RECHECK_BATCH ||
             (visited && hub_now_ms() - started_ms >= SESSION_RECHECK_BUDGET_MS))
             return true;
         visited = true;
-        hub->recheck_cursor = s->next;
+        s = session_from_registry(hub->recheck_cursor);
+        hub->recheck_cursor = registry_after(s);
         /* A verified signature does not change with the tokens file, nor a
          * token's line with the keys: only what the change touched is
          * checked again. */
@@ -770,7 +792,7 @@ void session_expire_closing(struct hub *hub, uint64_t now_ms)
 uint64_t session_backlog_all(const struct hub *hub)
 {
     uint64_t total = 0;
-    for (const struct session *s = hub->sessions; s; s = s->next)
+    for (const struct session *s = session_first(hub); s; s = session_next(s))
         if (s->bev)
             total += session_backlog(s);
     return total;
@@ -791,8 +813,8 @@ uint64_t session_close_deadline(const struct hub *hub)
 void session_ping_all(struct hub *hub)
 {
     struct session *s, *next;
-    for (s = hub->sessions; s; s = next) {
-        next = s->next;
+    for (s = session_first(hub); s; s = next) {
+        next = session_next(s);
         if (s->closing)
             continue;
         if (s->awaiting_pong) {
@@ -821,8 +843,8 @@ void session_close_deferred(struct hub *hub)
 void session_close_all(struct hub *hub, uint16_t code, const char *reason)
 {
     struct session *s, *next;
-    for (s = hub->sessions; s; s = next) {
-        next = s->next;
+    for (s = session_first(hub); s; s = next) {
+        next = session_next(s);
         if (!s->closing && (!s->ws || !wslay_event_get_close_sent(s->ws)))
             session_close(s, code, reason); /* may free s, never next */
     }
@@ -879,10 +901,8 @@ int session_start(struct hub *hub, struct bufferevent *bev, const char *accept, 
     s->source = source;
     snprintf(s->peer, sizeof s->peer, "%s", peer);
 
-    s->next = hub->sessions;
-    if (hub->sessions)
-        hub->sessions->prev = s;
-    hub->sessions = s;
+    /* Newest first: the order of the sweeps and the recheck pass. */
+    list_insert_before(hub->sessions.next, &s->registry_node);
     hub->counters.sessions_opened++;
     hub->counters.sessions_open++;
     s->deadline_ms = hub_now_ms() + hub->limits.init_timeout_ms;

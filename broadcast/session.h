@@ -22,6 +22,7 @@
 
 struct bufferevent;
 struct hub;
+struct list_node;
 struct session;
 struct shared_frame;
 
@@ -51,6 +52,9 @@ void session_close(struct session *session, uint16_t code, const char *reason);
 
 /* Ends the session now, without a close handshake. */
 void session_free(struct session *session);
+
+/* The session whose node on hub->sessions is `node`. */
+struct session *session_from_registry(struct list_node *node);
 
 /* Hub timer work, each over the hub's lists (see hub.h). */
 void session_expire_init(struct hub *hub, uint64_t now_ms);
