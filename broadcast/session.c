@@ -323,10 +323,18 @@ static void session_reply_init(struct session *s, const char *code)
 
 /* Sends {"type":"auth","code":...} and closes with 1008: the session's
  * credential expired or was revoked. */
-static void session_end_auth(struct session *s, const char *code)
+/* Why an authenticated session's credential stopped authenticating it. */
+enum session_auth_end {
+    SESSION_AUTH_EXPIRED, /* the token's exp passed: code TOKEN_EXPIRED */
+    SESSION_AUTH_REVOKED, /* a credential change refused it: code REVOKED */
+};
+
+static void session_end_auth(struct session *s, enum session_auth_end why)
 {
+    bool revoked = why == SESSION_AUTH_REVOKED;
     char json[64];
-    snprintf(json, sizeof json, "{\"type\":\"auth\",\"code\":\"%s\"}", code);
+    snprintf(json, sizeof json, "{\"type\":\"auth\",\"code\":\"%s\"}",
+             revoked ? "REVOKED" : "TOKEN_EXPIRED");
     /* Written directly, after anything wslay still holds: queued through
      * wslay it would go out after the close frame, which wslay sends first. */
     if (s->ws && wslay_event_send(s->ws) != 0) {
@@ -334,9 +342,8 @@ static void session_end_auth(struct session *s, const char *code)
         return;
     }
     session_send_frame(s, WS_OPCODE_TEXT, json, strlen(json));
-    log_info("ws %s: credential %s: closing (1008)", s->peer,
-             strcmp(code, "REVOKED") == 0 ? "revoked" : "expired");
-    session_close(s, WS_CLOSE_POLICY, strcmp(code, "REVOKED") == 0 ? "revoked" : "token expired");
+    log_info("ws %s: credential %s: closing (1008)", s->peer, revoked ? "revoked" : "expired");
+    session_close(s, WS_CLOSE_POLICY, revoked ? "revoked" : "token expired");
 }
 
 /* The expiry timer waits at most this long at a time, then looks at the
@@ -377,7 +384,7 @@ static void session_expiry_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     s->hub->counters.expired_closes++;
-    session_end_auth(s, "TOKEN_EXPIRED");
+    session_end_auth(s, SESSION_AUTH_EXPIRED);
 }
 
 /* Arms the expiry timer for a credential ending at expires (seconds since
@@ -547,10 +554,10 @@ bool session_recheck_some(struct hub *hub)
         auth_identity_clear(&identity);
         if (rc == AUTH_TOKEN_EXPIRED) {
             hub->counters.expired_closes++;
-            session_end_auth(s, "TOKEN_EXPIRED"); /* may free s, never the cursor */
+            session_end_auth(s, SESSION_AUTH_EXPIRED); /* may free s, never the cursor */
         } else {
             hub->counters.revoked_closes++;
-            session_end_auth(s, "REVOKED");
+            session_end_auth(s, SESSION_AUTH_REVOKED);
         }
     }
     return false;
