@@ -62,7 +62,7 @@ import time
 PROG = "scripts/bench"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-import harness  # noqa: E402  (daemon processes, free ports, tokens, waiting)
+from lib import harness  # noqa: E402  (daemon processes, free ports, tokens, waiting)
 
 ALL_SCENARIOS = ["1a", "1b", "2a", "2b", "2c", "3a", "3b", "4", "5", "6", "7a", "7b", "7c"]
 NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import unittest
 
-import harness
+from lib import harness
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BENCH = os.path.join(ROOT, "tests", "bench", "bench.py")

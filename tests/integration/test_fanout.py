@@ -22,7 +22,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import TIME_SCALE, ServiceCase, run, ws_subscribe  # noqa: E402
+from lib.harness import TIME_SCALE, ServiceCase, run, ws_subscribe  # noqa: E402
 
 
 # --- helpers only these tests need ----------------------------------------------------------------

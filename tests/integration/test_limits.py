@@ -25,8 +25,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import harness  # noqa: E402
-from harness import TIME_SCALE, publish, run, wait_for, ws_connect, ws_recv_json, ws_subscribe  # noqa: E402
+from lib import harness  # noqa: E402
+from lib.harness import TIME_SCALE, publish, run, wait_for, ws_connect, ws_recv_json, ws_subscribe  # noqa: E402
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA

@@ -36,8 +36,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import harness  # noqa: E402
-from harness import (BROADCAST_BIN, LISTEN_BIN, TIME_SCALE, FakeBroadcast, free_port,  # noqa: E402
+from lib import harness  # noqa: E402
+from lib.harness import (BROADCAST_BIN, LISTEN_BIN, TIME_SCALE, FakeBroadcast, free_port,  # noqa: E402
                      http_get, http_request, port_accepts, publish, run, wait_for,
                      ws_connect, ws_recv_json, ws_subscribe)
 

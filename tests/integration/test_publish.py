@@ -25,8 +25,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import harness  # noqa: E402
-from harness import FakeBroadcast, TIME_SCALE, wait_for  # noqa: E402
+from lib import harness  # noqa: E402
+from lib.harness import FakeBroadcast, TIME_SCALE, wait_for  # noqa: E402
 
 # Small limits keep the file fast; each test may override some.
 DEFAULT_FLAGS = {

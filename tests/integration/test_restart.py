@@ -22,8 +22,8 @@ import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import harness  # noqa: E402
-from harness import (TIME_SCALE, http_get, publish, run, wait_for, ws_recv_json,  # noqa: E402
+from lib import harness  # noqa: E402
+from lib.harness import (TIME_SCALE, http_get, publish, run, wait_for, ws_recv_json,  # noqa: E402
                      ws_subscribe)
 
 OK = (200, {"code": "OK"})

@@ -12,8 +12,8 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness  # noqa: E402
-from harness import free_port, publish, run, wait_for, ws_recv_json, ws_subscribe  # noqa: E402
+from lib import harness  # noqa: E402
+from lib.harness import free_port, publish, run, wait_for, ws_recv_json, ws_subscribe  # noqa: E402
 
 INSTANCES = 3
 SUBSCRIBERS = 30

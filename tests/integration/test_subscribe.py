@@ -24,7 +24,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import TIME_SCALE, ServiceCase, http_request, new_token, run, ws_connect, ws_subscribe  # noqa: E402
+from lib.harness import TIME_SCALE, ServiceCase, http_request, new_token, run, ws_connect, ws_subscribe  # noqa: E402
 
 RFC_SAMPLE_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 RFC_SAMPLE_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="

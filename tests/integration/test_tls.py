@@ -32,8 +32,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import harness  # noqa: E402
-from harness import TIME_SCALE, run, wait_for  # noqa: E402
+from lib import harness  # noqa: E402
+from lib.harness import TIME_SCALE, run, wait_for  # noqa: E402
 
 JSON_TYPE = "application/json"
 

@@ -30,7 +30,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import http_get, new_token, run, wait_for  # noqa: E402
+from lib.harness import http_get, new_token, run, wait_for  # noqa: E402
 from test_auth import (KEYS, ROLES, AuthCase, claims_for, event_message,  # noqa: E402
                        expect_auth_close, mint_es256, post_event, recv_json, subscriber)
 import test_auth  # noqa: E402

@@ -97,8 +97,8 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
-import harness  # noqa: E402
-from harness import TIME_SCALE, http_get, wait_for  # noqa: E402
+from lib import harness  # noqa: E402
+from lib.harness import TIME_SCALE, http_get, wait_for  # noqa: E402
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
