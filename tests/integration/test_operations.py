@@ -18,7 +18,6 @@ system see.
 """
 
 import asyncio
-import base64
 import json
 import math
 import os
@@ -27,7 +26,6 @@ import secrets
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -37,6 +35,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from lib import harness  # noqa: E402
+from lib.rawws import RawWS, handshake_request  # noqa: E402
 from lib.harness import (BROADCAST_BIN, LISTEN_BIN, TIME_SCALE, FakeBroadcast, free_port,  # noqa: E402
                      http_get, http_request, port_accepts, publish, run, wait_for,
                      ws_connect, ws_recv_json, ws_subscribe)
@@ -365,66 +364,6 @@ def has(key, value=None):
 
 def status_only(f):
     return set(f) == {"STATUS"}
-
-
-# --- a raw WebSocket subscriber that stops answering ------------------------------------------------
-
-class RawSubscriber:
-    """Completes the handshake and an init over a plain socket, then does
-    nothing unless asked: it never answers a close."""
-
-    def __init__(self, port, token, events):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10 * TIME_SCALE)
-        self.buf = b""
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                           f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
-        while b"\r\n\r\n" not in self.buf:
-            self._more()
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        if not head.startswith(b"HTTP/1.1 101 "):
-            raise AssertionError(f"handshake refused: {head!r}")
-        self.send_text(json.dumps({"authentication": f"Basic {token}", "events": events}))
-        opcode, payload = self.read_frame()
-        if (opcode, json.loads(payload)) != (1, {"type": "init", "code": "OK"}):
-            raise AssertionError(f"init failed: {opcode} {payload!r}")
-
-    def _more(self):
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise EOFError("connection closed")
-        self.buf += chunk
-
-    def _take(self, n):
-        while len(self.buf) < n:
-            self._more()
-        data, self.buf = self.buf[:n], self.buf[n:]
-        return data
-
-    def send_text(self, text):
-        payload = text.encode()
-        mask = os.urandom(4)
-        if len(payload) < 126:
-            header = struct.pack(">BB", 0x81, 0x80 | len(payload))
-        else:
-            header = struct.pack(">BBH", 0x81, 0x80 | 126, len(payload))
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(header + mask + masked)
-
-    def read_frame(self):
-        b0, b1 = self._take(2)
-        length = b1 & 0x7F
-        if length == 126:
-            length = struct.unpack(">H", self._take(2))[0]
-        elif length == 127:
-            length = struct.unpack(">Q", self._take(8))[0]
-        if b1 & 0x80:
-            raise AssertionError("the server masked a frame")
-        return b0 & 0x0F, self._take(length)
-
-    def close(self):
-        self.sock.close()
 
 
 def read_all_until_closed(sock, timeout):
@@ -923,8 +862,9 @@ class SignalTest(OpsCase):
         close_timeout_ms = int(1500 * TIME_SCALE)
         b, l = self.start_pair(broadcast_args=["--close-timeout-ms", str(close_timeout_ms)])
         kind = fresh_type()
-        raw = RawSubscriber(b.port, self.token, [kind])  # will not answer the close
+        raw = RawWS(b.port).handshake()  # will not answer the close
         self.addCleanup(raw.close)
+        self.assertEqual(raw.init(self.token, [kind]), {"type": "init", "code": "OK"})
 
         async def go():
             subs = [await ws_subscribe(b.port, self.token, [kind]) for _ in range(3)]
@@ -944,8 +884,9 @@ class SignalTest(OpsCase):
 
         codes, code, elapsed, answer = run(go())
         self.assertEqual(codes, [1001] * 3)
-        opcode, payload = raw.read_frame()
-        self.assertEqual((opcode, struct.unpack(">H", payload[:2])[0]), (8, 1001))
+        frame = raw.recv_frame()
+        self.assertIsNotNone(frame, "closed without a close frame")
+        self.assertEqual((frame.opcode, frame.close_code), (8, 1001))
         self.assertEqual(code, 0, b.log()[-2000:])
         self.assertLessEqual(elapsed, 5 * TIME_SCALE + 1, "over the 5 s shutdown bound")
         self.assertEqual(answer, b"", "a connection made during the drain was served")
@@ -1083,8 +1024,9 @@ class SignalTest(OpsCase):
 
     def test_second_sigterm_ends_a_broadcast_drain_at_once(self):
         b = self.start_broadcast("--close-timeout-ms", "60000")
-        raw = RawSubscriber(b.port, self.token, [fresh_type()])  # never answers the close
+        raw = RawWS(b.port).handshake()  # never answers the close
         self.addCleanup(raw.close)
+        self.assertEqual(raw.init(self.token, [fresh_type()]), {"type": "init", "code": "OK"})
         b.signal(signal.SIGTERM)
         b.wait_log("closing 1 sessions (1001)")
         t0 = time.monotonic()
@@ -1373,8 +1315,7 @@ class MetricsTest(OpsCase):
         b, l = self.start_pair(broadcast_args=["--metrics-token", secret],
                                listen_args=["--metrics-token", secret])
         twice = f"Authorization: Bearer {secret}\r\nAuthorization: Bearer {secret}\r\n"
-        handshake = ("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
+        handshake = handshake_request(host="x").decode()[:-2]  # the header lines go on
         for port, head in ((l.port, "GET /metrics HTTP/1.1\r\nHost: x\r\n"),
                            (b.port, "GET /metrics HTTP/1.1\r\nHost: x\r\n"), (b.port, handshake)):
             with self.subTest(port=port, request=head.split("\r\n")[0]):

@@ -23,6 +23,7 @@ import websockets
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from lib import harness  # noqa: E402
+from lib.rawws import RawWS  # noqa: E402
 from lib.harness import (TIME_SCALE, http_get, publish, run, wait_for, ws_recv_json,  # noqa: E402
                      ws_subscribe)
 
@@ -225,12 +226,8 @@ class RestartCase(harness.ServiceCase):
     def test_broadcast_sigterm_with_unresponsive_subscriber_still_exits_0_within_seconds(self):
         b, l = self.start_pair(broadcast_args=["--close-timeout-ms", "500"])
         # A subscriber that completed the handshake and then never reads or answers.
-        s = socket.create_connection(("127.0.0.1", b.port))
+        s = RawWS(b.port).handshake()  # checks the 101 and its Sec-WebSocket-Accept
         self.addCleanup(s.close)
-        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        s.settimeout(5 * TIME_SCALE)
-        self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 101 "))
         t0 = time.monotonic()
         code = b.stop(signal.SIGTERM, timeout=10)
         elapsed = time.monotonic() - t0
@@ -246,12 +243,8 @@ class RestartCase(harness.ServiceCase):
         self.wait_bus_ready(l)
         kind = fresh_type()
         # A subscriber that never answers the close holds the drain open for the close timeout.
-        holder = socket.create_connection(("127.0.0.1", b.port))
+        holder = RawWS(b.port).handshake()  # checks the 101 and its Sec-WebSocket-Accept
         self.addCleanup(holder.close)
-        holder.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                       b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        holder.settimeout(5 * TIME_SCALE)
-        self.assertTrue(holder.recv(4096).startswith(b"HTTP/1.1 101 "))
 
         async def go():
             fast = await ws_subscribe(b.port, self.token, [kind])

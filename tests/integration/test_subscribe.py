@@ -17,7 +17,6 @@ import http.client
 import json
 import os
 import socket
-import struct
 import sys
 import time
 import unittest
@@ -25,10 +24,9 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from lib.harness import TIME_SCALE, ServiceCase, http_request, new_token, run, ws_connect, ws_subscribe  # noqa: E402
+from lib.rawws import OP_TEXT, SAMPLE_KEY, WS_GUID, RawWS, encode_frame, handshake_request  # noqa: E402
 
-RFC_SAMPLE_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 RFC_SAMPLE_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 # --- helpers only these tests need ----------------------------------------------------------------
@@ -121,60 +119,6 @@ def raw_exchange(port, request):
     with socket.create_connection(("127.0.0.1", port), timeout=10 * TIME_SCALE) as sock:
         sock.sendall(request)
         return read_http_response(sock)
-
-
-def handshake_request(port, method="GET", version="13", key=RFC_SAMPLE_KEY, extra=""):
-    lines = [f"{method} /chat HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket",
-             "Connection: Upgrade"]
-    if key is not None:
-        lines.append(f"Sec-WebSocket-Key: {key}")
-    if version is not None:
-        lines.append(f"Sec-WebSocket-Version: {version}")
-    return ("\r\n".join(lines) + "\r\n" + extra + "\r\n").encode("latin-1")
-
-
-def client_frame(payload, opcode=0x1):
-    """A single masked client frame (RFC 6455 §5.2)."""
-    if isinstance(payload, str):
-        payload = payload.encode("utf-8")
-    mask = os.urandom(4)
-    n = len(payload)
-    if n < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return head + mask + masked
-
-
-class RawFrames:
-    """Reads unmasked server frames from a raw socket."""
-
-    def __init__(self, sock, pending=b""):
-        self.sock = sock
-        self.buf = pending
-
-    def _need(self, n):
-        while len(self.buf) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise AssertionError("connection closed while reading a frame")
-            self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def frame(self):
-        b0, b1 = self._need(2)
-        if b1 & 0x80:
-            raise AssertionError("server frame is masked")
-        n = b1 & 0x7F
-        if n == 126:
-            n = struct.unpack("!H", self._need(2))[0]
-        elif n == 127:
-            n = struct.unpack("!Q", self._need(8))[0]
-        return b0, self._need(n)
 
 
 # --- tests ----------------------------------------------------------------------------------------
@@ -542,15 +486,15 @@ class SubscribeTest(ServiceCase):
         b, _ = self.pair()
         p = b.port
         cases = [
-            ("version 8", handshake_request(p, version="8"), "Version"),
-            ("version missing", handshake_request(p, version=None), "Version"),
-            ("key missing", handshake_request(p, key=None), "Sec-WebSocket-Key"),
-            ("key is base64 of 14 bytes", handshake_request(p, key=base64.b64encode(b"14 bytes here!").decode()),
+            ("version 8", handshake_request(path="/chat", version="8"), "Version"),
+            ("version missing", handshake_request(path="/chat", version=None), "Version"),
+            ("key missing", handshake_request(path="/chat", key=None), "Sec-WebSocket-Key"),
+            ("key is base64 of 14 bytes", handshake_request(path="/chat", key=base64.b64encode(b"14 bytes here!").decode()),
              "Sec-WebSocket-Key"),
-            ("key is base64 of 17 bytes", handshake_request(p, key=base64.b64encode(b"x" * 17).decode()),
+            ("key is base64 of 17 bytes", handshake_request(path="/chat", key=base64.b64encode(b"x" * 17).decode()),
              "Sec-WebSocket-Key"),
-            ("key is not base64", handshake_request(p, key="!!!!not*base64*at*all!=="), "Sec-WebSocket-Key"),
-            ("POST with Upgrade", handshake_request(p, method="POST", extra="Content-Length: 0\r\n"), "GET"),
+            ("key is not base64", handshake_request(path="/chat", key="!!!!not*base64*at*all!=="), "Sec-WebSocket-Key"),
+            ("POST with Upgrade", handshake_request(path="/chat", method="POST", extra="Content-Length: 0\r\n"), "GET"),
         ]
         for label, request, reason_word in cases:
             with self.subTest(label):
@@ -575,10 +519,10 @@ class SubscribeTest(ServiceCase):
     def test_handshake_accept_key_is_rfc_6455_sample(self):
         b, _ = self.pair()
         # The test's own arithmetic first: RFC 6455 §1.3's worked example.
-        self.assertEqual(base64.b64encode(hashlib.sha1((RFC_SAMPLE_KEY + WS_GUID).encode()).digest()).decode(),
+        self.assertEqual(base64.b64encode(hashlib.sha1((SAMPLE_KEY + WS_GUID).encode()).digest()).decode(),
                          RFC_SAMPLE_ACCEPT)
         with socket.create_connection(("127.0.0.1", b.port), timeout=10 * TIME_SCALE) as sock:
-            sock.sendall(handshake_request(b.port))
+            sock.sendall(handshake_request(path="/chat"))
             status, headers, _, _ = read_http_response(sock)
         self.assertEqual(status, 101)
         self.assertEqual(headers.get("upgrade", "").lower(), "websocket")
@@ -587,7 +531,7 @@ class SubscribeTest(ServiceCase):
 
         key = base64.b64encode(os.urandom(16)).decode()
         with socket.create_connection(("127.0.0.1", b.port), timeout=10 * TIME_SCALE) as sock:
-            sock.sendall(handshake_request(b.port, key=key))
+            sock.sendall(handshake_request(path="/chat", key=key))
             status, headers, _, _ = read_http_response(sock)
         self.assertEqual(status, 101)
         self.assertEqual(headers.get("sec-websocket-accept"),
@@ -596,7 +540,7 @@ class SubscribeTest(ServiceCase):
     def test_handshake_variants_clients_send_are_accepted_on_any_path(self):
         b, _ = self.pair()
         p = b.port
-        base = handshake_request(p)
+        base = handshake_request(path="/chat")
         variants = [
             ("Connection: keep-alive, Upgrade", base.replace(b"Connection: Upgrade",
                                                              b"Connection: keep-alive, Upgrade")),
@@ -605,8 +549,8 @@ class SubscribeTest(ServiceCase):
                  .replace(b"Connection: Upgrade", b"connection: upgrade")
                  .replace(b"Sec-WebSocket-Key", b"sec-websocket-key")),
             ("path with a query", base.replace(b"/chat", b"/any/path?x=1")),
-            ("blanks around the key", base.replace(b"Key: " + RFC_SAMPLE_KEY.encode(),
-                                                   b"Key:   " + RFC_SAMPLE_KEY.encode() + b"  ")),
+            ("blanks around the key", base.replace(b"Key: " + SAMPLE_KEY.encode(),
+                                                   b"Key:   " + SAMPLE_KEY.encode() + b"  ")),
         ]
         for label, request in variants:
             with self.subTest(label):
@@ -619,7 +563,7 @@ class SubscribeTest(ServiceCase):
 
     def test_handshake_and_init_sent_one_byte_per_segment_work(self):
         b, _ = self.pair()
-        request = handshake_request(b.port) + client_frame(init_text(self.token, ["A"]))
+        request = handshake_request(path="/chat") + encode_frame(OP_TEXT, init_text(self.token, ["A"]))
         with socket.create_connection(("127.0.0.1", b.port), timeout=10 * TIME_SCALE) as sock:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             for i in range(len(request)):
@@ -627,22 +571,26 @@ class SubscribeTest(ServiceCase):
                 time.sleep(0.0005)  # creates the situation: one byte per TCP segment
             status, _, _, pending = read_http_response(sock)
             self.assertEqual(status, 101)
-            frames = RawFrames(sock, pending)
-            self.assertEqual(frames.frame(), (0x81, b'{"type":"init","code":"OK"}'))
+            frames = RawWS(sock=sock, pending=pending)
+            f = frames.recv_frame()
+            self.assertEqual((f.fin, f.opcode, f.payload), (True, OP_TEXT, b'{"type":"init","code":"OK"}'))
             self.publisher.post("A", "[1]")
-            self.assertEqual(frames.frame(), (0x81, event_message("A", "[1]").encode()))
+            f = frames.recv_frame()
+            self.assertEqual((f.fin, f.opcode, f.payload), (True, OP_TEXT, event_message("A", "[1]").encode()))
 
     def test_init_frame_pipelined_with_the_handshake_works(self):
         b, _ = self.pair()
         with socket.create_connection(("127.0.0.1", b.port), timeout=10 * TIME_SCALE) as sock:
-            sock.sendall(handshake_request(b.port) + client_frame(init_text(self.token, ["A"])))
+            sock.sendall(handshake_request(path="/chat") + encode_frame(OP_TEXT, init_text(self.token, ["A"])))
             status, headers, _, pending = read_http_response(sock)
             self.assertEqual(status, 101)
             self.assertEqual(headers.get("sec-websocket-accept"), RFC_SAMPLE_ACCEPT)
-            frames = RawFrames(sock, pending)
-            self.assertEqual(frames.frame(), (0x81, b'{"type":"init","code":"OK"}'))
+            frames = RawWS(sock=sock, pending=pending)
+            f = frames.recv_frame()
+            self.assertEqual((f.fin, f.opcode, f.payload), (True, OP_TEXT, b'{"type":"init","code":"OK"}'))
             self.publisher.post("A", '{"pipelined":true}')
-            self.assertEqual(frames.frame(), (0x81, event_message("A", '{"pipelined":true}').encode()))
+            f = frames.recv_frame()
+            self.assertEqual((f.fin, f.opcode, f.payload), (True, OP_TEXT, event_message("A", '{"pipelined":true}').encode()))
 
     # -- tokens --
 

@@ -32,8 +32,9 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from lib import harness  # noqa: E402
+from lib import harness, rawws  # noqa: E402
 from lib.harness import TIME_SCALE, run, wait_for  # noqa: E402
+from lib.rawws import RawWS  # noqa: E402
 
 JSON_TYPE = "application/json"
 
@@ -294,27 +295,12 @@ async def wss_subscribe(port, cafile, token, events, **kwargs):
 def raw_wss_subscriber(port, cafile, token, events, rcvbuf=None):
     """A TLS socket through the WebSocket handshake and a successful init,
     for a subscriber that then misbehaves (stops reading, resets)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if rcvbuf:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.settimeout(10 * TIME_SCALE)
-    sock.connect(("127.0.0.1", port))
-    t = client_context(cafile).wrap_socket(sock, server_hostname="127.0.0.1")
-    t.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-              b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-              b"Sec-WebSocket-Version: 13\r\n\r\n")
-    init = json.dumps({"authentication": f"Basic {token}", "events": events}).encode()
-    mask = os.urandom(4)
-    t.sendall(bytes([0x81, 0x80 | len(init)]) + mask +
-              bytes(c ^ mask[i % 4] for i, c in enumerate(init)))
-    buf = b""
-    while b'{"type":"init","code":"OK"}' not in buf:
-        chunk = t.recv(65536)
-        if not chunk:
-            raise AssertionError(f"raw subscriber closed during init: {buf!r}")
-        buf += chunk
-    if not buf.startswith(b"HTTP/1.1 101 "):
-        raise AssertionError(f"no 101 answer: {buf!r}")
+    t = client_context(cafile).wrap_socket(rawws.connect(port, rcvbuf), server_hostname="127.0.0.1")
+    raw = RawWS(sock=t).handshake()
+    reply = raw.init(token, events)
+    if reply != {"type": "init", "code": "OK"}:
+        raise AssertionError(f"raw subscriber's init failed: {reply!r}")
+    t.settimeout(10 * TIME_SCALE)
     return t
 
 
