@@ -35,9 +35,10 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from lib.harness import (TIME_SCALE, ServiceCase, http_request, metric, new_token, run,  # noqa: E402
+from lib.harness import (TIME_SCALE, ServiceCase, http_request, new_token, run,  # noqa: E402
                      wait_for, ws_connect)
 
+from lib.metrics import metric  # noqa: E402
 import websockets  # noqa: E402  (Debian's python3-websockets, as the harness uses)
 
 ROLES = """\

@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from lib import harness  # noqa: E402
 from lib.harness import TIME_SCALE, publish, run, wait_for, ws_recv_json, ws_subscribe  # noqa: E402
+from lib.metrics import metric  # noqa: E402
 from lib.rawws import (OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, RawWS, close_code, encode_frame,  # noqa: E402
                        handshake_request, parse_frames)
 
@@ -42,16 +43,6 @@ OK = (200, {"code": "OK"})
 
 def fresh_type():
     return "h-" + secrets.token_hex(4)
-
-
-def metric(port, name):
-    status, body, _ = harness.http_request(port, "GET", "/metrics", timeout=10)
-    if status != 200:
-        raise AssertionError(f"GET /metrics: {status} {body!r}")
-    for line in body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    raise AssertionError(f"no sample {name} in /metrics")
 
 
 def rss_kib(pid, field="VmRSS"):

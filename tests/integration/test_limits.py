@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from lib import harness  # noqa: E402
 from lib.harness import TIME_SCALE, publish, run, wait_for, ws_connect, ws_recv_json, ws_subscribe  # noqa: E402
+from lib.metrics import metric  # noqa: E402
 from lib.rawws import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawWS,  # noqa: E402
                        close_payload, encode_frame, handshake_request)
 
@@ -32,18 +33,6 @@ from lib.rawws import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, 
 
 def fresh_type():
     return "t-" + secrets.token_hex(4)
-
-
-def metric(port, name):
-    """One sample of the broadcast daemon's GET /metrics (Prometheus text),
-    e.g. 'evs_broadcast_subscriptions' or 'evs_broadcast_closes_total{reason="slow_consumer"}'."""
-    status, body, _ = harness.http_request(port, "GET", "/metrics", timeout=10)
-    if status != 200:
-        raise AssertionError(f"GET /metrics: {status} {body!r}")
-    for line in body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    raise AssertionError(f"no sample {name} in /metrics")
 
 
 def closes(port, reason):

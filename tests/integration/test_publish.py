@@ -26,6 +26,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from lib import harness  # noqa: E402
+from lib.metrics import metric  # noqa: E402
 from lib.harness import FakeBroadcast, TIME_SCALE, wait_for  # noqa: E402
 
 # Small limits keep the file fast; each test may override some.
@@ -403,7 +404,7 @@ class PublishCodesTest(ListenCase):
         big = 64 * 1024
 
         def held_bodies():
-            return harness.metric(l.port, "evs_listen_body_bytes")
+            return metric(l.port, "evs_listen_body_bytes")
 
         def start_body(length=big):
             """A publish whose head and first bytes are sent, the rest held back."""
@@ -424,7 +425,7 @@ class PublishCodesTest(ListenCase):
         self.assertEqual(headers.get("connection"), "close")
         self.assertEqual(c.closed_by_peer(), b"")
         c.close()
-        self.assertEqual(harness.metric(l.port, 'evs_listen_http_rejected_total{code="SERVER_BUSY"}'), 1)
+        self.assertEqual(metric(l.port, 'evs_listen_http_rejected_total{code="SERVER_BUSY"}'), 1)
         self.assertEqual(held_bodies(), 3 * big)
         # A small one still fits in what is left.
         self.assert_publish(l.port, event_body("small", "1"), self.auth(), 200, "OK")

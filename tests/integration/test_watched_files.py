@@ -34,7 +34,7 @@ from lib.harness import http_get, new_token, run, wait_for  # noqa: E402
 from test_auth import (KEYS, ROLES, AuthCase, claims_for, event_message,  # noqa: E402
                        expect_auth_close, mint_es256, post_event, recv_json, subscriber)
 import test_auth  # noqa: E402
-from test_operations import scrape  # noqa: E402
+from lib.metrics import scrape  # noqa: E402
 
 OK = (200, {"code": "OK"})
 

@@ -222,18 +222,6 @@ def http_get(port, path):
         return 0, None
 
 
-def metric(port, name):
-    """One sample of a daemon's GET /metrics (Prometheus text), by its name
-    with labels, e.g. 'evs_listen_http_rejected_total{code="SERVER_BUSY"}'."""
-    status, body, _ = http_request(port, "GET", "/metrics", timeout=10)
-    if status != 200:
-        raise AssertionError(f"GET /metrics: {status} {body!r}")
-    for line in body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    raise AssertionError(f"no sample {name} in /metrics")
-
-
 def publish(port, event, data=None, token=None, raw=None, scheme="Basic", timeout=30.0):
     """POST /event; returns (status, body)."""
     headers = {"Content-Type": "application/json"}
