@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib import harness  # noqa: E402
 from lib.metrics import MetricsFormatError, metric, parse_metrics, scrape  # noqa: E402
 from lib.rawws import RawWS, handshake_request  # noqa: E402
-from lib.harness import (BROADCAST_BIN, LISTEN_BIN, TIME_SCALE, FakeBroadcast, free_port,  # noqa: E402
+from lib.harness import (BROADCAST_BIN, LISTEN_BIN, TIME_SCALE, FakeBroadcast, event_dict, free_port,  # noqa: E402
                      http_get, http_request, port_accepts, publish, run, wait_for,
                      ws_connect, ws_recv_json, ws_subscribe)
 
@@ -51,10 +51,6 @@ SANITIZER_VARS = ("ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS")
 
 def fresh_type(prefix="ops"):
     return f"{prefix}-{secrets.token_hex(4)}"
-
-
-def event(kind, data):
-    return {"type": "event", "event": kind, "data": data}
 
 
 # --- sd_notify ------------------------------------------------------------------------------------
@@ -383,7 +379,7 @@ class NotifyTest(OpsCase):
                 "3 sessions (2 subscribed), 0 events, 0 deliveries"), mark)
             self.assertEqual(await asyncio.to_thread(publish, l.port, kind, "x", self.token), OK)
             for ws in (first, second):
-                self.assertEqual(await ws_recv_json(ws), event(kind, "x"))
+                self.assertEqual(await ws_recv_json(ws), event_dict(kind, "x"))
             mark = notify.count()
             await asyncio.to_thread(notify.wait, status_is(
                 "3 sessions (2 subscribed), 1 events, 2 deliveries"), mark)
@@ -487,7 +483,7 @@ class SocketActivationTest(OpsCase):
             await asyncio.to_thread(wait_for, lambda: http_get(l.port, "/healthz")[0] == 200,
                                     what="listen to reach the inherited bus socket")
             self.assertEqual(await asyncio.to_thread(publish, l.port, kind, [1, 2], self.token), OK)
-            self.assertEqual(await ws_recv_json(ws), event(kind, [1, 2]))
+            self.assertEqual(await ws_recv_json(ws), event_dict(kind, [1, 2]))
             await ws.close()
 
         run(go())
@@ -515,7 +511,7 @@ class SocketActivationTest(OpsCase):
             ws = await ws_subscribe(broadcast.port, self.token, [kind])
             # This publish's connection launches the daemon; it waits for the bus, then 200.
             self.assertEqual(await asyncio.to_thread(publish, port, kind, "launched", self.token), OK)
-            self.assertEqual(await ws_recv_json(ws), event(kind, "launched"))
+            self.assertEqual(await ws_recv_json(ws), event_dict(kind, "launched"))
             await ws.close()
 
         run(go())
@@ -562,7 +558,7 @@ class SocketActivationTest(OpsCase):
         async def go():
             before = await ws_subscribe(port, self.token, [kind])
             self.assertEqual(await asyncio.to_thread(publish, l.port, kind, {"n": 0}, self.token), OK)
-            self.assertEqual(await ws_recv_json(before), event(kind, {"n": 0}))
+            self.assertEqual(await ws_recv_json(before), event_dict(kind, {"n": 0}))
 
             # Stop (the first half of a restart).
             code = await asyncio.to_thread(b1.stop)
@@ -596,7 +592,7 @@ class SocketActivationTest(OpsCase):
 
             after = await ws_subscribe(port, self.token, [kind])
             self.assertEqual(await asyncio.to_thread(publish, l.port, kind, {"n": 99}, self.token), OK)
-            self.assertEqual(await ws_recv_json(after), event(kind, {"n": 99}))
+            self.assertEqual(await ws_recv_json(after), event_dict(kind, {"n": 99}))
             # The subscriber that connected in the gap may have caught some of the
             # queued events (it was served when the new daemon started), each once.
             seen = []
@@ -927,7 +923,7 @@ class MetricsTest(OpsCase):
             for ws in subs:
                 for n in range(good):
                     text = await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE)
-                    self.assertEqual(json.loads(text), event(routed, {"n": n}))
+                    self.assertEqual(json.loads(text), event_dict(routed, {"n": n}))
                     payload = len(text.encode())
                     sizes += payload + (2 if payload < 126 else 4)  # the frame's header
             la, ba = scrape(l.port), scrape(b.port)

@@ -23,7 +23,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from lib.harness import TIME_SCALE, ServiceCase, http_request, new_token, run, ws_connect, ws_subscribe  # noqa: E402
+from lib.harness import TIME_SCALE, ServiceCase, event_text, http_request, new_token, run, ws_connect, ws_subscribe  # noqa: E402
 from lib.rawws import OP_TEXT, SAMPLE_KEY, WS_GUID, RawWS, encode_frame, handshake_request  # noqa: E402
 
 RFC_SAMPLE_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
@@ -37,14 +37,6 @@ def event_body(event, data_text=None):
     if data_text is not None:
         body += ',"data":' + data_text
     return body + "}"
-
-
-def event_message(event, data_text=None):
-    """The exact subscriber message the contract promises for that publish."""
-    msg = '{"type":"event","event":' + json.dumps(event)
-    if data_text is not None:
-        msg += ',"data":' + data_text
-    return msg + "}"
 
 
 class Publisher:
@@ -147,7 +139,7 @@ class SubscribeTest(ServiceCase):
                          {"type": "init", "code": "OK"}, label)
         await self.pub("C", '"must not arrive"')
         await self.pub("A", f'"marker after {label}"')
-        await self.assert_next(ws, event_message("A", f'"marker after {label}"'))
+        await self.assert_next(ws, event_text("A", f'"marker after {label}"'))
 
     # -- init codes --
 
@@ -237,7 +229,7 @@ class SubscribeTest(ServiceCase):
                     self.assertEqual(await init_reply(ws, init_text(self.token, ["A"], scheme)),
                                      {"type": "init", "code": "OK"}, scheme)
                     await self.pub("A", json.dumps(scheme))
-                    await self.assert_next(ws, event_message("A", json.dumps(scheme)))
+                    await self.assert_next(ws, event_text("A", json.dumps(scheme)))
                 finally:
                     await ws.close()
         run(go())
@@ -274,8 +266,8 @@ class SubscribeTest(ServiceCase):
                 await self.pub("B", '"b2"')
                 await self.pub("C", '"c2"')
                 await self.pub("A", '"marker"')
-                for expected in [event_message("A", '"a1"'), event_message("B", '"b1"'),
-                                 event_message("B", '"b2"'), event_message("A", '"marker"')]:
+                for expected in [event_text("A", '"a1"'), event_text("B", '"b1"'),
+                                 event_text("B", '"b2"'), event_text("A", '"marker"')]:
                     await self.assert_next(ws, expected)
             finally:
                 await ws.close()
@@ -290,7 +282,7 @@ class SubscribeTest(ServiceCase):
                 for other in ("orders", "orde", "Order", "ORDER", "order "):
                     await self.pub(other, '"wrong"')
                 await self.pub("order", '"right"')
-                await self.assert_next(ws, event_message("order", '"right"'))
+                await self.assert_next(ws, event_text("order", '"right"'))
             finally:
                 await ws.close()
         run(go())
@@ -320,7 +312,7 @@ class SubscribeTest(ServiceCase):
                 status, body = await self.pub_raw('{"event":"\\u00e9","data":4}')  # not subscribed
                 self.assertEqual((status, body), (200, {"code": "OK"}))
                 await self.pub(long_type, "5")
-                await self.assert_next(ws, event_message(long_type, "5").replace(
+                await self.assert_next(ws, event_text(long_type, "5").replace(
                     json.dumps(long_type), '"' + long_type + '"'))
             finally:
                 await ws.close()
@@ -340,12 +332,12 @@ class SubscribeTest(ServiceCase):
                 expected = []
                 for i in range(3):
                     await self.pub("A", str(i))
-                    expected.append(event_message("A", str(i)))
+                    expected.append(event_text("A", str(i)))
                 await self.pub("B", '"b after"')
-                expected.append(event_message("B", '"b after"'))
+                expected.append(event_text("B", '"b after"'))
                 await self.pub("C", '"c"')
                 await self.pub("A", '"marker"')
-                expected.append(event_message("A", '"marker"'))
+                expected.append(event_text("A", '"marker"'))
                 for e in expected:
                     await self.assert_next(ws, e)
             finally:
@@ -367,12 +359,12 @@ class SubscribeTest(ServiceCase):
                 self.assertEqual(await init_reply(ws, init_text(self.token, ["A"])),
                                  {"type": "init", "code": "OK"})
                 await self.pub("A", '"marker"')
-                await self.assert_next(ws, event_message("A", '"marker"'))
+                await self.assert_next(ws, event_text("A", '"marker"'))
                 # The failed connection is still open and subscribed to nothing.
                 self.assertEqual(await init_reply(failed, init_text(self.token, ["B"])),
                                  {"type": "init", "code": "OK"})
                 await self.pub("B", '"b marker"')
-                await self.assert_next(failed, event_message("B", '"b marker"'))
+                await self.assert_next(failed, event_text("B", '"b marker"'))
             finally:
                 await ws.close()
                 await failed.close()
@@ -406,7 +398,7 @@ class SubscribeTest(ServiceCase):
                     with self.subTest(label):
                         await self.pub("A", text)
                         got = await recv_text(ws)
-                        self.assertEqual(got.encode("utf-8"), event_message("A", text).encode("utf-8"))
+                        self.assertEqual(got.encode("utf-8"), event_text("A", text).encode("utf-8"))
                 # data before event in the body: the message still has event then data.
                 status, body = await self.pub_raw('{"data":[3, 2,1],"event":"A"}')
                 self.assertEqual((status, body), (200, {"code": "OK"}))
@@ -426,7 +418,7 @@ class SubscribeTest(ServiceCase):
         text = '"' + inner + '"'
         json.loads(text)  # the test's own payload must be valid JSON
         self.assertEqual(len(text.encode("utf-8")), size)
-        expected = event_message("big", text)
+        expected = event_text("big", text)
 
         async def go():
             ws = await ws_subscribe(b.port, self.token, ["big"])
@@ -436,7 +428,7 @@ class SubscribeTest(ServiceCase):
                 got = await recv_text(ws, timeout=30)
                 self.assertEqual(len(got.encode("utf-8")), len(expected.encode("utf-8")))
                 self.assertTrue(got == expected, "large payload differs from what was published")
-                await self.assert_next(ws, event_message("big", '"after"'))
+                await self.assert_next(ws, event_text("big", '"after"'))
             finally:
                 await ws.close()
         run(go())
@@ -461,7 +453,7 @@ class SubscribeTest(ServiceCase):
                 for i in range(n):
                     t = "A" if i % 3 else "B"
                     await self.pub(t, json.dumps({"seq": i}))
-                    expected.append(event_message(t, json.dumps({"seq": i})))
+                    expected.append(event_text(t, json.dumps({"seq": i})))
                 self.assertEqual(await task, expected)
             finally:
                 await ws.close()
@@ -512,7 +504,7 @@ class SubscribeTest(ServiceCase):
         async def still_serves():
             ws = await ws_subscribe(p, self.token, ["A"])
             await self.pub("A", "1")
-            await self.assert_next(ws, event_message("A", "1"))
+            await self.assert_next(ws, event_text("A", "1"))
             await ws.close()
         run(still_serves())
 
@@ -576,7 +568,7 @@ class SubscribeTest(ServiceCase):
             self.assertEqual((f.fin, f.opcode, f.payload), (True, OP_TEXT, b'{"type":"init","code":"OK"}'))
             self.publisher.post("A", "[1]")
             f = frames.recv_frame()
-            self.assertEqual((f.fin, f.opcode, f.payload), (True, OP_TEXT, event_message("A", "[1]").encode()))
+            self.assertEqual((f.fin, f.opcode, f.payload), (True, OP_TEXT, event_text("A", "[1]").encode()))
 
     def test_init_frame_pipelined_with_the_handshake_works(self):
         b, _ = self.pair()
@@ -590,7 +582,7 @@ class SubscribeTest(ServiceCase):
             self.assertEqual((f.fin, f.opcode, f.payload), (True, OP_TEXT, b'{"type":"init","code":"OK"}'))
             self.publisher.post("A", '{"pipelined":true}')
             f = frames.recv_frame()
-            self.assertEqual((f.fin, f.opcode, f.payload), (True, OP_TEXT, event_message("A", '{"pipelined":true}').encode()))
+            self.assertEqual((f.fin, f.opcode, f.payload), (True, OP_TEXT, event_text("A", '{"pipelined":true}').encode()))
 
     # -- tokens --
 
@@ -628,7 +620,7 @@ class SubscribeTest(ServiceCase):
                         break
                     self.assertEqual((status, body), (403, {"code": "UNAUTHENTICATED"}))
                     self.assertLess(time.monotonic(), deadline, "listen daemon kept the old token")
-                await self.assert_next(ws, event_message("A", '"rotated"'))
+                await self.assert_next(ws, event_text("A", '"rotated"'))
             finally:
                 await ws.close()
         run(go())

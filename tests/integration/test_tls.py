@@ -33,7 +33,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from lib import harness, rawws  # noqa: E402
-from lib.harness import TIME_SCALE, run, wait_for  # noqa: E402
+from lib.harness import TIME_SCALE, event_text, run, wait_for  # noqa: E402
 from lib.rawws import RawWS  # noqa: E402
 
 JSON_TYPE = "application/json"
@@ -267,13 +267,6 @@ def event_body(event, data=None):
     return compact(payload)
 
 
-def event_message(event, data_text=None):
-    msg = '{"type":"event","event":' + json.dumps(event)
-    if data_text is not None:
-        msg += ',"data":' + data_text
-    return msg + "}"
-
-
 async def wss_connect(port, cafile, **kwargs):
     import websockets
     kwargs.setdefault("max_size", 64 * 1024 * 1024)
@@ -431,7 +424,7 @@ class TlsCase(harness.ServiceCase):
             try:
                 self.assertEqual(self.publish(l.port, event, {"n": 1}, cafile), (200, {"code": "OK"}))
                 self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE),
-                                 event_message(event, '{"n":1}'))
+                                 event_text(event, '{"n":1}'))
             finally:
                 await ws.close()
         run(go())
@@ -454,7 +447,7 @@ class HttpsPublishTest(TlsCase):
             self.assertEqual((status, headers["content-type"], json.loads(body)),
                              (200, JSON_TYPE, {"code": "OK"}))
             self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE),
-                             event_message("temp", "[1,2]"))
+                             event_text("temp", "[1,2]"))
             await ws.close()
         run(go())
 
@@ -579,7 +572,7 @@ class HttpsPublishTest(TlsCase):
             status, _, answer = curl_answer(p.stdout)
             self.assertEqual((status, json.loads(answer)), (200, {"code": "OK"}))
             message = await asyncio.wait_for(ws.recv(), 30 * TIME_SCALE)
-            self.assertEqual(message, event_message("big", compact(data)))
+            self.assertEqual(message, event_text("big", compact(data)))
             await ws.close()
         run(go())
 
@@ -603,7 +596,7 @@ class HttpsPublishTest(TlsCase):
             status, _, answer = curl_answer(p.stdout)
             self.assertEqual((status, json.loads(answer)), (200, {"code": "OK"}))
             message = await asyncio.wait_for(ws.recv(), 30 * TIME_SCALE)
-            self.assertEqual(message, event_message("big", compact(data)))
+            self.assertEqual(message, event_text("big", compact(data)))
             await ws.close()
         run(go())
 
@@ -633,9 +626,9 @@ class HttpsPublishTest(TlsCase):
             self.assertEqual([(a[0], json.loads(a[2])) for a in answers],
                              [(200, {"code": "OK"}), (200, {"code": "OK"}), (200, {"code": "OK"})])
             self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE),
-                             event_message("c1", "1"))
+                             event_text("c1", "1"))
             self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE),
-                             event_message("c2", "[2]"))
+                             event_text("c2", "[2]"))
             await ws.close()
         run(go())
 
@@ -765,8 +758,8 @@ class HttpsPublishTest(TlsCase):
             self.assertEqual([(a[0], json.loads(a[2])) for a in answers],
                              [(200, {"code": "OK"}), (404, {"code": "NOT_FOUND"}),
                               (200, {"code": "OK"})])
-            self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE), event_message("p1", "1"))
-            self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE), event_message("p2", "2"))
+            self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE), event_text("p1", "1"))
+            self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE), event_text("p2", "2"))
             await ws.close()
         run(go())
 
@@ -787,7 +780,7 @@ class WssTest(TlsCase):
             await ws.send(json.dumps({"authentication": f"Basic {self.token}", "events": ["x"]}))
             self.assertEqual(json.loads(await ws.recv()), {"type": "init", "code": "OK"})
             self.assertEqual(self.publish(l.port, "x", "hi"), (200, {"code": "OK"}))
-            self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE), event_message("x", '"hi"'))
+            self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE), event_text("x", '"hi"'))
             await ws.close()
             self.assertEqual(ws.close_code, 1000)
         run(go())
@@ -806,10 +799,10 @@ class WssTest(TlsCase):
                              (200, {"code": "OK"}))
             for ws in subs:
                 big = await asyncio.wait_for(ws.recv(), 30 * TIME_SCALE)
-                self.assertEqual(len(big), len(event_message("big", compact(data))))
-                self.assertEqual(big, event_message("big", compact(data)))
+                self.assertEqual(len(big), len(event_text("big", compact(data))))
+                self.assertEqual(big, event_text("big", compact(data)))
                 self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE),
-                                 event_message("small", "1"))
+                                 event_text("small", "1"))
                 await ws.close()
         run(go())
 
@@ -830,7 +823,7 @@ class WssTest(TlsCase):
                 await ws.close()
                 return got
             results = await asyncio.gather(*(drain(ws) for ws in subs))
-            expected = [event_message("fan", str(i)) for i in range(5)]
+            expected = [event_text("fan", str(i)) for i in range(5)]
             for got in results:
                 self.assertEqual(got, expected)
         run(go(), timeout=120)
@@ -851,7 +844,7 @@ class WssTest(TlsCase):
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
             raw.close()
             self.assertEqual(await asyncio.wait_for(keep.recv(), 30 * TIME_SCALE),
-                             event_message("big", compact(data)))
+                             event_text("big", compact(data)))
             await keep.close()
         run(go())
         self.assert_serves(b, l)
@@ -878,7 +871,7 @@ class WssTest(TlsCase):
                                                             {"i": i, "d": data}),
                                  (200, {"code": "OK"}))
             got = await receiving
-            self.assertEqual(got, [event_message("slow", compact({"i": i, "d": data}))
+            self.assertEqual(got, [event_text("slow", compact({"i": i, "d": data}))
                                    for i in range(count)])
             await loop.run_in_executor(None, b.wait_log, "slow consumer, over 262144 bytes unsent: "
                                                          "closing (1013)")
@@ -1164,9 +1157,9 @@ class CertificateTest(TlsCase):
                 None, self.publish, l.port, "after", 2, self.certs.crt("second")),
                 (200, {"code": "OK"}))
             self.assertEqual(await asyncio.wait_for(old.recv(), 10 * TIME_SCALE),
-                             event_message("before", "1"))
+                             event_text("before", "1"))
             self.assertEqual(await asyncio.wait_for(old.recv(), 10 * TIME_SCALE),
-                             event_message("after", "2"))
+                             event_text("after", "2"))
             await old.close()
         run(go())
         self.assert_serves(b, l, self.certs.crt("second"))

@@ -236,6 +236,22 @@ def publish(port, event, data=None, token=None, raw=None, scheme="Basic", timeou
     return status, body
 
 
+# --- what a subscriber receives for a publish ------------------------------------------------------
+
+def event_text(event, data_text=None):
+    """The exact subscriber message text the contract promises for a publish
+    of event with data given as its JSON text (None: no data)."""
+    msg = '{"type":"event","event":' + json.dumps(event)
+    if data_text is not None:
+        msg += ',"data":' + data_text
+    return msg + "}"
+
+
+def event_dict(event, data):
+    """The subscriber message for a publish of event with data, parsed."""
+    return {"type": "event", "event": event, "data": data}
+
+
 # --- WebSocket ----------------------------------------------------------------------------------
 
 def run(coro, timeout=60.0):
