@@ -23,6 +23,7 @@ import websockets
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from lib import harness  # noqa: E402
+from lib.metrics import wait_metric  # noqa: E402
 from lib.rawws import RawWS  # noqa: E402
 from lib.harness import (TIME_SCALE, http_get, publish, run, wait_for, ws_recv_json,  # noqa: E402
                      ws_subscribe)
@@ -126,10 +127,10 @@ class RestartCase(harness.ServiceCase):
             waiting["result"] = publish(l.port, kept_type, "kept", self.token, timeout=60)
             waiting["elapsed"] = time.monotonic() - t
 
-        kept_type = "gap-kept-" + "k" * 40  # its length marks its debug log line
+        kept_type = "gap-kept-" + "k" * 40
         waiter = threading.Thread(target=publish_in_gap)
         waiter.start()
-        l.wait_log(f"event type of {len(kept_type)} bytes")  # it is waiting in the listen daemon
+        wait_metric(l.port, "evs_listen_bus_events_waiting", 1)  # it is waiting in the listen daemon
         b2 = self.start_broadcast(port=b.port, bus=b.bus, name="broadcast-new")
         waiter.join(60 * TIME_SCALE)
         self.assertFalse(waiter.is_alive(), "a publish in the gap hung")
@@ -184,7 +185,7 @@ class RestartCase(harness.ServiceCase):
 
             code = await asyncio.to_thread(l.stop)
             self.assertEqual(code, 0)
-            b.wait_log("listen daemon disconnected")
+            await asyncio.to_thread(wait_metric, b.port, "evs_broadcast_bus_peers", 0)
             l2 = await asyncio.to_thread(self.start_listen, bus=b.bus, port=l.port, name="listen-new")
             await asyncio.to_thread(self.wait_bus_ready, l2)
 

@@ -13,7 +13,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib import harness  # noqa: E402
-from lib.metrics import metric  # noqa: E402
+from lib.metrics import metric, wait_metric  # noqa: E402
 from lib.harness import free_port, publish, run, wait_for, ws_recv_json, ws_subscribe  # noqa: E402
 
 INSTANCES = 3
@@ -36,8 +36,7 @@ class ScalingCase(harness.ServiceCase):
         port = free_port()
         daemons = self.start_instances(port)
         listen = self.start_listen(bus=[d.bus for d in daemons])
-        for d in daemons:
-            wait_for(lambda: f"bus {d.bus}: connected" in listen.log(), what="listen to reach every bus")
+        wait_metric(listen.port, "evs_listen_bus_links_ready", len(daemons))  # every bus reached
 
         async def scenario():
             subs = [await ws_subscribe(port, self.token, ["news"]) for _ in range(SUBSCRIBERS)]

@@ -256,14 +256,18 @@ def metric(port, name, token=None, **labels):
 
 def wait_metric(port, name, want, timeout=10.0, token=None, **labels):
     """Polls /metrics until the sample equals want (a number) or satisfies it
-    (a predicate); returns the value then. A sample not (yet) exposed counts
-    as not there yet."""
+    (a predicate); returns the value then. A daemon not accepting connections
+    (yet) and a sample not (yet) exposed count as not there yet."""
     name, labels = sample_key(name, **labels)
     ok = want if callable(want) else (lambda v: v == want)
     last = []
 
     def reached():
-        found = [v for n, l, v in scrape(port, token).samples() if n == name and l == labels]
+        try:
+            exposition = scrape(port, token)
+        except OSError:  # not accepting yet (starting), or busy
+            return None
+        found = [v for n, l, v in exposition.samples() if n == name and l == labels]
         last[:] = found
         return found and ok(found[0]) and (found[0],)
     try:
