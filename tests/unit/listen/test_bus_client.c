@@ -56,6 +56,7 @@ struct fixture {
     struct event_base *base;
     char dir[64];
     struct peer peer;
+    struct peer second; /* for the tests with two broadcast daemons */
     struct bus_client *bus;
     struct event *tick;
 };
@@ -204,6 +205,8 @@ static int setup(void **state)
     f->peer.fd = -1;
     f->peer.answer_hello = true;
     snprintf(f->peer.path, sizeof f->peer.path, "%s/bus.sock", f->dir);
+    f->second = f->peer;
+    snprintf(f->second.path, sizeof f->second.path, "%s/second.sock", f->dir);
     log_set_level(LOG_LEVEL_ERROR); /* the links' connect/retry lines are not what is tested */
     *state = f;
     return 0;
@@ -214,6 +217,7 @@ static int teardown(void **state)
     struct fixture *f = *state;
     bus_client_free(f->bus);
     peer_close(&f->peer);
+    peer_close(&f->second);
     event_free(f->tick);
     event_base_free(f->base);
     rmdir(f->dir);
@@ -257,6 +261,21 @@ static bool is_ready(struct fixture *f, const void *arg)
 static bool peer_got_events(struct fixture *f, const void *arg)
 {
     return f->peer.events >= *(const size_t *)arg;
+}
+
+static bool both_ready(struct fixture *f, const void *arg)
+{
+    return stats_of(f).ready == 2;
+}
+
+static bool both_got_one(struct fixture *f, const void *arg)
+{
+    return f->peer.events >= 1 && f->second.events >= 1;
+}
+
+static bool one_in_flight(struct fixture *f, const void *arg)
+{
+    return stats_of(f).in_flight == 1;
 }
 
 static bool is_done(struct fixture *f, const void *arg)
@@ -356,6 +375,30 @@ static void test_a_cumulative_ack_completes_every_event_up_to_it_in_order(void *
     peer_ack(&f->peer, 3);
     run_until(f, is_done, &r[2], "the third publish to be done");
     assert_int_equal(r[2].status, BUS_PUBLISH_OK);
+    assert_int_equal(stats_of(f).in_flight, 0);
+}
+
+static void test_with_two_peers_a_publish_is_done_only_when_both_have_acked(void **state)
+{
+    struct fixture *f = *state;
+    const char *paths[] = {f->peer.path, f->second.path};
+    struct result r = {0};
+
+    peer_listen(&f->peer);
+    peer_listen(&f->second);
+    start_client(f, 5000, paths, 2);
+    run_until(f, both_ready, NULL, "both links to be ready");
+    publish(f, "two", "{\"type\":\"event\",\"event\":\"two\"}", &r);
+    run_until(f, both_got_one, NULL, "the EVENT frame at both peers");
+    assert_int_equal(stats_of(f).in_flight, 2);
+
+    peer_ack(&f->peer, 1);
+    run_until(f, one_in_flight, NULL, "the first peer's ack to be taken");
+    assert_int_equal(r.calls, 0); /* one ack of two: not done */
+    peer_ack(&f->second, 1);
+    run_until(f, is_done, &r, "the publish to be done");
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.status, BUS_PUBLISH_OK);
     assert_int_equal(stats_of(f).in_flight, 0);
 }
 
@@ -506,6 +549,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_a_cumulative_ack_completes_every_event_up_to_it_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_with_two_peers_a_publish_is_done_only_when_both_have_acked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_lost_peer_fails_every_pending_publish, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_the_link_reconnects_and_counts_it, setup, teardown),
