@@ -62,7 +62,7 @@ import time
 PROG = "scripts/bench"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from lib import harness  # noqa: E402  (daemon processes, free ports, tokens, waiting)
+from lib import harness, metrics  # noqa: E402  (daemon processes, free ports, tokens, waiting)
 
 ALL_SCENARIOS = ["1a", "1b", "2a", "2b", "2c", "3a", "3b", "4", "5", "6", "7a", "7b", "7c"]
 NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
@@ -297,7 +297,7 @@ class Bench:
         def connected():
             nonlocal ready
             try:
-                ready = harness.metric(self.pub_port, "evs_listen_bus_links_ready")
+                ready = metrics.metric(self.pub_port, "evs_listen_bus_links_ready")
             except (AssertionError, OSError):  # not listening yet, or no sample
                 ready = None
             return ready == n

@@ -35,9 +35,10 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from lib.harness import (TIME_SCALE, ServiceCase, http_request, metric, new_token, run,  # noqa: E402
+from lib.harness import (TIME_SCALE, ServiceCase, event_dict, http_request, new_token, run,  # noqa: E402
                      wait_for, ws_connect)
 
+from lib.metrics import metric  # noqa: E402
 import websockets  # noqa: E402  (Debian's python3-websockets, as the harness uses)
 
 ROLES = """\
@@ -162,10 +163,6 @@ def post_event(port, event, authorization=None, raw=None):
         raw = json.dumps({"event": event, "data": {"n": 1}})
     status, body, _ = http_request(port, "POST", "/event", raw, headers)
     return status, body
-
-
-def event_message(event, data):
-    return {"type": "event", "event": event, "data": data}
 
 
 async def recv_json(ws, timeout=10.0):
@@ -325,7 +322,21 @@ class AuthCase(ServiceCase):
                 status, body = await asyncio.to_thread(
                     post_event, self.l.port, event, authorization, json.dumps({"event": event, "data": data}))
                 self.assertEqual((status, body), (200, {"code": "OK"}))
-                self.assertEqual(await recv_json(ws), event_message(event, data))
+                self.assertEqual(await recv_json(ws), event_dict(event, data))
+            finally:
+                await ws.close()
+        run(go())
+
+    def assert_session_receives(self, authentication, event="orders.created"):
+        """A subscriber whose init carries authentication gets the next
+        publish of event (made with the Basic token)."""
+        async def go():
+            ws = await subscriber(self.b.port, authentication, [event])
+            try:
+                status, body = await asyncio.to_thread(post_event, self.l.port, event,
+                                                       f"Basic {self.token}")
+                self.assertEqual((status, body), (200, {"code": "OK"}))
+                self.assertEqual(await recv_json(ws), event_dict(event, {"n": 1}))
             finally:
                 await ws.close()
         run(go())
@@ -402,18 +413,7 @@ class BearerTest(AuthCase):
         # subscribers.
         self.pair(leeway=30)
         auth = self.bearer(exp_in=-5, iat=int(time.time()) - 60)
-
-        async def go():
-            ws = await subscriber(self.b.port, auth, ["orders.created"])
-            try:
-                status, body = await asyncio.to_thread(
-                    post_event, self.l.port, "orders.created", f"Basic {self.token}")
-                self.assertEqual((status, body), (200, {"code": "OK"}))
-                self.assertEqual(await recv_json(ws),
-                                 event_message("orders.created", {"n": 1}))
-            finally:
-                await ws.close()
-        run(go())
+        self.assert_session_receives(auth)
 
     def test_nbf_in_the_future_is_unauthenticated(self):
         self.pair(leeway=5)
@@ -588,7 +588,7 @@ class RotationTest(AuthCase):
                 status, body = await asyncio.to_thread(post_event, self.l.port, "orders.created", new)
                 self.assertEqual((status, body), (200, {"code": "OK"}))
                 # The other session is untouched and still receives events.
-                self.assertEqual(await recv_json(ws_new), event_message("orders.created", {"n": 1}))
+                self.assertEqual(await recv_json(ws_new), event_dict("orders.created", {"n": 1}))
             finally:
                 await ws_old.close()
                 await ws_new.close()
@@ -667,7 +667,7 @@ class RolesTest(AuthCase):
                     self.assertEqual((status, body), (200, {"code": "OK"}), event)
                 # Events of one publisher arrive in order: the marker first
                 # means neither type of the refused init was subscribed.
-                self.assertEqual(await recv_json(ws), event_message("marker", {"n": 1}))
+                self.assertEqual(await recv_json(ws), event_dict("marker", {"n": 1}))
             finally:
                 await ws.close()
         run(go())
@@ -735,8 +735,8 @@ class LiveExpiryTest(AuthCase):
                 status, body = await asyncio.to_thread(post_event, self.l.port, "orders.created",
                                                        f"Basic {self.token}")
                 self.assertEqual((status, body), (200, {"code": "OK"}))
-                self.assertEqual(await recv_json(ws), event_message("orders.created", {"n": 1}))
-                self.assertEqual(await recv_json(other), event_message("orders.created", {"n": 1}))
+                self.assertEqual(await recv_json(ws), event_dict("orders.created", {"n": 1}))
+                self.assertEqual(await recv_json(other), event_dict("orders.created", {"n": 1}))
                 arrived = await expect_auth_close(ws, "TOKEN_EXPIRED", timeout=6)
                 self.assertGreaterEqual(arrived, exp - 0.2, "told before exp")
                 self.assertLessEqual(arrived, exp + 1.0 + 0.5 * TIME_SCALE, "told long after exp")
@@ -744,7 +744,7 @@ class LiveExpiryTest(AuthCase):
                 status, body = await asyncio.to_thread(post_event, self.l.port, "orders.created",
                                                        f"Basic {self.token}")
                 self.assertEqual((status, body), (200, {"code": "OK"}))
-                self.assertEqual(await recv_json(other), event_message("orders.created", {"n": 1}))
+                self.assertEqual(await recv_json(other), event_dict("orders.created", {"n": 1}))
             finally:
                 await ws.close()
                 await other.close()
@@ -756,22 +756,10 @@ class LiveExpiryTest(AuthCase):
         # into "expired already". The event arriving after the init is the
         # proof that the session is alive and was not told TOKEN_EXPIRED.
         self.pair()
-        publisher = f"Basic {self.token}"
         for exp in (9999999999, 2**53 - 1):
             with self.subTest(exp=exp):
                 auth = self.bearer(claims_for(exp_in=0) | {"exp": exp})
-
-                async def go():
-                    ws = await subscriber(self.b.port, auth, ["orders.created"])
-                    try:
-                        status, body = await asyncio.to_thread(post_event, self.l.port,
-                                                               "orders.created", publisher)
-                        self.assertEqual((status, body), (200, {"code": "OK"}))
-                        self.assertEqual(await recv_json(ws),
-                                         event_message("orders.created", {"n": 1}))
-                    finally:
-                        await ws.close()
-                run(go())
+                self.assert_session_receives(auth)
                 self.assertEqual(post_event(self.l.port, "orders.created", auth),
                                  (200, {"code": "OK"}))
         self.assertTrue(self.b.running(), self.b.log()[-2000:])
@@ -815,7 +803,7 @@ class LiveExpiryTest(AuthCase):
                 status, body = await asyncio.to_thread(post_event, self.l.port, "orders.created",
                                                        f"Basic {self.token}")
                 self.assertEqual((status, body), (200, {"code": "OK"}))
-                self.assertEqual(await recv_json(ws), event_message("orders.created", {"n": 1}))
+                self.assertEqual(await recv_json(ws), event_dict("orders.created", {"n": 1}))
             finally:
                 await ws.close()
         run(go())
@@ -866,7 +854,7 @@ class RevocationTest(AuthCase):
                 status, body = await asyncio.to_thread(post_event, self.l.port, "orders.created",
                                                        f"Basic {self.token}")
                 self.assertEqual((status, body), (200, {"code": "OK"}))
-                self.assertEqual(await recv_json(ws_other), event_message("orders.created", {"n": 1}))
+                self.assertEqual(await recv_json(ws_other), event_dict("orders.created", {"n": 1}))
             finally:
                 await ws_victim.close()
                 await ws_other.close()
@@ -900,8 +888,8 @@ class RevocationTest(AuthCase):
                     status, body = await asyncio.to_thread(post_event, self.l.port, event, publisher)
                     self.assertEqual((status, body), (200, {"code": "OK"}))
                 self.assertEqual(await recv_json(ws_payer),
-                                 event_message("payments.settled", {"n": 1}))
-                self.assertEqual(await recv_json(ws_full), event_message("orders.created", {"n": 1}))
+                                 event_dict("payments.settled", {"n": 1}))
+                self.assertEqual(await recv_json(ws_full), event_dict("orders.created", {"n": 1}))
             finally:
                 for ws in (ws_reader, ws_jwt, ws_payer, ws_full):
                     await ws.close()
@@ -970,7 +958,7 @@ class RolesFileTest(AuthCase):
                 status, body = await asyncio.to_thread(post_event, self.l.port, "orders.created",
                                                        f"Basic {writer}")
                 self.assertEqual((status, body), (200, {"code": "OK"}))
-                self.assertEqual(await recv_json(ws), event_message("orders.created", {"n": 1}))
+                self.assertEqual(await recv_json(ws), event_dict("orders.created", {"n": 1}))
             finally:
                 await ws.close()
         run(go())

@@ -22,14 +22,10 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from lib.harness import TIME_SCALE, ServiceCase, run, ws_subscribe  # noqa: E402
+from lib.harness import TIME_SCALE, ServiceCase, event_text, run, ws_subscribe  # noqa: E402
 
 
 # --- helpers only these tests need ----------------------------------------------------------------
-
-def event_message(event, data_text):
-    return '{"type":"event","event":' + json.dumps(event) + ',"data":' + data_text + "}"
-
 
 class Publisher:
     """POST /event over one keep-alive http.client connection."""
@@ -117,7 +113,7 @@ class FanoutTest(ServiceCase):
             try:
                 events = [("A", json.dumps({"n": i})) for i in range(5)]
                 await self.pub_many(events)
-                expected = [event_message(e, d) for e, d in events]
+                expected = [event_text(e, d) for e, d in events]
                 for ws in subs:
                     self.assertEqual(await read_n(ws, len(expected)), expected)
             finally:
@@ -135,7 +131,7 @@ class FanoutTest(ServiceCase):
                 readers = [asyncio.create_task(read_n(ws, n_events, timeout=60)) for ws in subs]
                 await self.pub_many(events)
                 results = await asyncio.gather(*readers)
-                expected = [event_message("seq", str(i)) for i in range(n_events)]
+                expected = [event_text("seq", str(i)) for i in range(n_events)]
                 for i, got in enumerate(results):
                     if got != expected:
                         seqs = [json.loads(m).get("data") for m in got]
@@ -164,20 +160,20 @@ class FanoutTest(ServiceCase):
                 # One is reset after reading what it was sent; one is reset
                 # with unread events still queued for it.
                 self.assertEqual(await read_n(resetter, 30),
-                                 [event_message("A", str(i)) for i in range(30)])
+                                 [event_text("A", str(i)) for i in range(30)])
                 reset_connection(resetter)
                 reset_connection(silent_resetter)
                 await self.pub_many([("A", str(i)) for i in range(30, 60)])
-                expected = [event_message("A", str(i)) for i in range(60)]
+                expected = [event_text("A", str(i)) for i in range(60)]
                 for got in await asyncio.gather(*readers):
                     self.assertEqual(got, expected)
                 # The broadcast daemon is alive and takes new subscribers.
                 self.assertTrue(b.running())
                 late = await ws_subscribe(b.port, self.token, ["A"])
                 await self.pub("A", '"late"')
-                self.assertEqual(await recv_text(late), event_message("A", '"late"'))
+                self.assertEqual(await recv_text(late), event_text("A", '"late"'))
                 for ws in stayers:
-                    self.assertEqual(await recv_text(ws), event_message("A", '"late"'))
+                    self.assertEqual(await recv_text(ws), event_text("A", '"late"'))
                 await late.close()
             finally:
                 await close_all(subs)
@@ -201,7 +197,7 @@ class FanoutTest(ServiceCase):
 
                 async def reader(i, ws):
                     out = []
-                    marker = event_message(f"end-{i}", "null")
+                    marker = event_text(f"end-{i}", "null")
                     while True:
                         msg = await recv_text(ws, 30)
                         if msg == marker:
@@ -212,7 +208,7 @@ class FanoutTest(ServiceCase):
                 await self.pub_many(sequence + [(f"end-{i}", "null") for i in range(len(subs))])
                 results = await asyncio.gather(*readers)
                 for i, (group, got) in enumerate(zip(groups, results)):
-                    expected = [event_message(e, d) for e, d in sequence if e in group]
+                    expected = [event_text(e, d) for e, d in sequence if e in group]
                     self.assertEqual(got, expected, f"subscriber {i} on {group}")
             finally:
                 await close_all(subs)

@@ -12,8 +12,6 @@ descriptors and memory come back.
 """
 
 import asyncio
-import base64
-import hashlib
 import json
 import os
 import random
@@ -33,13 +31,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from lib import harness  # noqa: E402
 from lib.harness import TIME_SCALE, publish, run, wait_for, ws_recv_json, ws_subscribe  # noqa: E402
+from lib.metrics import metric  # noqa: E402
+from lib.rawws import (OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, RawWS, close_code, encode_frame,  # noqa: E402
+                       handshake_request, parse_frames)
 
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
-HANDSHAKE_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
-HANDSHAKE = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-             b"Sec-WebSocket-Key: " + HANDSHAKE_KEY + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
-ACCEPT = base64.b64encode(hashlib.sha1(HANDSHAKE_KEY + WS_GUID).digest())
+HANDSHAKE_REQUEST = handshake_request()
 OK = (200, {"code": "OK"})
 
 
@@ -47,124 +43,6 @@ OK = (200, {"code": "OK"})
 
 def fresh_type():
     return "h-" + secrets.token_hex(4)
-
-
-def frame(opcode, payload=b"", fin=True, length=None):
-    """A masked client frame; length overrides the announced payload length."""
-    if isinstance(payload, str):
-        payload = payload.encode()
-    n = len(payload) if length is None else length
-    head = bytes([(0x80 if fin else 0) | opcode])
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    key = os.urandom(4)
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-
-
-def parse_frames(data):
-    """(frames, rest): complete server frames [(opcode, payload)] at the start of data."""
-    frames, off = [], 0
-    while len(data) - off >= 2:
-        b0, b1 = data[off], data[off + 1]
-        n, pos = b1 & 0x7F, off + 2
-        if n == 126:
-            if len(data) - off < 4:
-                break
-            n, pos = struct.unpack("!H", data[off + 2:off + 4])[0], off + 4
-        elif n == 127:
-            if len(data) - off < 10:
-                break
-            n, pos = struct.unpack("!Q", data[off + 2:off + 10])[0], off + 10
-        if len(data) - pos < n:
-            break
-        frames.append((b0 & 0x0F, data[pos:pos + n]))
-        off = pos + n
-    return frames, data[off:]
-
-
-def close_code(payload):
-    return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
-
-
-class RawWS:
-    """A WebSocket client on a plain socket, for what a library will not do."""
-
-    def __init__(self, port, rcvbuf=None):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before connect
-        self.sock.settimeout(10 * TIME_SCALE)
-        self.sock.connect(("127.0.0.1", port))
-        self.buf = b""
-        self.eof = False
-        self.sock.sendall(HANDSHAKE)
-        while b"\r\n\r\n" not in self.buf:
-            if not self._fill(time.monotonic() + 10 * TIME_SCALE):
-                raise AssertionError(f"connection ended during the handshake: {self.buf!r}")
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        if not head.startswith(b"HTTP/1.1 101 ") or b"Sec-WebSocket-Accept: " + ACCEPT not in head:
-            raise AssertionError(f"handshake refused: {head!r}")
-
-    @property
-    def local_port(self):
-        return self.sock.getsockname()[1]
-
-    def _fill(self, deadline):
-        if self.eof:
-            return False
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise socket.timeout("deadline passed")
-        self.sock.settimeout(remaining)
-        try:
-            chunk = self.sock.recv(1 << 20)
-        except (ConnectionResetError, BrokenPipeError):
-            chunk = b""
-        if not chunk:
-            self.eof = True
-            return False
-        self.buf += chunk
-        return True
-
-    def recv_frame(self, timeout=10.0):
-        """The next frame (opcode, payload), or None once the server closed the connection."""
-        deadline = time.monotonic() + timeout * TIME_SCALE
-        while True:
-            frames, _ = parse_frames(self.buf[:16 + (1 << 20)])
-            if frames:
-                opcode, payload = frames[0]
-                head = 2 + (2 if 126 <= len(payload) < 65536 else 8 if len(payload) >= 65536 else 0)
-                self.buf = self.buf[head + len(payload):]
-                return opcode, payload
-            if not self._fill(deadline):
-                return None
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def init(self, token, events):
-        self.send(frame(OP_TEXT, json.dumps({"authentication": f"Basic {token}", "events": events})))
-        got = self.recv_frame()
-        if got is None or got[0] != OP_TEXT:
-            raise AssertionError(f"no init reply: {got!r}")
-        return json.loads(got[1])
-
-    def close(self):
-        self.sock.close()
-
-
-def metric(port, name):
-    status, body, _ = harness.http_request(port, "GET", "/metrics", timeout=10)
-    if status != 200:
-        raise AssertionError(f"GET /metrics: {status} {body!r}")
-    for line in body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    raise AssertionError(f"no sample {name} in /metrics")
 
 
 def rss_kib(pid, field="VmRSS"):
@@ -337,7 +215,7 @@ class HostileCase(harness.ServiceCase):
             pending = {}
             for _ in range(min(batch, total - start)):
                 s = socket.create_connection(("127.0.0.1", b.port), timeout=10 * TIME_SCALE)
-                s.sendall(HANDSHAKE)
+                s.sendall(HANDSHAKE_REQUEST)
                 s.setblocking(False)
                 pending[s] = b""
                 conns[s] = b""
@@ -437,7 +315,7 @@ class HostileCase(harness.ServiceCase):
 
     def _assert_refused_1009_at_once(self, data):
         b, l = self.start_pair(broadcast_args=["--close-timeout-ms", "1000"])
-        raw = RawWS(b.port)
+        raw = RawWS(b.port).handshake()
         self.addCleanup(raw.close)
         t0 = time.monotonic()
         raw.send(data)
@@ -458,10 +336,10 @@ class HostileCase(harness.ServiceCase):
 
     def test_frame_header_announcing_2_gib_is_refused_at_once_with_1009(self):
         # Only the header (with its masking key): the length alone is over the limit.
-        self._assert_refused_1009_at_once(frame(OP_TEXT, b"", length=2 * 1024 ** 3))
+        self._assert_refused_1009_at_once(encode_frame(OP_TEXT, b"", length=2 * 1024 ** 3))
 
     def test_frame_announcing_2_gib_with_its_first_kilobyte_is_refused_at_once_with_1009(self):
-        head = frame(OP_TEXT, b"", length=2 * 1024 ** 3)
+        head = encode_frame(OP_TEXT, b"", length=2 * 1024 ** 3)
         key = head[-4:]
         self._assert_refused_1009_at_once(head + bytes(c ^ key[i % 4] for i, c in enumerate(b"x" * 1024)))
 
@@ -472,13 +350,13 @@ class HostileCase(harness.ServiceCase):
         b, l = self.start_pair()
         s = socket.create_connection(("127.0.0.1", b.port), timeout=10 * TIME_SCALE)
         self.addCleanup(s.close)
-        s.sendall(HANDSHAKE[:20])
+        s.sendall(HANDSHAKE_REQUEST[:20])
         # (the /metrics request is a connection in its handshake too: 2 means ours is in)
         wait_for(lambda: metric(b.port, "evs_broadcast_handshake_connections") >= 2, what="the half handshake")
         t0 = time.monotonic()
         b.signal(signal.SIGTERM)
         b.wait_log("closing 0 sessions (1001)")
-        s.sendall(HANDSHAKE[20:] + frame(OP_TEXT, json.dumps({"authentication": f"Basic {self.token}",
+        s.sendall(HANDSHAKE_REQUEST[20:] + encode_frame(OP_TEXT, json.dumps({"authentication": f"Basic {self.token}",
                                                               "events": [fresh_type()]})))
         # Either refused outright, or let in and closed with 1001 at once, like every other
         # session at the shutdown; never a subscriber left open until the grace runs out.
@@ -509,16 +387,16 @@ class HostileCase(harness.ServiceCase):
     def test_ping_flood_is_answered_then_the_flooder_that_never_reads_is_cut_off_while_others_are_served(self):
         b, l = self.start_pair(broadcast_args=["--max-backlog", "65536", "--close-timeout-ms", "1000"])
         kind = fresh_type()
-        flooder = RawWS(b.port, rcvbuf=4096)
+        flooder = RawWS(b.port, rcvbuf=4096).handshake()
         self.addCleanup(flooder.close)
         self.assertEqual(flooder.init(self.token, [kind]), {"type": "init", "code": "OK"})
         # Pings are answered, each with its own payload.
         for i in range(5):
-            flooder.send(frame(OP_PING, f"ping-{i}"))
+            flooder.send(encode_frame(OP_PING, f"ping-{i}"))
         self.assertEqual([flooder.recv_frame() for _ in range(5)], [(OP_PONG, f"ping-{i}".encode()) for i in range(5)])
 
         # Now pings as fast as it can, never reading: its pongs pile up on the server.
-        ping = frame(OP_PING, b"p" * 125)
+        ping = encode_frame(OP_PING, b"p" * 125)
         result = {}
 
         def flood():
@@ -568,7 +446,7 @@ class HostileCase(harness.ServiceCase):
         """n subscribers that connect (with a small receive buffer), init, and never read again."""
         subs = []
         for _ in range(n):
-            s = RawWS(b.port, rcvbuf=4096)
+            s = RawWS(b.port, rcvbuf=4096).handshake()
             self.addCleanup(s.close)
             self.assertEqual(s.init(self.token, [kind]), {"type": "init", "code": "OK"})
             subs.append(s)
@@ -617,7 +495,7 @@ class HostileCase(harness.ServiceCase):
         b, l = self.start_pair(broadcast_args=["--max-backlog", str(backlog)])
         kind = fresh_type()
         self.assert_still_serving(b, l)  # warm-up
-        stays = RawWS(b.port)  # another session, which stays connected throughout
+        stays = RawWS(b.port).handshake()  # another session, which stays connected throughout
         self.addCleanup(stays.close)
         self.assertEqual(stays.init(self.token, [fresh_type()]), {"type": "init", "code": "OK"})
         base_rss = rss_kib(b.pid)

@@ -26,6 +26,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from lib import harness  # noqa: E402
+from lib.metrics import metric, wait_metric  # noqa: E402
 from lib.harness import FakeBroadcast, TIME_SCALE, wait_for  # noqa: E402
 
 # Small limits keep the file fast; each test may override some.
@@ -217,10 +218,10 @@ class ListenCase(harness.ServiceCase):
                      what="listen to reach the bus peer")
         return d
 
-    def wait_ready(self, d, *peers):
-        """Waits until d has completed the bus handshake with every peer."""
-        for p in peers:
-            d.wait_log(f"bus {p.path}: connected")
+    def wait_ready(self, port, *peers):
+        """Waits until the listen daemon on port has completed the bus
+        handshake with every peer: as many ready links as peers."""
+        wait_metric(port, "evs_listen_bus_links_ready", len(peers))
 
     def auth(self, token=None):
         return f"Basic {token or self.token}"
@@ -403,7 +404,7 @@ class PublishCodesTest(ListenCase):
         big = 64 * 1024
 
         def held_bodies():
-            return harness.metric(l.port, "evs_listen_body_bytes")
+            return metric(l.port, "evs_listen_body_bytes")
 
         def start_body(length=big):
             """A publish whose head and first bytes are sent, the rest held back."""
@@ -424,7 +425,7 @@ class PublishCodesTest(ListenCase):
         self.assertEqual(headers.get("connection"), "close")
         self.assertEqual(c.closed_by_peer(), b"")
         c.close()
-        self.assertEqual(harness.metric(l.port, 'evs_listen_http_rejected_total{code="SERVER_BUSY"}'), 1)
+        self.assertEqual(metric(l.port, 'evs_listen_http_rejected_total{code="SERVER_BUSY"}'), 1)
         self.assertEqual(held_bodies(), 3 * big)
         # A small one still fits in what is left.
         self.assert_publish(l.port, event_body("small", "1"), self.auth(), 200, "OK")
@@ -932,7 +933,7 @@ class UnavailableTest(ListenCase):
         t = threading.Thread(target=publisher, daemon=True)
         t.start()
         # The request is in and waiting for a broadcast daemon.
-        l.wait_log("event type of 4 bytes")
+        wait_metric(l.port, "evs_listen_bus_events_waiting", 1)
         self.assertNotIn("answer", result)
         fb = self.fake_bus()
         t.join(15 * TIME_SCALE)
@@ -957,7 +958,7 @@ class UnavailableTest(ListenCase):
         a = self.fake_bus("a")
         b = self.fake_bus("b", hold_acks=True)
         l = self.listen([a.path, b.path], bus_ack_timeout_ms=30000)
-        self.wait_ready(l, a, b)
+        self.wait_ready(l.port, a, b)
         c = RawClient(l.port)
         c.send(publish_request(self.token, event_body("half")))
         a.wait_events(1)
@@ -1027,7 +1028,7 @@ class MultipleBusTest(ListenCase):
     def check_both_receive(self, bus_arg):
         a, b = self.peers
         l = self.listen(bus_arg)
-        self.wait_ready(l, a, b)
+        self.wait_ready(l.port, a, b)
         for i in range(3):
             self.assert_publish(l.port, event_body(f"m{i}", f"[{i}]"), self.auth(), 200, "OK")
         for peer in (a, b):
@@ -1053,7 +1054,7 @@ class MultipleBusTest(ListenCase):
                            os.path.join(self.dir, "listen-env.log"))
         self.daemons.append(d)
         self.listens.append(d)
-        self.wait_ready(d, a, b)
+        self.wait_ready(port, a, b)
         self.assert_publish(port, event_body("env"), self.auth(), 200, "OK")
         self.assertEqual(a.wait_events(1)[0][1], b"env")
         self.assertEqual(b.wait_events(1)[0][1], b"env")
@@ -1062,7 +1063,7 @@ class MultipleBusTest(ListenCase):
         a = self.fake_bus("a", hold_acks=True)
         b = self.fake_bus("b", hold_acks=True)
         l = self.listen([a.path, b.path], bus_ack_timeout_ms=30000)
-        self.wait_ready(l, a, b)
+        self.wait_ready(l.port, a, b)
         c = RawClient(l.port)
         c.send(publish_request(self.token, event_body("two")))
         a.wait_events(1)
@@ -1374,7 +1375,7 @@ class RobustnessTest(ListenCase):
                         log_level="debug")
         c = RawClient(l.port)
         c.send(publish_request(self.token, event_body("gone")))
-        l.wait_log("event type of 4 bytes")
+        wait_metric(l.port, "evs_listen_bus_events_waiting", 1)
         c.close()
         # Its wait runs out with nobody to answer; a later publish still works.
         fb = self.fake_bus()
@@ -1482,9 +1483,8 @@ class RobustnessTest(ListenCase):
         l = self.listen(fb.path)
         self.assert_publish_works(l, fb, 1)
         fb.send_raw(struct.pack(">IBBHQB", 11, harness.KIND_EVENT, 0, 0, 1, 1) + b"ab")
-        wait_for(lambda: "; reconnecting" in l.log(), timeout=3,
-                 what="listen to drop the bus connection after an EVENT frame from the peer")
-        fb.wait_connections(2)
+        fb.wait_connections(2)  # listen dropped the connection after an EVENT frame from the peer
+        wait_metric(l.port, "evs_listen_bus_reconnects_total", 1, timeout=3)
         wait_for(lambda: harness.http_get(l.port, "/healthz")[0] == 200, what="reconnect")
         self.assert_publish_works(l, fb, 2)
 

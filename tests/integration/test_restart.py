@@ -23,6 +23,8 @@ import websockets
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from lib import harness  # noqa: E402
+from lib.metrics import wait_metric  # noqa: E402
+from lib.rawws import RawWS  # noqa: E402
 from lib.harness import (TIME_SCALE, http_get, publish, run, wait_for, ws_recv_json,  # noqa: E402
                      ws_subscribe)
 
@@ -125,10 +127,10 @@ class RestartCase(harness.ServiceCase):
             waiting["result"] = publish(l.port, kept_type, "kept", self.token, timeout=60)
             waiting["elapsed"] = time.monotonic() - t
 
-        kept_type = "gap-kept-" + "k" * 40  # its length marks its debug log line
+        kept_type = "gap-kept-" + "k" * 40
         waiter = threading.Thread(target=publish_in_gap)
         waiter.start()
-        l.wait_log(f"event type of {len(kept_type)} bytes")  # it is waiting in the listen daemon
+        wait_metric(l.port, "evs_listen_bus_events_waiting", 1)  # it is waiting in the listen daemon
         b2 = self.start_broadcast(port=b.port, bus=b.bus, name="broadcast-new")
         waiter.join(60 * TIME_SCALE)
         self.assertFalse(waiter.is_alive(), "a publish in the gap hung")
@@ -183,7 +185,7 @@ class RestartCase(harness.ServiceCase):
 
             code = await asyncio.to_thread(l.stop)
             self.assertEqual(code, 0)
-            b.wait_log("listen daemon disconnected")
+            await asyncio.to_thread(wait_metric, b.port, "evs_broadcast_bus_peers", 0)
             l2 = await asyncio.to_thread(self.start_listen, bus=b.bus, port=l.port, name="listen-new")
             await asyncio.to_thread(self.wait_bus_ready, l2)
 
@@ -225,12 +227,8 @@ class RestartCase(harness.ServiceCase):
     def test_broadcast_sigterm_with_unresponsive_subscriber_still_exits_0_within_seconds(self):
         b, l = self.start_pair(broadcast_args=["--close-timeout-ms", "500"])
         # A subscriber that completed the handshake and then never reads or answers.
-        s = socket.create_connection(("127.0.0.1", b.port))
+        s = RawWS(b.port).handshake()  # checks the 101 and its Sec-WebSocket-Accept
         self.addCleanup(s.close)
-        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        s.settimeout(5 * TIME_SCALE)
-        self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 101 "))
         t0 = time.monotonic()
         code = b.stop(signal.SIGTERM, timeout=10)
         elapsed = time.monotonic() - t0
@@ -246,12 +244,8 @@ class RestartCase(harness.ServiceCase):
         self.wait_bus_ready(l)
         kind = fresh_type()
         # A subscriber that never answers the close holds the drain open for the close timeout.
-        holder = socket.create_connection(("127.0.0.1", b.port))
+        holder = RawWS(b.port).handshake()  # checks the 101 and its Sec-WebSocket-Accept
         self.addCleanup(holder.close)
-        holder.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                       b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        holder.settimeout(5 * TIME_SCALE)
-        self.assertTrue(holder.recv(4096).startswith(b"HTTP/1.1 101 "))
 
         async def go():
             fast = await ws_subscribe(b.port, self.token, [kind])

@@ -13,20 +13,11 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib import harness  # noqa: E402
+from lib.metrics import metric, wait_metric  # noqa: E402
 from lib.harness import free_port, publish, run, wait_for, ws_recv_json, ws_subscribe  # noqa: E402
 
 INSTANCES = 3
 SUBSCRIBERS = 30
-
-
-def sessions_of(admin_port):
-    status, body, _ = harness.http_request(admin_port, "GET", "/metrics")
-    assert status == 200, status
-    text = body.decode() if isinstance(body, bytes) else str(body)
-    for line in text.splitlines():
-        if line.startswith("evs_broadcast_sessions_authenticated "):
-            return int(line.split()[1])
-    raise AssertionError("no evs_broadcast_sessions_authenticated in metrics")
 
 
 class ScalingCase(harness.ServiceCase):
@@ -45,12 +36,11 @@ class ScalingCase(harness.ServiceCase):
         port = free_port()
         daemons = self.start_instances(port)
         listen = self.start_listen(bus=[d.bus for d in daemons])
-        for d in daemons:
-            wait_for(lambda: f"bus {d.bus}: connected" in listen.log(), what="listen to reach every bus")
+        wait_metric(listen.port, "evs_listen_bus_links_ready", len(daemons))  # every bus reached
 
         async def scenario():
             subs = [await ws_subscribe(port, self.token, ["news"]) for _ in range(SUBSCRIBERS)]
-            counts = [sessions_of(d.admin) for d in daemons]
+            counts = [metric(d.admin, "evs_broadcast_sessions_authenticated") for d in daemons]
             # The kernel spreads connections over the daemons: each holds some.
             self.assertEqual(sum(counts), SUBSCRIBERS, counts)
             self.assertTrue(all(c > 0 for c in counts), counts)
@@ -96,7 +86,7 @@ class ScalingCase(harness.ServiceCase):
             wait_for(lambda: listen.log().count(f"bus {victim.bus}: reconnected") >= 1,
                      what="listen to reconnect to the restarted daemon")
             extra = []
-            while sessions_of(back.admin) == 0:
+            while metric(back.admin, "evs_broadcast_sessions_authenticated") == 0:
                 extra.append(await ws_subscribe(port, self.token, ["news"]))
                 self.assertLess(len(extra), 200, "the restarted daemon got no connection")
             status, body = await asyncio.to_thread(publish, listen.port, "news", {"seq": 10}, self.token)

@@ -17,18 +17,16 @@ import http.client
 import json
 import os
 import socket
-import struct
 import sys
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from lib.harness import TIME_SCALE, ServiceCase, http_request, new_token, run, ws_connect, ws_subscribe  # noqa: E402
+from lib.harness import TIME_SCALE, ServiceCase, event_text, http_request, new_token, run, ws_connect, ws_subscribe  # noqa: E402
+from lib.rawws import OP_TEXT, SAMPLE_KEY, WS_GUID, RawWS, encode_frame, handshake_request  # noqa: E402
 
-RFC_SAMPLE_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 RFC_SAMPLE_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 # --- helpers only these tests need ----------------------------------------------------------------
@@ -39,14 +37,6 @@ def event_body(event, data_text=None):
     if data_text is not None:
         body += ',"data":' + data_text
     return body + "}"
-
-
-def event_message(event, data_text=None):
-    """The exact subscriber message the contract promises for that publish."""
-    msg = '{"type":"event","event":' + json.dumps(event)
-    if data_text is not None:
-        msg += ',"data":' + data_text
-    return msg + "}"
 
 
 class Publisher:
@@ -123,60 +113,6 @@ def raw_exchange(port, request):
         return read_http_response(sock)
 
 
-def handshake_request(port, method="GET", version="13", key=RFC_SAMPLE_KEY, extra=""):
-    lines = [f"{method} /chat HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket",
-             "Connection: Upgrade"]
-    if key is not None:
-        lines.append(f"Sec-WebSocket-Key: {key}")
-    if version is not None:
-        lines.append(f"Sec-WebSocket-Version: {version}")
-    return ("\r\n".join(lines) + "\r\n" + extra + "\r\n").encode("latin-1")
-
-
-def client_frame(payload, opcode=0x1):
-    """A single masked client frame (RFC 6455 §5.2)."""
-    if isinstance(payload, str):
-        payload = payload.encode("utf-8")
-    mask = os.urandom(4)
-    n = len(payload)
-    if n < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return head + mask + masked
-
-
-class RawFrames:
-    """Reads unmasked server frames from a raw socket."""
-
-    def __init__(self, sock, pending=b""):
-        self.sock = sock
-        self.buf = pending
-
-    def _need(self, n):
-        while len(self.buf) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise AssertionError("connection closed while reading a frame")
-            self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def frame(self):
-        b0, b1 = self._need(2)
-        if b1 & 0x80:
-            raise AssertionError("server frame is masked")
-        n = b1 & 0x7F
-        if n == 126:
-            n = struct.unpack("!H", self._need(2))[0]
-        elif n == 127:
-            n = struct.unpack("!Q", self._need(8))[0]
-        return b0, self._need(n)
-
-
 # --- tests ----------------------------------------------------------------------------------------
 
 class SubscribeTest(ServiceCase):
@@ -203,7 +139,7 @@ class SubscribeTest(ServiceCase):
                          {"type": "init", "code": "OK"}, label)
         await self.pub("C", '"must not arrive"')
         await self.pub("A", f'"marker after {label}"')
-        await self.assert_next(ws, event_message("A", f'"marker after {label}"'))
+        await self.assert_next(ws, event_text("A", f'"marker after {label}"'))
 
     # -- init codes --
 
@@ -293,7 +229,7 @@ class SubscribeTest(ServiceCase):
                     self.assertEqual(await init_reply(ws, init_text(self.token, ["A"], scheme)),
                                      {"type": "init", "code": "OK"}, scheme)
                     await self.pub("A", json.dumps(scheme))
-                    await self.assert_next(ws, event_message("A", json.dumps(scheme)))
+                    await self.assert_next(ws, event_text("A", json.dumps(scheme)))
                 finally:
                     await ws.close()
         run(go())
@@ -330,8 +266,8 @@ class SubscribeTest(ServiceCase):
                 await self.pub("B", '"b2"')
                 await self.pub("C", '"c2"')
                 await self.pub("A", '"marker"')
-                for expected in [event_message("A", '"a1"'), event_message("B", '"b1"'),
-                                 event_message("B", '"b2"'), event_message("A", '"marker"')]:
+                for expected in [event_text("A", '"a1"'), event_text("B", '"b1"'),
+                                 event_text("B", '"b2"'), event_text("A", '"marker"')]:
                     await self.assert_next(ws, expected)
             finally:
                 await ws.close()
@@ -346,7 +282,7 @@ class SubscribeTest(ServiceCase):
                 for other in ("orders", "orde", "Order", "ORDER", "order "):
                     await self.pub(other, '"wrong"')
                 await self.pub("order", '"right"')
-                await self.assert_next(ws, event_message("order", '"right"'))
+                await self.assert_next(ws, event_text("order", '"right"'))
             finally:
                 await ws.close()
         run(go())
@@ -376,7 +312,7 @@ class SubscribeTest(ServiceCase):
                 status, body = await self.pub_raw('{"event":"\\u00e9","data":4}')  # not subscribed
                 self.assertEqual((status, body), (200, {"code": "OK"}))
                 await self.pub(long_type, "5")
-                await self.assert_next(ws, event_message(long_type, "5").replace(
+                await self.assert_next(ws, event_text(long_type, "5").replace(
                     json.dumps(long_type), '"' + long_type + '"'))
             finally:
                 await ws.close()
@@ -396,12 +332,12 @@ class SubscribeTest(ServiceCase):
                 expected = []
                 for i in range(3):
                     await self.pub("A", str(i))
-                    expected.append(event_message("A", str(i)))
+                    expected.append(event_text("A", str(i)))
                 await self.pub("B", '"b after"')
-                expected.append(event_message("B", '"b after"'))
+                expected.append(event_text("B", '"b after"'))
                 await self.pub("C", '"c"')
                 await self.pub("A", '"marker"')
-                expected.append(event_message("A", '"marker"'))
+                expected.append(event_text("A", '"marker"'))
                 for e in expected:
                     await self.assert_next(ws, e)
             finally:
@@ -423,12 +359,12 @@ class SubscribeTest(ServiceCase):
                 self.assertEqual(await init_reply(ws, init_text(self.token, ["A"])),
                                  {"type": "init", "code": "OK"})
                 await self.pub("A", '"marker"')
-                await self.assert_next(ws, event_message("A", '"marker"'))
+                await self.assert_next(ws, event_text("A", '"marker"'))
                 # The failed connection is still open and subscribed to nothing.
                 self.assertEqual(await init_reply(failed, init_text(self.token, ["B"])),
                                  {"type": "init", "code": "OK"})
                 await self.pub("B", '"b marker"')
-                await self.assert_next(failed, event_message("B", '"b marker"'))
+                await self.assert_next(failed, event_text("B", '"b marker"'))
             finally:
                 await ws.close()
                 await failed.close()
@@ -462,7 +398,7 @@ class SubscribeTest(ServiceCase):
                     with self.subTest(label):
                         await self.pub("A", text)
                         got = await recv_text(ws)
-                        self.assertEqual(got.encode("utf-8"), event_message("A", text).encode("utf-8"))
+                        self.assertEqual(got.encode("utf-8"), event_text("A", text).encode("utf-8"))
                 # data before event in the body: the message still has event then data.
                 status, body = await self.pub_raw('{"data":[3, 2,1],"event":"A"}')
                 self.assertEqual((status, body), (200, {"code": "OK"}))
@@ -482,7 +418,7 @@ class SubscribeTest(ServiceCase):
         text = '"' + inner + '"'
         json.loads(text)  # the test's own payload must be valid JSON
         self.assertEqual(len(text.encode("utf-8")), size)
-        expected = event_message("big", text)
+        expected = event_text("big", text)
 
         async def go():
             ws = await ws_subscribe(b.port, self.token, ["big"])
@@ -492,7 +428,7 @@ class SubscribeTest(ServiceCase):
                 got = await recv_text(ws, timeout=30)
                 self.assertEqual(len(got.encode("utf-8")), len(expected.encode("utf-8")))
                 self.assertTrue(got == expected, "large payload differs from what was published")
-                await self.assert_next(ws, event_message("big", '"after"'))
+                await self.assert_next(ws, event_text("big", '"after"'))
             finally:
                 await ws.close()
         run(go())
@@ -517,7 +453,7 @@ class SubscribeTest(ServiceCase):
                 for i in range(n):
                     t = "A" if i % 3 else "B"
                     await self.pub(t, json.dumps({"seq": i}))
-                    expected.append(event_message(t, json.dumps({"seq": i})))
+                    expected.append(event_text(t, json.dumps({"seq": i})))
                 self.assertEqual(await task, expected)
             finally:
                 await ws.close()
@@ -542,15 +478,15 @@ class SubscribeTest(ServiceCase):
         b, _ = self.pair()
         p = b.port
         cases = [
-            ("version 8", handshake_request(p, version="8"), "Version"),
-            ("version missing", handshake_request(p, version=None), "Version"),
-            ("key missing", handshake_request(p, key=None), "Sec-WebSocket-Key"),
-            ("key is base64 of 14 bytes", handshake_request(p, key=base64.b64encode(b"14 bytes here!").decode()),
+            ("version 8", handshake_request(path="/chat", version="8"), "Version"),
+            ("version missing", handshake_request(path="/chat", version=None), "Version"),
+            ("key missing", handshake_request(path="/chat", key=None), "Sec-WebSocket-Key"),
+            ("key is base64 of 14 bytes", handshake_request(path="/chat", key=base64.b64encode(b"14 bytes here!").decode()),
              "Sec-WebSocket-Key"),
-            ("key is base64 of 17 bytes", handshake_request(p, key=base64.b64encode(b"x" * 17).decode()),
+            ("key is base64 of 17 bytes", handshake_request(path="/chat", key=base64.b64encode(b"x" * 17).decode()),
              "Sec-WebSocket-Key"),
-            ("key is not base64", handshake_request(p, key="!!!!not*base64*at*all!=="), "Sec-WebSocket-Key"),
-            ("POST with Upgrade", handshake_request(p, method="POST", extra="Content-Length: 0\r\n"), "GET"),
+            ("key is not base64", handshake_request(path="/chat", key="!!!!not*base64*at*all!=="), "Sec-WebSocket-Key"),
+            ("POST with Upgrade", handshake_request(path="/chat", method="POST", extra="Content-Length: 0\r\n"), "GET"),
         ]
         for label, request, reason_word in cases:
             with self.subTest(label):
@@ -568,17 +504,17 @@ class SubscribeTest(ServiceCase):
         async def still_serves():
             ws = await ws_subscribe(p, self.token, ["A"])
             await self.pub("A", "1")
-            await self.assert_next(ws, event_message("A", "1"))
+            await self.assert_next(ws, event_text("A", "1"))
             await ws.close()
         run(still_serves())
 
     def test_handshake_accept_key_is_rfc_6455_sample(self):
         b, _ = self.pair()
         # The test's own arithmetic first: RFC 6455 §1.3's worked example.
-        self.assertEqual(base64.b64encode(hashlib.sha1((RFC_SAMPLE_KEY + WS_GUID).encode()).digest()).decode(),
+        self.assertEqual(base64.b64encode(hashlib.sha1((SAMPLE_KEY + WS_GUID).encode()).digest()).decode(),
                          RFC_SAMPLE_ACCEPT)
         with socket.create_connection(("127.0.0.1", b.port), timeout=10 * TIME_SCALE) as sock:
-            sock.sendall(handshake_request(b.port))
+            sock.sendall(handshake_request(path="/chat"))
             status, headers, _, _ = read_http_response(sock)
         self.assertEqual(status, 101)
         self.assertEqual(headers.get("upgrade", "").lower(), "websocket")
@@ -587,7 +523,7 @@ class SubscribeTest(ServiceCase):
 
         key = base64.b64encode(os.urandom(16)).decode()
         with socket.create_connection(("127.0.0.1", b.port), timeout=10 * TIME_SCALE) as sock:
-            sock.sendall(handshake_request(b.port, key=key))
+            sock.sendall(handshake_request(path="/chat", key=key))
             status, headers, _, _ = read_http_response(sock)
         self.assertEqual(status, 101)
         self.assertEqual(headers.get("sec-websocket-accept"),
@@ -596,7 +532,7 @@ class SubscribeTest(ServiceCase):
     def test_handshake_variants_clients_send_are_accepted_on_any_path(self):
         b, _ = self.pair()
         p = b.port
-        base = handshake_request(p)
+        base = handshake_request(path="/chat")
         variants = [
             ("Connection: keep-alive, Upgrade", base.replace(b"Connection: Upgrade",
                                                              b"Connection: keep-alive, Upgrade")),
@@ -605,8 +541,8 @@ class SubscribeTest(ServiceCase):
                  .replace(b"Connection: Upgrade", b"connection: upgrade")
                  .replace(b"Sec-WebSocket-Key", b"sec-websocket-key")),
             ("path with a query", base.replace(b"/chat", b"/any/path?x=1")),
-            ("blanks around the key", base.replace(b"Key: " + RFC_SAMPLE_KEY.encode(),
-                                                   b"Key:   " + RFC_SAMPLE_KEY.encode() + b"  ")),
+            ("blanks around the key", base.replace(b"Key: " + SAMPLE_KEY.encode(),
+                                                   b"Key:   " + SAMPLE_KEY.encode() + b"  ")),
         ]
         for label, request in variants:
             with self.subTest(label):
@@ -619,7 +555,7 @@ class SubscribeTest(ServiceCase):
 
     def test_handshake_and_init_sent_one_byte_per_segment_work(self):
         b, _ = self.pair()
-        request = handshake_request(b.port) + client_frame(init_text(self.token, ["A"]))
+        request = handshake_request(path="/chat") + encode_frame(OP_TEXT, init_text(self.token, ["A"]))
         with socket.create_connection(("127.0.0.1", b.port), timeout=10 * TIME_SCALE) as sock:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             for i in range(len(request)):
@@ -627,22 +563,26 @@ class SubscribeTest(ServiceCase):
                 time.sleep(0.0005)  # creates the situation: one byte per TCP segment
             status, _, _, pending = read_http_response(sock)
             self.assertEqual(status, 101)
-            frames = RawFrames(sock, pending)
-            self.assertEqual(frames.frame(), (0x81, b'{"type":"init","code":"OK"}'))
+            frames = RawWS(sock=sock, pending=pending)
+            f = frames.recv_frame()
+            self.assertEqual((f.fin, f.opcode, f.payload), (True, OP_TEXT, b'{"type":"init","code":"OK"}'))
             self.publisher.post("A", "[1]")
-            self.assertEqual(frames.frame(), (0x81, event_message("A", "[1]").encode()))
+            f = frames.recv_frame()
+            self.assertEqual((f.fin, f.opcode, f.payload), (True, OP_TEXT, event_text("A", "[1]").encode()))
 
     def test_init_frame_pipelined_with_the_handshake_works(self):
         b, _ = self.pair()
         with socket.create_connection(("127.0.0.1", b.port), timeout=10 * TIME_SCALE) as sock:
-            sock.sendall(handshake_request(b.port) + client_frame(init_text(self.token, ["A"])))
+            sock.sendall(handshake_request(path="/chat") + encode_frame(OP_TEXT, init_text(self.token, ["A"])))
             status, headers, _, pending = read_http_response(sock)
             self.assertEqual(status, 101)
             self.assertEqual(headers.get("sec-websocket-accept"), RFC_SAMPLE_ACCEPT)
-            frames = RawFrames(sock, pending)
-            self.assertEqual(frames.frame(), (0x81, b'{"type":"init","code":"OK"}'))
+            frames = RawWS(sock=sock, pending=pending)
+            f = frames.recv_frame()
+            self.assertEqual((f.fin, f.opcode, f.payload), (True, OP_TEXT, b'{"type":"init","code":"OK"}'))
             self.publisher.post("A", '{"pipelined":true}')
-            self.assertEqual(frames.frame(), (0x81, event_message("A", '{"pipelined":true}').encode()))
+            f = frames.recv_frame()
+            self.assertEqual((f.fin, f.opcode, f.payload), (True, OP_TEXT, event_text("A", '{"pipelined":true}').encode()))
 
     # -- tokens --
 
@@ -680,7 +620,7 @@ class SubscribeTest(ServiceCase):
                         break
                     self.assertEqual((status, body), (403, {"code": "UNAUTHENTICATED"}))
                     self.assertLess(time.monotonic(), deadline, "listen daemon kept the old token")
-                await self.assert_next(ws, event_message("A", '"rotated"'))
+                await self.assert_next(ws, event_text("A", '"rotated"'))
             finally:
                 await ws.close()
         run(go())

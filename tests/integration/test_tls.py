@@ -32,8 +32,9 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from lib import harness  # noqa: E402
-from lib.harness import TIME_SCALE, run, wait_for  # noqa: E402
+from lib import harness, rawws  # noqa: E402
+from lib.harness import TIME_SCALE, event_text, run, wait_for  # noqa: E402
+from lib.rawws import RawWS  # noqa: E402
 
 JSON_TYPE = "application/json"
 
@@ -266,13 +267,6 @@ def event_body(event, data=None):
     return compact(payload)
 
 
-def event_message(event, data_text=None):
-    msg = '{"type":"event","event":' + json.dumps(event)
-    if data_text is not None:
-        msg += ',"data":' + data_text
-    return msg + "}"
-
-
 async def wss_connect(port, cafile, **kwargs):
     import websockets
     kwargs.setdefault("max_size", 64 * 1024 * 1024)
@@ -294,27 +288,12 @@ async def wss_subscribe(port, cafile, token, events, **kwargs):
 def raw_wss_subscriber(port, cafile, token, events, rcvbuf=None):
     """A TLS socket through the WebSocket handshake and a successful init,
     for a subscriber that then misbehaves (stops reading, resets)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if rcvbuf:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.settimeout(10 * TIME_SCALE)
-    sock.connect(("127.0.0.1", port))
-    t = client_context(cafile).wrap_socket(sock, server_hostname="127.0.0.1")
-    t.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-              b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-              b"Sec-WebSocket-Version: 13\r\n\r\n")
-    init = json.dumps({"authentication": f"Basic {token}", "events": events}).encode()
-    mask = os.urandom(4)
-    t.sendall(bytes([0x81, 0x80 | len(init)]) + mask +
-              bytes(c ^ mask[i % 4] for i, c in enumerate(init)))
-    buf = b""
-    while b'{"type":"init","code":"OK"}' not in buf:
-        chunk = t.recv(65536)
-        if not chunk:
-            raise AssertionError(f"raw subscriber closed during init: {buf!r}")
-        buf += chunk
-    if not buf.startswith(b"HTTP/1.1 101 "):
-        raise AssertionError(f"no 101 answer: {buf!r}")
+    t = client_context(cafile).wrap_socket(rawws.connect(port, rcvbuf), server_hostname="127.0.0.1")
+    raw = RawWS(sock=t).handshake()
+    reply = raw.init(token, events)
+    if reply != {"type": "init", "code": "OK"}:
+        raise AssertionError(f"raw subscriber's init failed: {reply!r}")
+    t.settimeout(10 * TIME_SCALE)
     return t
 
 
@@ -445,7 +424,7 @@ class TlsCase(harness.ServiceCase):
             try:
                 self.assertEqual(self.publish(l.port, event, {"n": 1}, cafile), (200, {"code": "OK"}))
                 self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE),
-                                 event_message(event, '{"n":1}'))
+                                 event_text(event, '{"n":1}'))
             finally:
                 await ws.close()
         run(go())
@@ -468,7 +447,7 @@ class HttpsPublishTest(TlsCase):
             self.assertEqual((status, headers["content-type"], json.loads(body)),
                              (200, JSON_TYPE, {"code": "OK"}))
             self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE),
-                             event_message("temp", "[1,2]"))
+                             event_text("temp", "[1,2]"))
             await ws.close()
         run(go())
 
@@ -593,7 +572,7 @@ class HttpsPublishTest(TlsCase):
             status, _, answer = curl_answer(p.stdout)
             self.assertEqual((status, json.loads(answer)), (200, {"code": "OK"}))
             message = await asyncio.wait_for(ws.recv(), 30 * TIME_SCALE)
-            self.assertEqual(message, event_message("big", compact(data)))
+            self.assertEqual(message, event_text("big", compact(data)))
             await ws.close()
         run(go())
 
@@ -617,7 +596,7 @@ class HttpsPublishTest(TlsCase):
             status, _, answer = curl_answer(p.stdout)
             self.assertEqual((status, json.loads(answer)), (200, {"code": "OK"}))
             message = await asyncio.wait_for(ws.recv(), 30 * TIME_SCALE)
-            self.assertEqual(message, event_message("big", compact(data)))
+            self.assertEqual(message, event_text("big", compact(data)))
             await ws.close()
         run(go())
 
@@ -647,9 +626,9 @@ class HttpsPublishTest(TlsCase):
             self.assertEqual([(a[0], json.loads(a[2])) for a in answers],
                              [(200, {"code": "OK"}), (200, {"code": "OK"}), (200, {"code": "OK"})])
             self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE),
-                             event_message("c1", "1"))
+                             event_text("c1", "1"))
             self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE),
-                             event_message("c2", "[2]"))
+                             event_text("c2", "[2]"))
             await ws.close()
         run(go())
 
@@ -779,8 +758,8 @@ class HttpsPublishTest(TlsCase):
             self.assertEqual([(a[0], json.loads(a[2])) for a in answers],
                              [(200, {"code": "OK"}), (404, {"code": "NOT_FOUND"}),
                               (200, {"code": "OK"})])
-            self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE), event_message("p1", "1"))
-            self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE), event_message("p2", "2"))
+            self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE), event_text("p1", "1"))
+            self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE), event_text("p2", "2"))
             await ws.close()
         run(go())
 
@@ -801,7 +780,7 @@ class WssTest(TlsCase):
             await ws.send(json.dumps({"authentication": f"Basic {self.token}", "events": ["x"]}))
             self.assertEqual(json.loads(await ws.recv()), {"type": "init", "code": "OK"})
             self.assertEqual(self.publish(l.port, "x", "hi"), (200, {"code": "OK"}))
-            self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE), event_message("x", '"hi"'))
+            self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE), event_text("x", '"hi"'))
             await ws.close()
             self.assertEqual(ws.close_code, 1000)
         run(go())
@@ -820,10 +799,10 @@ class WssTest(TlsCase):
                              (200, {"code": "OK"}))
             for ws in subs:
                 big = await asyncio.wait_for(ws.recv(), 30 * TIME_SCALE)
-                self.assertEqual(len(big), len(event_message("big", compact(data))))
-                self.assertEqual(big, event_message("big", compact(data)))
+                self.assertEqual(len(big), len(event_text("big", compact(data))))
+                self.assertEqual(big, event_text("big", compact(data)))
                 self.assertEqual(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE),
-                                 event_message("small", "1"))
+                                 event_text("small", "1"))
                 await ws.close()
         run(go())
 
@@ -844,7 +823,7 @@ class WssTest(TlsCase):
                 await ws.close()
                 return got
             results = await asyncio.gather(*(drain(ws) for ws in subs))
-            expected = [event_message("fan", str(i)) for i in range(5)]
+            expected = [event_text("fan", str(i)) for i in range(5)]
             for got in results:
                 self.assertEqual(got, expected)
         run(go(), timeout=120)
@@ -865,7 +844,7 @@ class WssTest(TlsCase):
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
             raw.close()
             self.assertEqual(await asyncio.wait_for(keep.recv(), 30 * TIME_SCALE),
-                             event_message("big", compact(data)))
+                             event_text("big", compact(data)))
             await keep.close()
         run(go())
         self.assert_serves(b, l)
@@ -892,7 +871,7 @@ class WssTest(TlsCase):
                                                             {"i": i, "d": data}),
                                  (200, {"code": "OK"}))
             got = await receiving
-            self.assertEqual(got, [event_message("slow", compact({"i": i, "d": data}))
+            self.assertEqual(got, [event_text("slow", compact({"i": i, "d": data}))
                                    for i in range(count)])
             await loop.run_in_executor(None, b.wait_log, "slow consumer, over 262144 bytes unsent: "
                                                          "closing (1013)")
@@ -1178,9 +1157,9 @@ class CertificateTest(TlsCase):
                 None, self.publish, l.port, "after", 2, self.certs.crt("second")),
                 (200, {"code": "OK"}))
             self.assertEqual(await asyncio.wait_for(old.recv(), 10 * TIME_SCALE),
-                             event_message("before", "1"))
+                             event_text("before", "1"))
             self.assertEqual(await asyncio.wait_for(old.recv(), 10 * TIME_SCALE),
-                             event_message("after", "2"))
+                             event_text("after", "2"))
             await old.close()
         run(go())
         self.assert_serves(b, l, self.certs.crt("second"))

@@ -30,11 +30,11 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from lib.harness import http_get, new_token, run, wait_for  # noqa: E402
-from test_auth import (KEYS, ROLES, AuthCase, claims_for, event_message,  # noqa: E402
+from lib.harness import event_dict, http_get, new_token, run, wait_for  # noqa: E402
+from test_auth import (KEYS, ROLES, AuthCase, claims_for,  # noqa: E402
                        expect_auth_close, mint_es256, post_event, recv_json, subscriber)
 import test_auth  # noqa: E402
-from test_operations import scrape  # noqa: E402
+from lib.metrics import scrape  # noqa: E402
 
 OK = (200, {"code": "OK"})
 
@@ -135,8 +135,8 @@ class InPlaceRewriteTest(AuthCase):
         refused = [(n, a) for n, a in answers if a != OK]
         self.assertEqual(refused, [], "publishes refused while the files were rewritten")
         self.assertGreater(len(answers), 20)
-        expected = [event_message("orders.created", {"n": n}) for n, _ in answers]
-        expected.append(event_message("orders.created", {"marker": True}))
+        expected = [event_dict("orders.created", {"n": n}) for n, _ in answers]
+        expected.append(event_dict("orders.created", {"marker": True}))
         for credential, got in zip(credentials, received):
             with self.subTest(credential=credential[:24]):
                 self.assertEqual([m for m in got if m.get("type") != "event"], [],
@@ -223,7 +223,7 @@ class RecheckCostTest(AuthCase):
         self.assertEqual(await asyncio.to_thread(post_event, self.l.port, "orders.created",
                                                  f"Basic {self.token}", body), OK)
         for msg in await asyncio.gather(*(recv_json(ws, 30) for ws in sockets)):
-            self.assertEqual(msg, event_message("orders.created", {"n": n}))
+            self.assertEqual(msg, event_dict("orders.created", {"n": n}))
 
     def test_tokens_change_verifies_no_jwt_and_sighup_or_secrets_change_one_per_jwt_session(self):
         self.write_secrets(self.secret1, self.secret2)

@@ -99,6 +99,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 from lib import harness  # noqa: E402
 from lib.harness import TIME_SCALE, http_get, wait_for  # noqa: E402
+from lib.metrics import metric  # noqa: E402
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
@@ -178,16 +179,6 @@ def stable_fd_count(pid):
 def is_asan_binary(path):
     with open(path, "rb") as f:
         return b"__asan_init" in f.read()
-
-
-def metric(port, name):
-    status, body, _ = harness.http_request(port, "GET", "/metrics", timeout=10)
-    if status != 200:
-        raise AssertionError(f"GET /metrics: {status}")
-    for line in body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    raise AssertionError(f"no {name} in /metrics")
 
 
 # --- publishers (a worker process, one thread each) ---------------------------------------------

@@ -222,18 +222,6 @@ def http_get(port, path):
         return 0, None
 
 
-def metric(port, name):
-    """One sample of a daemon's GET /metrics (Prometheus text), by its name
-    with labels, e.g. 'evs_listen_http_rejected_total{code="SERVER_BUSY"}'."""
-    status, body, _ = http_request(port, "GET", "/metrics", timeout=10)
-    if status != 200:
-        raise AssertionError(f"GET /metrics: {status} {body!r}")
-    for line in body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    raise AssertionError(f"no sample {name} in /metrics")
-
-
 def publish(port, event, data=None, token=None, raw=None, scheme="Basic", timeout=30.0):
     """POST /event; returns (status, body)."""
     headers = {"Content-Type": "application/json"}
@@ -246,6 +234,22 @@ def publish(port, event, data=None, token=None, raw=None, scheme="Basic", timeou
         raw = json.dumps(payload)
     status, body, _ = http_request(port, "POST", "/event", raw, headers, timeout)
     return status, body
+
+
+# --- what a subscriber receives for a publish ------------------------------------------------------
+
+def event_text(event, data_text=None):
+    """The exact subscriber message text the contract promises for a publish
+    of event with data given as its JSON text (None: no data)."""
+    msg = '{"type":"event","event":' + json.dumps(event)
+    if data_text is not None:
+        msg += ',"data":' + data_text
+    return msg + "}"
+
+
+def event_dict(event, data):
+    """The subscriber message for a publish of event with data, parsed."""
+    return {"type": "event", "event": event, "data": data}
 
 
 # --- WebSocket ----------------------------------------------------------------------------------
