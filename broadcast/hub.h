@@ -1,5 +1,9 @@
-/* The broadcast daemon's state: every WebSocket session, the subscription
- * index, and fan-out of events from the bus to subscribers.
+/* The broadcast daemon's state: every subscriber (subscriber.h), whatever
+ * its transport, the subscription index, and fan-out of events from the
+ * bus to subscribers. The hub owns the subscribers: it registers them,
+ * keeps their deadlines, closes and frees them, and runs every sweep over
+ * them; a transport reports what its peer did and answers the hub's few
+ * requests (struct subscriber_ops).
  *
  * Fan-out encodes an event's frame once (shared_frame.h) and appends it to
  * each subscriber's output (by reference, or copied when small), costing
@@ -21,12 +25,12 @@
 
 #include "auth/auth.h"
 #include "core/list.h"
+#include "subscriber.h"
 
 struct event_base;
 struct event;
 struct auth_store;
 struct subs_index;
-struct session;
 
 struct hub_limits {
     size_t max_message;        /* largest client message (bytes); larger closes with 1009 */
@@ -64,9 +68,9 @@ struct hub {
     struct hub_limits limits;
     struct auth_store *auth; /* borrowed */
     struct subs_index *subs;
-    struct list_node sessions; /* every open session, newest first */
-    /* Lists of sessions (core/list.h), each through its own node in the
-     * session; whether a session is on one is asked of that node. */
+    struct list_node sessions; /* every open subscriber, newest first */
+    /* Lists of subscribers (core/list.h), each through its own node in the
+     * subscriber; whether one is on a list is asked of that node. */
     struct list_node init_wait; /* no successful init yet, by connect time */
     struct list_node closing;   /* close started, by start time */
     struct list_node deferred;  /* to close once the current fan-out ends */
@@ -101,12 +105,19 @@ int hub_init(struct hub *hub, struct event_base *base, const struct hub_limits *
  * checked (a Basic token on the tokens file, and the roles file when its
  * line names roles; a JWT on the keys, and the roles file when it has a
  * "roles" claim), each once per change, in batches spread over loop passes
- * (session_recheck_some) so that the loop never stalls. A change during a
+ * (at most HUB_RECHECK_BATCH checks or HUB_RECHECK_BUDGET_MS each) so that
+ * the loop never stalls. A change during a
  * pass starts it again from the first session: the sessions already
  * checked are checked again only when the new change concerns them. A
  * session whose init succeeds meanwhile was checked against the new
  * sources already. */
 void hub_recheck_sessions(struct hub *hub, unsigned changed);
+
+/* A recheck pass does at most this much per loop pass, so that the loop
+ * keeps serving in between: a JWT signature check costs up to about a
+ * millisecond (RS256, ES256), and a pass may cover every session. */
+#define HUB_RECHECK_BATCH 256
+#define HUB_RECHECK_BUDGET_MS 5
 
 /* Whether a credential that depends on the sources depends_on
  * (AUTH_SOURCE_* bits) and was last checked when hub->auth_changes was
@@ -129,10 +140,42 @@ void hub_close_all(struct hub *hub, uint16_t code, const char *reason);
 /* Frees every session and the hub's own state (not the struct itself). */
 void hub_free(struct hub *hub);
 
-/* Counts a session gone (from session_free). Freed heap is handed back to
- * the system (malloc_trim) once many sessions ended or their connections let
- * go of much unsent data, and when the last session has left. */
-void hub_session_ended(struct hub *hub);
+/* --- a subscriber's life, for its transport ------------------------------ */
+
+/* Registers sub, whose transport has set ops, bev (owned by sub from now),
+ * source and peer and zeroed the rest: it is counted open and has
+ * init_timeout_ms for a successful init. */
+void hub_add_subscriber(struct hub *hub, struct subscriber *sub);
+
+/* sub's first successful init: it is counted authenticated and its init
+ * deadline ends. */
+void hub_subscriber_authenticated(struct subscriber *sub);
+
+/* Starts closing sub with code and reason (unless it is closing already):
+ * its subscriptions end now, ops->close writes the close, and the peer has
+ * close_timeout_ms to answer. sub may be freed on return. */
+void hub_close_subscriber(struct subscriber *sub, uint16_t code, const char *reason);
+
+/* The transport began a close by itself (the peer broke the protocol):
+ * sub's subscriptions end now and it gets the close deadline. */
+void hub_subscriber_closing(struct subscriber *sub);
+
+/* Why an authenticated subscriber's credential stopped authenticating it. */
+enum hub_credential_end {
+    HUB_CREDENTIAL_EXPIRED, /* the token's exp passed: code TOKEN_EXPIRED */
+    HUB_CREDENTIAL_REVOKED, /* a credential change refused it: code REVOKED */
+};
+
+/* Tells sub {"type":"auth","code":...} and closes it with 1008. sub may be
+ * freed on return. */
+void hub_end_credential(struct subscriber *sub, enum hub_credential_end why);
+
+/* Ends sub now; its connection closes once its output is on the wire. */
+void hub_end_subscriber(struct subscriber *sub);
+
+/* Ends sub now, without writing anything more: its connection is released
+ * (closed at once), unless the transport took it first (sub->bev NULL). */
+void hub_free_subscriber(struct subscriber *sub);
 
 /* Monotonic milliseconds, for deadlines. */
 uint64_t hub_now_ms(void);

@@ -13,7 +13,7 @@
 #include "core/metrics.h"
 #include "net/metrics_endpoint.h"
 #include "auth/metrics_token.h"
-#include "session.h"
+#include "ws_transport.h"
 #include "shared_frame.h"
 #include "subscriptions.h"
 #include "ws_handshake.h"
@@ -134,7 +134,7 @@ void ws_api_handle(struct http_exchange *ex, void *arg)
         uint64_t source = http_exchange_source(ex);
         snprintf(peer, sizeof peer, "%s", http_exchange_peer(ex));
         bev = http_exchange_take_connection(ex); /* ex is gone */
-        if (session_start(hub, bev, accept, peer, source) < 0)
+        if (ws_transport_start(hub, bev, accept, peer, source) < 0)
             log_error("ws %s: out of memory starting a session", peer);
         return;
     }

@@ -1,9 +1,9 @@
 /* Fuzz target for a whole WebSocket session: raw client bytes -> the real
- * session code (broadcast/session.c over wslay, a libevent socket
+ * WebSocket transport (broadcast/ws_transport.c over wslay, a libevent socket
  * bufferevent and a hub), as the daemon runs it after a good handshake.
  *
  * Per input: a fresh event base, hub and UNIX socketpair. The server end is
- * a socket bufferevent handed to session_start (which writes the 101
+ * a socket bufferevent handed to ws_transport_start (which writes the 101
  * answer); the client end is a plain non-blocking socket. The input is
  * written to the client end in a few chunks, with the event loop run a
  * bounded number of times (EVLOOP_NONBLOCK) after each, and events fanned
@@ -40,7 +40,7 @@
 #include "net/conn_flush.h"
 #include "hub.h"
 #include "core/log.h"
-#include "session.h"
+#include "ws_transport.h"
 #include "shared_frame.h"
 
 /* The token the seeds authenticate with (tests/fuzz/make_ws_corpus.py). */
@@ -292,7 +292,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!bev)
         abort();
     conn_track_open(); /* as the HTTP server counts an accepted connection */
-    session_start(&hub, bev, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "fuzz", 1);
+    ws_transport_start(&hub, bev, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "fuzz", 1);
     run_loop(base, &client);
 
     for (int i = 0; i < nchunks; i++) {
