@@ -34,8 +34,8 @@
  *   second SIGTERM or SIGINT: the loop ends at once; exit 0.
  *
  * Exit status: DAEMON_EXIT_OK after a clean shutdown, DAEMON_EXIT_FAILURE
- * on a runtime failure (spec->start failing, no event loop, out of memory),
- * DAEMON_EXIT_SETTINGS on a bad setting.
+ * on a runtime failure (spec->start or spec->serve failing, no event loop,
+ * out of memory), DAEMON_EXIT_SETTINGS on a bad setting.
  */
 #ifndef EVS_DAEMON_H
 #define EVS_DAEMON_H
@@ -49,6 +49,10 @@
 #include "core/log.h"
 #include "core/process.h"
 #include "core/service_manager.h"
+
+struct event;
+struct event_base;
+struct tls_server;
 
 enum daemon_exit {
     DAEMON_EXIT_OK = 0,
@@ -169,7 +173,8 @@ struct daemon_spec {
 
 /* Runs the daemon described by spec from its command line to its exit, and
  * returns the exit status (enum daemon_exit). d is the caller's storage
- * for the common parts (zeroed here); arg is passed to every hook. */
+ * for the common parts (zeroed here); arg is passed to every hook. d, spec
+ * and arg are borrowed until daemon_run returns. */
 int daemon_run(struct daemon *d, const struct daemon_spec *spec, void *arg, int argc, char **argv);
 
 #endif
