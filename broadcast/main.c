@@ -2,9 +2,7 @@
  * that listen daemons send over the bus. */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,30 +10,20 @@
 #include <event2/event.h>
 
 #include "bus_server.h"
-#include "core/config.h"
-#include "net/conn_flush.h"
-#include "net/http_server.h"
+#include "daemon/daemon.h"
 #include "hub.h"
-#include "core/log.h"
-#include "auth/metrics_token.h"
+#include "net/http_server.h"
 #include "net/net.h"
-#include "core/process.h"
-#include "core/service_manager.h"
 #include "net/tls.h"
-#include "auth/auth_settings.h"
 #include "ws_api.h"
 
 #define SHUTDOWN_GRACE_MS 5000
+#define DRAIN_CHECK_MS 20
 
 struct broadcast_settings {
     uint16_t port;
-    char *bind;
-    struct auth_settings auth;
-    bool tls;
-    char *cert_file;
-    char *key_file;
+    struct daemon_settings daemon;
     char *bus_socket;
-    enum log_level log_level;
     uint64_t max_message;
     uint64_t max_backlog;
     uint64_t init_timeout_ms;
@@ -46,7 +34,6 @@ struct broadcast_settings {
     uint64_t max_head;
     uint64_t handshake_timeout_ms;
     bool reuse_port;
-    struct metrics_token_settings metrics;
     uint64_t metrics_port;
 };
 
@@ -55,18 +42,11 @@ static struct broadcast_settings settings;
 static const struct cfg_option options[] = {
     {"--port", "BROADCAST_PORT", CFG_PORT, "8081", "TCP port for WebSocket subscribers",
      &settings.port, 0, 0},
-    {"--bind", "BIND_ADDRESS", CFG_STRING, "", "address to listen on (empty: all addresses)",
-     &settings.bind, 0, 0},
-    AUTH_SETTINGS_OPTIONS(settings.auth),
-    {"--tls", "HTTPS_ENABLE", CFG_BOOL, "false", "serve WSS instead of WS", &settings.tls, 0, 0},
-    {"--cert", "TLS_CERT_FILE", CFG_STRING, "/certs/cert.crt", "TLS certificate (chain) file",
-     &settings.cert_file, 0, 0},
-    {"--key", "TLS_KEY_FILE", CFG_STRING, "/certs/cert.key", "TLS private key file",
-     &settings.key_file, 0, 0},
+    DAEMON_ADDRESS_OPTIONS(settings.daemon),
+    DAEMON_TLS_OPTIONS(settings.daemon, "serve WSS instead of WS"),
     {"--bus", "BUS_SOCKET", CFG_STRING, "/run/event-server/bus.sock",
      "bus socket this daemon owns; listen daemons connect to it", &settings.bus_socket, 0, 0},
-    {"--log-level", "LOG_LEVEL", CFG_LOG_LEVEL, "info", "error, warn, info or debug",
-     &settings.log_level, 0, 0},
+    DAEMON_LOG_LEVEL_OPTION(settings.daemon),
     {"--max-message-size", "MAX_MESSAGE_SIZE", CFG_SIZE, "64K",
      "largest message a subscriber may send (bytes); larger closes with 1009",
      &settings.max_message, 256, 16 * 1024 * 1024},
@@ -97,35 +77,29 @@ static const struct cfg_option options[] = {
     {"--metrics-port", "METRICS_PORT", CFG_UINT, "0",
      "also serve /healthz and /metrics of this process alone on this port (0: off)",
      &settings.metrics_port, 0, 65535},
-    METRICS_TOKEN_OPTIONS(settings.metrics),
+    METRICS_TOKEN_OPTIONS(settings.daemon.metrics),
 };
 
 static const struct cfg_program program = {
     "event-broadcast",
     "holds WebSocket subscribers and fans out the events listen daemons send over the bus",
-    "Every option can also be set by its environment variable; a flag beats the variable.\n"
-    "Exit status: 0 after a clean shutdown, 1 on a runtime failure, 2 on a bad setting.",
+    DAEMON_USAGE_NOTES,
 };
 
 struct broadcast_daemon {
-    struct event_base *base;
+    struct daemon daemon;
     struct http_server *http;
     struct http_server *admin;
-    struct auth_store *auth;
-    struct metrics_token *metrics_token;
-    struct tls_server *tls;
     struct bus_server *bus;
     struct hub hub;
     struct ws_api api;
-    struct service_manager *manager;
+    struct http_server_limits limits;
     bool hub_ready;
-    struct process_signals signals;
-    struct event *drain_timer;
-    bool stopping;
     bool bus_socket_created;
+    int tcp_fd;
 };
 
-static void status_line(void *arg, char *buf, unsigned len)
+static void broadcast_status_line(void *arg, char *buf, unsigned len)
 {
     struct broadcast_daemon *d = arg;
     snprintf(buf, len, "%llu sessions (%llu subscribed), %llu events, %llu deliveries",
@@ -167,56 +141,6 @@ static void on_credentials_changed(void *arg, unsigned sources)
     hub_recheck_sessions(&d->hub, sources);
 }
 
-static void on_sighup(evutil_socket_t sig, short what, void *arg)
-{
-    struct broadcast_daemon *d = arg;
-    service_manager_reloading(d->manager);
-    auth_store_reload(d->auth, "SIGHUP");
-    metrics_token_reload(d->metrics_token, "SIGHUP");
-    if (d->tls) {
-        char err[512];
-        if (tls_server_reload(d->tls, err, sizeof err) < 0)
-            log_warn("TLS reload failed, keeping the previous certificate: %s", err);
-        else
-            log_info("TLS certificate and key reloaded");
-    }
-    service_manager_ready(d->manager);
-}
-
-static void drain_check_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct broadcast_daemon *d = arg;
-    struct timeval tick = {0, 20 * 1000};
-    if (conn_open_count() == 0) {
-        event_base_loopexit(d->base, NULL);
-        return;
-    }
-    evtimer_add(d->drain_timer, &tick);
-}
-
-static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
-{
-    struct broadcast_daemon *d = arg;
-    struct timeval grace = {SHUTDOWN_GRACE_MS / 1000, 0};
-    if (d->stopping) {
-        log_warn("second stop signal: exiting now");
-        event_base_loopbreak(d->base);
-        return;
-    }
-    d->stopping = true;
-    service_manager_stopping(d->manager);
-    log_info("%s: closing %llu sessions (1001), then exiting", strsignal((int)sig),
-             (unsigned long long)d->hub.counters.sessions_open);
-    http_server_shutdown(d->http);
-    if (d->admin)
-        http_server_shutdown(d->admin);
-    bus_server_stop(d->bus);
-    d->hub.stopping = true;
-    hub_close_all(&d->hub, 1001, "server shutting down");
-    event_base_loopexit(d->base, &grace);
-    drain_check_cb(-1, 0, d);
-}
-
 /* Creates the bus socket's folder when it is missing (one level, 0755). */
 static void ensure_socket_folder(const char *path)
 {
@@ -231,72 +155,34 @@ static void ensure_socket_folder(const char *path)
         log_warn("cannot create %s: %s", folder, strerror(errno));
 }
 
-int main(int argc, char **argv)
+static void broadcast_stop(struct daemon *daemon, int sig, void *arg)
 {
-    struct broadcast_daemon d;
-    struct http_server_limits limits;
+    struct broadcast_daemon *d = arg;
+    log_info("%s: closing %llu sessions (1001), then exiting", strsignal(sig),
+             (unsigned long long)d->hub.counters.sessions_open);
+    http_server_shutdown(d->http);
+    if (d->admin)
+        http_server_shutdown(d->admin);
+    bus_server_stop(d->bus);
+    d->hub.stopping = true;
+    hub_close_all(&d->hub, 1001, "server shutting down");
+}
+
+static int broadcast_start(struct daemon *daemon, void *arg)
+{
+    struct broadcast_daemon *d = arg;
+    struct http_server_limits *limits = &d->limits;
     struct hub_limits hub_limits;
     char err[512];
-    size_t file_limit;
-    int tcp_fd, bus_fd, status = 1;
-    enum cfg_status rc;
+    int bus_fd;
 
-    memset(&d, 0, sizeof d);
-    log_set_program("event-broadcast");
-    rc = cfg_parse(&program, options, sizeof options / sizeof options[0], argc, argv, NULL, err,
-                   sizeof err);
-    if (rc == CFG_EXIT)
-        return 0;
-    if (rc == CFG_ERROR) {
-        fprintf(stderr, "event-broadcast: %s\n", err);
-        return 2;
-    }
-    log_set_level(settings.log_level);
-    if (settings.tls) {
-        /* Certificate problems are settings problems: exit 2. */
-        d.tls = tls_server_new(settings.cert_file, settings.key_file, err, sizeof err);
-        if (!d.tls) {
-            fprintf(stderr, "event-broadcast: %s\n", err);
-            cfg_free(options, sizeof options / sizeof options[0]);
-            return 2;
-        }
-    }
-    process_ignore_sigpipe();
-    process_route_libevent_logs(0);
-    file_limit = process_raise_file_limit();
-
-    d.base = event_base_new();
-    if (!d.base) {
-        fprintf(stderr, "event-broadcast: cannot create the event loop\n");
-        goto out;
-    }
-    /* Signals are caught from here on (a SIGHUP must never kill a daemon
-     * that is still starting); their callbacks only run inside the loop,
-     * once everything below exists. */
-    d.drain_timer = evtimer_new(d.base, drain_check_cb, &d);
-    if (!d.drain_timer ||
-        process_signals_catch(&d.signals, d.base, on_sighup, on_stop_signal, &d) < 0) {
-        log_error("out of memory during start-up");
-        goto out;
-    }
-    d.metrics_token = metrics_token_open(d.base, &settings.metrics, err, sizeof err);
-    if (!d.metrics_token) {
-        fprintf(stderr, "event-broadcast: %s\n", err);
-        status = 2;
-        goto out;
-    }
-    d.auth = auth_settings_open(d.base, &settings.auth, err, sizeof err);
-    if (!d.auth) {
-        fprintf(stderr, "event-broadcast: %s\n", err);
-        status = 2;
-        goto out;
-    }
     {
         /* Before any socket is bound, so that a daemon that accepts is
          * fully set up. Bounded: beyond 64k descriptors the up-front cost
          * (~3 MiB) would outweigh the benefit. */
-        size_t cap = process_connection_cap((size_t)settings.max_connections, file_limit, 64);
-        reserve_descriptor_records(d.base, cap + 64 < 65536 ? cap + 64 : 65536);
+        size_t cap =
+            process_connection_cap((size_t)settings.max_connections, daemon->file_limit, 64);
+        reserve_descriptor_records(daemon->base, cap + 64 < 65536 ? cap + 64 : 65536);
     }
     /* Sockets passed by the service manager outlive a restart of this
      * daemon, so that listen daemons reconnect into a socket kept open. */
@@ -306,17 +192,17 @@ int main(int argc, char **argv)
         bus_fd = net_listen_unix(settings.bus_socket, 64, err, sizeof err);
         if (bus_fd < 0) {
             log_error("%s", err);
-            goto out;
+            return -1;
         }
-        d.bus_socket_created = true;
+        d->bus_socket_created = true;
     }
-    tcp_fd = service_manager_take_socket("ws");
-    if (tcp_fd < 0)
-        tcp_fd = net_listen_tcp(settings.bind, settings.port, settings.reuse_port, 4096, err,
-                                sizeof err);
-    if (tcp_fd < 0) {
+    d->tcp_fd = service_manager_take_socket("ws");
+    if (d->tcp_fd < 0)
+        d->tcp_fd = net_listen_tcp(settings.daemon.bind, settings.port, settings.reuse_port, 4096,
+                                   err, sizeof err);
+    if (d->tcp_fd < 0) {
         log_error("%s", err);
-        goto out;
+        return -1;
     }
     hub_limits.max_message = (size_t)settings.max_message;
     hub_limits.max_backlog = (size_t)settings.max_backlog;
@@ -324,73 +210,89 @@ int main(int argc, char **argv)
     hub_limits.ping_interval_ms = (unsigned)settings.ping_interval_ms;
     hub_limits.close_timeout_ms = (unsigned)settings.close_timeout_ms;
     hub_limits.max_subscriptions = (size_t)settings.max_subscriptions;
-    limits.max_head = (size_t)settings.max_head;
-    limits.max_body = 0; /* a handshake has no body */
-    limits.max_bodies = 0;
-    limits.request_timeout_ms = (unsigned)settings.handshake_timeout_ms;
-    limits.idle_timeout_ms = (unsigned)settings.handshake_timeout_ms;
-    limits.write_timeout_ms = (unsigned)settings.handshake_timeout_ms;
-    limits.max_connections =
-        process_connection_cap((size_t)settings.max_connections, file_limit, 64);
+    limits->max_head = (size_t)settings.max_head;
+    limits->max_body = 0; /* a handshake has no body */
+    limits->max_bodies = 0;
+    limits->request_timeout_ms = (unsigned)settings.handshake_timeout_ms;
+    limits->idle_timeout_ms = (unsigned)settings.handshake_timeout_ms;
+    limits->write_timeout_ms = (unsigned)settings.handshake_timeout_ms;
+    limits->max_connections =
+        process_connection_cap((size_t)settings.max_connections, daemon->file_limit, 64);
 
-    if (hub_init(&d.hub, d.base, &hub_limits, d.auth) < 0) {
+    if (hub_init(&d->hub, daemon->base, &hub_limits, daemon->auth) < 0) {
         log_error("out of memory during start-up");
-        goto out;
+        return -1;
     }
-    d.hub_ready = true;
-    auth_store_set_change_callback(d.auth, on_credentials_changed, &d);
-    d.bus = bus_server_new(d.base, bus_fd, &d.hub);
-    d.http = http_server_new(d.base, &limits, ws_api_handle, &d.api);
-    d.api.hub = &d.hub;
-    d.api.bus = d.bus;
-    d.api.http = d.http;
-    d.api.metrics_token = d.metrics_token;
-    d.manager = service_manager_new(d.base, status_line, &d);
+    d->hub_ready = true;
+    auth_store_set_change_callback(daemon->auth, on_credentials_changed, d);
+    d->bus = bus_server_new(daemon->base, bus_fd, &d->hub);
+    d->http = http_server_new(daemon->base, limits, ws_api_handle, &d->api);
+    d->api.hub = &d->hub;
+    d->api.bus = d->bus;
+    d->api.http = d->http;
+    d->api.metrics_token = daemon->metrics_token;
+    if (!d->bus || !d->http) {
+        log_error("out of memory during start-up");
+        return -1;
+    }
+    return 0;
+}
+
+static int broadcast_serve(struct daemon *daemon, void *arg)
+{
+    struct broadcast_daemon *d = arg;
+    char err[512];
     if (settings.metrics_port) {
-        int admin_fd = net_listen_tcp(settings.bind, (uint16_t)settings.metrics_port, false, 64,
-                                      err, sizeof err);
+        int admin_fd = net_listen_tcp(settings.daemon.bind, (uint16_t)settings.metrics_port, false,
+                                      64, err, sizeof err);
         if (admin_fd < 0) {
             log_error("%s", err);
-            goto out;
+            return -1;
         }
-        d.admin = http_server_new(d.base, &limits, ws_api_handle_admin, &d.api);
-        if (!d.admin || http_server_add_listener(d.admin, admin_fd) < 0) {
+        d->admin = http_server_new(daemon->base, &d->limits, ws_api_handle_admin, &d->api);
+        if (!d->admin || http_server_add_listener(d->admin, admin_fd) < 0) {
             log_error("out of memory during start-up");
-            goto out;
+            return -1;
         }
     }
-    if (!d.bus || !d.http || !d.manager || http_server_add_listener(d.http, tcp_fd) < 0) {
+    if (http_server_add_listener(d->http, d->tcp_fd) < 0) {
         log_error("out of memory during start-up");
-        goto out;
+        return -1;
     }
-    if (d.tls)
-        http_server_set_bev_factory(d.http, tls_server_wrap, d.tls);
+    if (daemon->tls)
+        http_server_set_bev_factory(d->http, tls_server_wrap, daemon->tls);
 
     log_info("listening for subscribers on %s port %u (max %zu connections); bus socket %s",
-             *settings.bind ? settings.bind : "all addresses", (unsigned)net_local_port(tcp_fd),
-             limits.max_connections, settings.bus_socket);
-    service_manager_ready(d.manager);
-    event_base_dispatch(d.base);
-    log_info("stopped");
-    status = 0;
-out:
-    http_server_free(d.http);
-    http_server_free(d.admin);
-    bus_server_free(d.bus);
-    if (d.hub_ready)
-        hub_free(&d.hub);
-    auth_store_free(d.auth);
-    metrics_token_free(d.metrics_token);
-    tls_server_free(d.tls);
-    service_manager_free(d.manager);
-    process_signals_free(&d.signals);
-    if (d.drain_timer)
-        event_free(d.drain_timer);
-    conn_flush_abort_all();
-    if (d.base)
-        event_base_free(d.base);
-    if (d.bus_socket_created)
+             *settings.daemon.bind ? settings.daemon.bind : "all addresses",
+             (unsigned)net_local_port(d->tcp_fd), d->limits.max_connections, settings.bus_socket);
+    service_manager_ready(daemon->manager);
+    return 0;
+}
+
+static void broadcast_teardown(void *arg)
+{
+    struct broadcast_daemon *d = arg;
+    http_server_free(d->http);
+    http_server_free(d->admin);
+    bus_server_free(d->bus);
+    if (d->hub_ready)
+        hub_free(&d->hub);
+    if (d->bus_socket_created)
         unlink(settings.bus_socket);
-    cfg_free(options, sizeof options / sizeof options[0]);
-    return status;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct daemon_spec spec = {
+        DAEMON_SPEC_SETTINGS(program, options, settings.daemon),
+        .shutdown_grace_ms = SHUTDOWN_GRACE_MS,
+        .drain_check_ms = DRAIN_CHECK_MS,
+        .start = broadcast_start,
+        .serve = broadcast_serve,
+        .stop = broadcast_stop,
+        .teardown = broadcast_teardown,
+        .status = broadcast_status_line,
+    };
+    struct broadcast_daemon d = {.tcp_fd = -1};
+    return daemon_run(&d.daemon, &spec, &d, argc, argv);
 }
