@@ -106,11 +106,10 @@ int hub_init(struct hub *hub, struct event_base *base, const struct hub_limits *
  * line names roles; a JWT on the keys, and the roles file when it has a
  * "roles" claim), each once per change, in batches spread over loop passes
  * (at most HUB_RECHECK_BATCH checks or HUB_RECHECK_BUDGET_MS each) so that
- * the loop never stalls. A change during a
- * pass starts it again from the first session: the sessions already
- * checked are checked again only when the new change concerns them. A
- * session whose init succeeds meanwhile was checked against the new
- * sources already. */
+ * the loop never stalls. A change during a pass starts it again from the
+ * first session: the sessions already checked are checked again only when
+ * the new change concerns them. A session whose init succeeds meanwhile
+ * was checked against the new sources already. */
 void hub_recheck_sessions(struct hub *hub, unsigned changed);
 
 /* A recheck pass does at most this much per loop pass, so that the loop
