@@ -23,6 +23,7 @@
 #include <mbedtls/platform_util.h>
 #include <mbedtls/sha256.h>
 
+#include "core/constant_time.h"
 #include "core/json_text.h"
 #include "auth/jwt_cache.h"
 #include "auth/roles.h"
@@ -340,16 +341,6 @@ fail:
 
 /* ---- signatures ---- */
 
-/* Compares every byte whatever the content (no early exit). */
-static unsigned jwt_equal_ct(const unsigned char *a, const unsigned char *b, size_t len)
-{
-    unsigned diff = 0;
-    for (size_t i = 0; i < len; i++)
-        diff |= (unsigned)(a[i] ^ b[i]);
-    /* diff is 0..255: bit 8 of diff - 1 is set exactly when diff == 0. */
-    return ((diff - 1u) >> 8) & 1u;
-}
-
 static int jwt_verify_hs256(const struct jwt_keys *keys, const unsigned char *input,
                             size_t input_len, const unsigned char *sig, size_t sig_len)
 {
@@ -368,7 +359,7 @@ static int jwt_verify_hs256(const struct jwt_keys *keys, const unsigned char *in
         if (mbedtls_md_hmac(md, keys->secrets[i].bytes, keys->secrets[i].len, input, input_len,
                             mac) != 0)
             continue;
-        found |= jwt_equal_ct(mac, sig, JWT_HMAC_LEN);
+        found |= constant_time_equal(mac, sig, JWT_HMAC_LEN);
         mbedtls_platform_zeroize(mac, sizeof(mac));
     }
     return found != 0 ? JWT_OK : JWT_ERR_SIGNATURE;
