@@ -10,6 +10,7 @@
 
 #include "auth/jwt_cache.h"
 #include "core/clock.h"
+#include "core/error_message.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/rate_limit.h"
@@ -65,7 +66,7 @@ static void store_fail_start(struct auth_store *store, const char *fmt, ...)
     if (store->start_error)
         return;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    error_message_vformat(buf, sizeof buf, fmt, ap);
     va_end(ap);
     store->start_error = strdup(buf);
 }
