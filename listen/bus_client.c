@@ -3,11 +3,11 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <event2/event.h>
 
 #include "bus_link.h"
+#include "core/clock.h"
 #include "core/log.h"
 
 /* One event on its way. It is freed when it has completed (reported to the
@@ -21,7 +21,7 @@ struct bus_client_publish {
     unsigned pending; /* links that have neither acked nor failed it */
     bool failed;
     bool completed;
-    struct timeval deadline; /* while waiting for a ready link */
+    uint64_t deadline_ms; /* clock_now_ms; while waiting for a ready link */
     struct bus_client_publish *wait_next;
 };
 
@@ -37,16 +37,6 @@ struct bus_client {
     size_t waiting;
     size_t in_flight;
 };
-
-/* Deadlines use the monotonic clock: a wall-clock step must not stretch or
- * cut a publish's wait. */
-static void monotonic_now(struct timeval *tv)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    tv->tv_sec = ts.tv_sec;
-    tv->tv_usec = ts.tv_nsec / 1000;
-}
 
 static void publish_unref(struct bus_client_publish *p)
 {
@@ -112,17 +102,11 @@ static size_t publish_dispatch(struct bus_client *bus, struct bus_client_publish
 
 static void wait_timer_arm(struct bus_client *bus)
 {
-    struct timeval now, delay;
     if (!bus->wait_head) {
         evtimer_del(bus->wait_timer);
         return;
     }
-    monotonic_now(&now);
-    if (timercmp(&bus->wait_head->deadline, &now, >))
-        timersub(&bus->wait_head->deadline, &now, &delay);
-    else
-        timerclear(&delay);
-    evtimer_add(bus->wait_timer, &delay);
+    clock_arm_at(bus->wait_timer, bus->wait_head->deadline_ms);
 }
 
 static struct bus_client_publish *wait_pop(struct bus_client *bus)
@@ -141,9 +125,8 @@ static struct bus_client_publish *wait_pop(struct bus_client *bus)
 static void wait_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct bus_client *bus = arg;
-    struct timeval now;
-    monotonic_now(&now);
-    while (bus->wait_head && !timercmp(&bus->wait_head->deadline, &now, >)) {
+    uint64_t now = clock_now_ms();
+    while (bus->wait_head && bus->wait_head->deadline_ms <= now) {
         struct bus_client_publish *p = wait_pop(bus);
         p->failed = true;
         publish_complete(p);
@@ -237,7 +220,6 @@ struct bus_client_publish *bus_client_publish(struct bus_client *bus, struct pub
                                               bus_client_publish_done_fn done, void *arg)
 {
     struct bus_client_publish *p = calloc(1, sizeof *p);
-    struct timeval now, wait;
     if (!p) {
         publish_event_clear(event);
         return NULL;
@@ -252,10 +234,7 @@ struct bus_client_publish *bus_client_publish(struct bus_client *bus, struct pub
         return p;
     /* No broadcast daemon is ready: wait for one, in order, up to wait_ms
      * (a wait of 0 fails on the next loop turn, not inside this call). */
-    monotonic_now(&now);
-    wait.tv_sec = bus->wait_ms / 1000;
-    wait.tv_usec = (bus->wait_ms % 1000) * 1000;
-    timeradd(&now, &wait, &p->deadline);
+    p->deadline_ms = clock_now_ms() + bus->wait_ms;
     if (bus->wait_tail)
         bus->wait_tail->wait_next = p;
     else

@@ -9,6 +9,8 @@
 #include <time.h>
 
 #include "auth/jwt_cache.h"
+#include "core/clock.h"
+#include "core/error_message.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/rate_limit.h"
@@ -64,7 +66,7 @@ static void store_fail_start(struct auth_store *store, const char *fmt, ...)
     if (store->start_error)
         return;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    error_message_vformat(buf, sizeof buf, fmt, ap);
     va_end(ap);
     store->start_error = strdup(buf);
 }
@@ -285,17 +287,10 @@ const struct auth_sources *auth_store_sources(const struct auth_store *store)
     return &store->sources;
 }
 
-static uint64_t store_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 int auth_store_authenticate(struct auth_store *store, const char *text, size_t len, uint64_t source,
                             struct auth_identity *out)
 {
-    uint64_t now_ms = store_now_ms();
+    uint64_t now_ms = clock_now_ms();
     struct jwt_cost cost = {!rate_table_allows(store->failures, source, now_ms), false, false};
     int rc = auth_authenticate_bounded(&store->sources, text, len, (int64_t)time(NULL), &cost, out);
     if (cost.public_key_checked)

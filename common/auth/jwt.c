@@ -10,8 +10,6 @@
 #include "auth/jwt.h"
 
 #include <math.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +21,8 @@
 #include <mbedtls/platform_util.h>
 #include <mbedtls/sha256.h>
 
+#include "core/constant_time.h"
+#include "core/error_message.h"
 #include "core/json_text.h"
 #include "auth/jwt_cache.h"
 #include "auth/roles.h"
@@ -152,24 +152,12 @@ struct jwt_keys *jwt_keys_from_secret(const unsigned char *secret, size_t len)
     return keys;
 }
 
-static void jwt_error(char *err, size_t err_len, const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void jwt_error(char *err, size_t err_len, const char *format, ...)
-{
-    if (err == NULL || err_len == 0)
-        return;
-    va_list ap;
-    va_start(ap, format);
-    vsnprintf(err, err_len, format, ap);
-    va_end(ap);
-}
-
 int jwt_keys_add_public_key_file(struct jwt_keys *keys, const char *path, char *err, size_t err_len)
 {
     mbedtls_pk_context *pk = calloc(1, sizeof(*pk));
     if (keys == NULL || path == NULL || pk == NULL) {
-        jwt_error(err, err_len, "%s", pk == NULL ? "out of memory" : "no key set or path");
+        error_message_format(err, err_len, "%s",
+                             pk == NULL ? "out of memory" : "no key set or path");
         free(pk);
         return -1;
     }
@@ -179,38 +167,38 @@ int jwt_keys_add_public_key_file(struct jwt_keys *keys, const char *path, char *
     if (ret != 0) {
         char reason[128];
         mbedtls_strerror(ret, reason, sizeof(reason));
-        jwt_error(err, err_len, "%s: not a PEM public key: %s", path, reason);
+        error_message_format(err, err_len, "%s: not a PEM public key: %s", path, reason);
         goto fail;
     }
     switch (mbedtls_pk_get_type(pk)) {
     case MBEDTLS_PK_RSA:
         /* RFC 7518 §3.3: a key of 2048 bits or larger MUST be used. */
         if (mbedtls_pk_get_bitlen(pk) < JWT_RSA_MIN_BITS) {
-            jwt_error(err, err_len, "%s: RSA key of %zu bits, at least %d required", path,
-                      mbedtls_pk_get_bitlen(pk), JWT_RSA_MIN_BITS);
+            error_message_format(err, err_len, "%s: RSA key of %zu bits, at least %d required",
+                                 path, mbedtls_pk_get_bitlen(pk), JWT_RSA_MIN_BITS);
             goto fail;
         }
         break;
     case MBEDTLS_PK_ECKEY:
         /* ES256 is ECDSA on P-256 only (RFC 7518 §3.4). */
         if (mbedtls_pk_ec(*pk)->grp.id != MBEDTLS_ECP_DP_SECP256R1) {
-            jwt_error(err, err_len, "%s: EC key not on P-256 (ES256 needs P-256)", path);
+            error_message_format(err, err_len, "%s: EC key not on P-256 (ES256 needs P-256)", path);
             goto fail;
         }
         break;
     default:
-        jwt_error(err, err_len, "%s: neither an RSA nor an EC public key", path);
+        error_message_format(err, err_len, "%s: neither an RSA nor an EC public key", path);
         goto fail;
     }
 
     if (keys->public_count >= SIZE_MAX / sizeof(*keys->publics)) {
-        jwt_error(err, err_len, "out of memory");
+        error_message_format(err, err_len, "out of memory");
         goto fail;
     }
     mbedtls_pk_context **grown =
         realloc(keys->publics, (keys->public_count + 1) * sizeof(*keys->publics));
     if (grown == NULL) {
-        jwt_error(err, err_len, "out of memory");
+        error_message_format(err, err_len, "out of memory");
         goto fail;
     }
     keys->publics = grown;
@@ -340,16 +328,6 @@ fail:
 
 /* ---- signatures ---- */
 
-/* Compares every byte whatever the content (no early exit). */
-static unsigned jwt_equal_ct(const unsigned char *a, const unsigned char *b, size_t len)
-{
-    unsigned diff = 0;
-    for (size_t i = 0; i < len; i++)
-        diff |= (unsigned)(a[i] ^ b[i]);
-    /* diff is 0..255: bit 8 of diff - 1 is set exactly when diff == 0. */
-    return ((diff - 1u) >> 8) & 1u;
-}
-
 static int jwt_verify_hs256(const struct jwt_keys *keys, const unsigned char *input,
                             size_t input_len, const unsigned char *sig, size_t sig_len)
 {
@@ -368,7 +346,7 @@ static int jwt_verify_hs256(const struct jwt_keys *keys, const unsigned char *in
         if (mbedtls_md_hmac(md, keys->secrets[i].bytes, keys->secrets[i].len, input, input_len,
                             mac) != 0)
             continue;
-        found |= jwt_equal_ct(mac, sig, JWT_HMAC_LEN);
+        found |= constant_time_equal(mac, sig, JWT_HMAC_LEN);
         mbedtls_platform_zeroize(mac, sizeof(mac));
     }
     return found != 0 ? JWT_OK : JWT_ERR_SIGNATURE;

@@ -8,13 +8,12 @@
  */
 #include "auth/roles.h"
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/error_message.h"
 #include "core/text_lines.h"
 
 #define ROLES_RIGHT_PUBLISH 1u
@@ -117,19 +116,6 @@ const struct role_rights *roles_find(const struct roles *roles, const char *name
             lo = mid + 1;
     }
     return NULL;
-}
-
-static void roles_error(char *err, size_t err_len, const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void roles_error(char *err, size_t err_len, const char *format, ...)
-{
-    if (err == NULL || err_len == 0)
-        return;
-    va_list ap;
-    va_start(ap, format);
-    vsnprintf(err, err_len, format, ap);
-    va_end(ap);
 }
 
 /* A bad field as it may appear in a log line: bounded, and printable. */
@@ -272,7 +258,7 @@ static int roles_parse_rights(struct roles_field field, unsigned *rights, size_t
         } else {
             char quoted[ROLES_QUOTE_MAX + 1];
             roles_quote(quoted, sizeof(quoted), item, item_len);
-            roles_error(err, err_len, "line %zu: unknown right '%s'", line_no, quoted);
+            error_message_format(err, err_len, "line %zu: unknown right '%s'", line_no, quoted);
             return -1;
         }
         if (comma == NULL)
@@ -291,22 +277,22 @@ static int roles_parse_line(struct roles *roles, const char *line, size_t len, s
 
     size_t count = roles_split(line, len, fields, 3);
     if (count > 3) {
-        roles_error(err, err_len, "line %zu: too many fields", line_no);
+        error_message_format(err, err_len, "line %zu: too many fields", line_no);
         return -1;
     }
     if (!role_name_valid(fields[0].ptr, fields[0].len)) {
         roles_quote(quoted, sizeof(quoted), fields[0].ptr, fields[0].len);
-        roles_error(err, err_len, "line %zu: bad role name '%s'", line_no, quoted);
+        error_message_format(err, err_len, "line %zu: bad role name '%s'", line_no, quoted);
         return -1;
     }
     if (count < 2) {
-        roles_error(err, err_len, "line %zu: missing rights and patterns", line_no);
+        error_message_format(err, err_len, "line %zu: missing rights and patterns", line_no);
         return -1;
     }
     if (roles_parse_rights(fields[1], &rights, line_no, err, err_len) != 0)
         return -1;
     if (count < 3) {
-        roles_error(err, err_len, "line %zu: missing patterns", line_no);
+        error_message_format(err, err_len, "line %zu: missing patterns", line_no);
         return -1;
     }
 
@@ -327,7 +313,7 @@ static int roles_parse_line(struct roles *roles, const char *line, size_t len, s
         size_t item_len = comma != NULL ? (size_t)(comma - item) : patterns.len - i;
         if (!event_pattern_valid(item, item_len)) {
             roles_quote(quoted, sizeof(quoted), item, item_len);
-            roles_error(err, err_len, "line %zu: bad pattern '%s'", line_no, quoted);
+            error_message_format(err, err_len, "line %zu: bad pattern '%s'", line_no, quoted);
             return -1;
         }
         if ((rights & ROLES_RIGHT_PUBLISH) &&
@@ -343,7 +329,7 @@ static int roles_parse_line(struct roles *roles, const char *line, size_t len, s
     return 0;
 
 nomem:
-    roles_error(err, err_len, "out of memory");
+    error_message_format(err, err_len, "out of memory");
     return -1;
 }
 
@@ -385,12 +371,12 @@ struct roles *roles_parse(const char *text, size_t len, char *err, size_t err_le
     if (err != NULL && err_len > 0)
         err[0] = '\0';
     if (len > ROLES_FILE_MAX_BYTES) {
-        roles_error(err, err_len, "larger than %u bytes", (unsigned)ROLES_FILE_MAX_BYTES);
+        error_message_format(err, err_len, "larger than %u bytes", (unsigned)ROLES_FILE_MAX_BYTES);
         return NULL;
     }
     struct roles *roles = roles_new_empty();
     if (roles == NULL) {
-        roles_error(err, err_len, "out of memory");
+        error_message_format(err, err_len, "out of memory");
         return NULL;
     }
 
@@ -402,7 +388,7 @@ struct roles *roles_parse(const char *text, size_t len, char *err, size_t err_le
             goto fail;
     }
     if (roles_merge(roles) != 0) {
-        roles_error(err, err_len, "out of memory");
+        error_message_format(err, err_len, "out of memory");
         goto fail;
     }
     return roles;

@@ -13,6 +13,7 @@
 
 #include <mbedtls/sha256.h>
 
+#include "core/constant_time.h"
 #include "core/text_lines.h"
 
 #define TOKENS_DIGEST_LEN 32
@@ -200,11 +201,7 @@ bool tokens_find(const struct tokens *tokens, const char *token, size_t len, con
     volatile unsigned found = 0;
     size_t match = 0;
     for (size_t i = 0; i < tokens->count; i++) {
-        unsigned diff = 0;
-        for (size_t j = 0; j < TOKENS_DIGEST_LEN; j++)
-            diff |= (unsigned)(tokens->entries[i].digest[j] ^ digest[j]);
-        /* diff is 0..255: (diff - 1) >> 8 has bit 0 set exactly when diff == 0. */
-        unsigned hit = ((diff - 1u) >> 8) & 1u;
+        unsigned hit = constant_time_equal(tokens->entries[i].digest, digest, TOKENS_DIGEST_LEN);
         found |= hit;
         match |= ((size_t)0 - (size_t)hit) & i;
     }

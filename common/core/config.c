@@ -8,13 +8,13 @@
 #include "core/config.h"
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
+#include "core/error_message.h"
 #include "core/log.h"
 
 #ifndef EVS_VERSION
@@ -28,20 +28,6 @@ enum cfg_list_mode {
     CFG_LIST_REPLACE, /* the value replaces the list (default, environment, first flag) */
     CFG_LIST_APPEND,  /* the value extends the list (a repeated flag) */
 };
-
-static void cfg_error(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void cfg_error(char *err, size_t err_len, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || err_len == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-}
 
 /* Copies a user-supplied value for an error message: bounded in length and
  * with control bytes escaped, so the reason stays one short line. */
@@ -155,7 +141,7 @@ static int cfg_list_split(const char *origin, const char *text, struct cfg_list 
             len--;
         if (len == 0) {
             cfg_quote(quoted, sizeof(quoted), text);
-            cfg_error(err, err_len, "%s: '%s' has an empty item", origin, quoted);
+            error_message_format(err, err_len, "%s: '%s' has an empty item", origin, quoted);
             goto fail;
         }
         list->items[i] = strndup(item, len);
@@ -167,7 +153,7 @@ static int cfg_list_split(const char *origin, const char *text, struct cfg_list 
     return 0;
 
 out_of_memory:
-    cfg_error(err, err_len, "%s: out of memory", origin);
+    error_message_format(err, err_len, "%s: out of memory", origin);
 fail:
     cfg_list_clear(list);
     return -1;
@@ -198,7 +184,7 @@ static int cfg_list_set(const char *origin, const char *text, enum cfg_list_mode
 
 out_of_memory:
     cfg_list_clear(&parsed);
-    cfg_error(err, err_len, "%s: out of memory", origin);
+    error_message_format(err, err_len, "%s: out of memory", origin);
     return -1;
 }
 
@@ -251,7 +237,7 @@ static int cfg_apply(const struct cfg_option *opt, const char *origin, const cha
     case CFG_STRING: {
         char *copy = strdup(value);
         if (copy == NULL) {
-            cfg_error(err, err_len, "%s: out of memory", origin);
+            error_message_format(err, err_len, "%s: out of memory", origin);
             return -1;
         }
         char **target = opt->target;
@@ -262,8 +248,9 @@ static int cfg_apply(const struct cfg_option *opt, const char *origin, const cha
     case CFG_BOOL: {
         bool flag;
         if (cfg_parse_bool(value, &flag) != 0) {
-            cfg_error(err, err_len, "%s: '%s' is not a boolean (true/false, yes/no, on/off, 1/0)",
-                      origin, quoted);
+            error_message_format(err, err_len,
+                                 "%s: '%s' is not a boolean (true/false, yes/no, on/off, 1/0)",
+                                 origin, quoted);
             return -1;
         }
         *(bool *)opt->target = flag;
@@ -272,7 +259,8 @@ static int cfg_apply(const struct cfg_option *opt, const char *origin, const cha
     case CFG_PORT:
         if (cfg_parse_decimal(value, strlen(value), &number, &overflow) != 0 || number < 1 ||
             number > 65535) {
-            cfg_error(err, err_len, "%s: '%s' is not a port number (1-65535)", origin, quoted);
+            error_message_format(err, err_len, "%s: '%s' is not a port number (1-65535)", origin,
+                                 quoted);
             return -1;
         }
         *(uint16_t *)opt->target = (uint16_t)number;
@@ -286,16 +274,17 @@ static int cfg_apply(const struct cfg_option *opt, const char *origin, const cha
         uint64_t max = bounded ? opt->max : UINT64_MAX;
         if (rc != 0 && !overflow) {
             if (opt->type == CFG_UINT)
-                cfg_error(err, err_len, "%s: '%s' is not a number", origin, quoted);
+                error_message_format(err, err_len, "%s: '%s' is not a number", origin, quoted);
             else
-                cfg_error(err, err_len,
-                          "%s: '%s' is not a size (bytes, with an optional suffix k, m or g)",
-                          origin, quoted);
+                error_message_format(
+                    err, err_len,
+                    "%s: '%s' is not a size (bytes, with an optional suffix k, m or g)", origin,
+                    quoted);
             return -1;
         }
         if (rc != 0 || number < min || number > max) {
-            cfg_error(err, err_len, "%s: '%s' is out of range (%" PRIu64 "-%" PRIu64 ")", origin,
-                      quoted, min, max);
+            error_message_format(err, err_len, "%s: '%s' is out of range (%" PRIu64 "-%" PRIu64 ")",
+                                 origin, quoted, min, max);
             return -1;
         }
         *(uint64_t *)opt->target = number;
@@ -304,8 +293,9 @@ static int cfg_apply(const struct cfg_option *opt, const char *origin, const cha
     case CFG_LOG_LEVEL: {
         enum log_level level;
         if (log_level_parse(value, &level) != 0) {
-            cfg_error(err, err_len, "%s: '%s' is not a log level (error, warn, info, debug)",
-                      origin, quoted);
+            error_message_format(err, err_len,
+                                 "%s: '%s' is not a log level (error, warn, info, debug)", origin,
+                                 quoted);
             return -1;
         }
         *(enum log_level *)opt->target = level;
@@ -314,7 +304,7 @@ static int cfg_apply(const struct cfg_option *opt, const char *origin, const cha
     case CFG_LIST:
         return cfg_list_set(origin, value, mode, opt->target, err, err_len);
     }
-    cfg_error(err, err_len, "%s: unsupported option type", origin);
+    error_message_format(err, err_len, "%s: unsupported option type", origin);
     return -1;
 }
 
@@ -402,14 +392,14 @@ static enum cfg_status cfg_parse_args(const struct cfg_program *program,
             /* End of options; the daemons take no operands. */
             if (i + 1 < argc && argv[i + 1] != NULL) {
                 cfg_quote(quoted, sizeof(quoted), argv[i + 1]);
-                cfg_error(err, err_len, "unexpected argument '%s'", quoted);
+                error_message_format(err, err_len, "unexpected argument '%s'", quoted);
                 return CFG_ERROR;
             }
             return CFG_OK;
         }
         if (arg[0] != '-' || arg[1] == '\0') {
             cfg_quote(quoted, sizeof(quoted), arg);
-            cfg_error(err, err_len, "unexpected argument '%s'", quoted);
+            error_message_format(err, err_len, "unexpected argument '%s'", quoted);
             return CFG_ERROR;
         }
 
@@ -424,7 +414,7 @@ static enum cfg_status cfg_parse_args(const struct cfg_program *program,
             memcpy(name, arg, shown);
             name[shown] = '\0';
             cfg_quote(quoted, sizeof(quoted), name);
-            cfg_error(err, err_len, "unknown option '%s'", quoted);
+            error_message_format(err, err_len, "unknown option '%s'", quoted);
             return CFG_ERROR;
         }
 
@@ -438,7 +428,7 @@ static enum cfg_status cfg_parse_args(const struct cfg_program *program,
         } else {
             /* A following "--x" is taken for the next flag, not a value: a
              * value that starts with "--" must be given as "--flag=--x". */
-            cfg_error(err, err_len, "%s: missing value", opt->flag);
+            error_message_format(err, err_len, "%s: missing value", opt->flag);
             return CFG_ERROR;
         }
 
@@ -483,7 +473,7 @@ enum cfg_status cfg_parse(const struct cfg_program *program, const struct cfg_op
 
     seen = calloc(count != 0 ? count : 1, sizeof(bool));
     if (seen == NULL) {
-        cfg_error(err, err_len, "%s: out of memory", program->name);
+        error_message_format(err, err_len, "%s: out of memory", program->name);
         goto done;
     }
     status = cfg_parse_args(program, options, count, argc, argv, seen, err, err_len);

@@ -5,6 +5,8 @@
 
 #include <event2/buffer.h>
 
+#include "core/constant_time.h"
+
 static const double bucket_bounds[METRICS_BUCKETS] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 };
@@ -59,13 +61,10 @@ void metrics_write_histogram(struct evbuffer *out, const char *name, const char 
 int metrics_authorized(const char *authorization, size_t len, const char *token)
 {
     size_t token_len;
-    unsigned char diff = 0;
     if (!token || !*token)
         return 1;
     token_len = strlen(token);
     if (!authorization || len != 7 + token_len || strncasecmp(authorization, "Bearer ", 7) != 0)
         return 0;
-    for (size_t i = 0; i < token_len; i++)
-        diff |= (unsigned char)(authorization[7 + i] ^ token[i]);
-    return diff == 0;
+    return (int)constant_time_equal(authorization + 7, token, token_len);
 }
