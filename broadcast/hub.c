@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "auth/auth_store.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "net/conn_flush.h"
 #include "net/conn_write.h"
@@ -23,20 +24,6 @@
  * close codes maps them to its own way of ending. */
 #define CLOSE_POLICY 1008
 #define CLOSE_TRY_AGAIN_LATER 1013
-
-uint64_t hub_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void arm_at(struct event *timer, uint64_t deadline_ms)
-{
-    uint64_t now = hub_now_ms(), delay = deadline_ms > now ? deadline_ms - now : 0;
-    struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)((delay % 1000) * 1000)};
-    evtimer_add(timer, &tv);
-}
 
 /* --- lists ---------------------------------------------------------------- */
 
@@ -64,10 +51,10 @@ static struct subscriber *subscriber_of_deadline(struct list_node *node)
 static void deadline_push(struct list_node *list, struct event *timer, struct subscriber *sub,
                           unsigned delay_ms)
 {
-    sub->deadline_ms = hub_now_ms() + delay_ms;
+    sub->deadline_ms = clock_now_ms() + delay_ms;
     list_push_back(list, &sub->deadline_node);
     if (list_front(list) == &sub->deadline_node)
-        arm_at(timer, sub->deadline_ms);
+        clock_arm_at(timer, sub->deadline_ms);
 }
 
 static void deadline_remove(struct subscriber *sub)
@@ -88,7 +75,7 @@ static uint64_t deadline_first(const struct list_node *list)
 static void init_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct hub *hub = arg;
-    uint64_t now = hub_now_ms();
+    uint64_t now = clock_now_ms();
     struct subscriber *sub;
     while ((sub = subscriber_of_deadline(list_front(&hub->init_wait))) && sub->deadline_ms <= now) {
         deadline_remove(sub);
@@ -98,20 +85,20 @@ static void init_timer_cb(evutil_socket_t fd, short what, void *arg)
         hub_close_subscriber(sub, CLOSE_POLICY, "no successful init in time");
     }
     if (deadline_first(&hub->init_wait))
-        arm_at(hub->init_timer, deadline_first(&hub->init_wait));
+        clock_arm_at(hub->init_timer, deadline_first(&hub->init_wait));
 }
 
 static void close_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct hub *hub = arg;
-    uint64_t now = hub_now_ms();
+    uint64_t now = clock_now_ms();
     struct subscriber *sub;
     while ((sub = subscriber_of_deadline(list_front(&hub->closing))) && sub->deadline_ms <= now) {
         log_debug("%s %s: close not completed in time: dropped", sub->ops->name, sub->peer);
         hub_free_subscriber(sub);
     }
     if (deadline_first(&hub->closing))
-        arm_at(hub->close_timer, deadline_first(&hub->closing));
+        clock_arm_at(hub->close_timer, deadline_first(&hub->closing));
 }
 
 /* Visits each subscriber once per ping interval: one that left the last
@@ -157,7 +144,7 @@ static void trim_timer_cb(evutil_socket_t fd, short what, void *arg)
     struct hub *hub = arg;
     hub->sessions_ended = 0;
     hub->released_bytes = 0;
-    hub->last_trim_ms = hub_now_ms();
+    hub->last_trim_ms = clock_now_ms();
     malloc_trim(0);
 }
 
@@ -184,11 +171,10 @@ static void recheck_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 static void hub_trim_soon(struct hub *hub, bool at_once)
 {
-    uint64_t now = hub_now_ms(), earliest = hub->last_trim_ms + HUB_TRIM_MIN_INTERVAL_MS;
-    uint64_t delay = at_once || earliest <= now ? 0 : earliest - now;
-    struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000 * 1000)};
-    if (at_once || !evtimer_pending(hub->trim_timer, NULL))
-        evtimer_add(hub->trim_timer, &tv);
+    if (at_once)
+        clock_arm_at(hub->trim_timer, 0);
+    else if (!evtimer_pending(hub->trim_timer, NULL))
+        clock_arm_at(hub->trim_timer, hub->last_trim_ms + HUB_TRIM_MIN_INTERVAL_MS);
 }
 
 /* Counts a subscriber gone. Freed heap is handed back to the system
@@ -369,7 +355,7 @@ static bool recheck_some(struct hub *hub)
 {
     const struct auth_sources *sources = auth_store_sources(hub->auth);
     int64_t now = (int64_t)time(NULL);
-    uint64_t started_ms = hub_now_ms();
+    uint64_t started_ms = clock_now_ms();
     unsigned checked = 0;
     bool visited = false;
     while (hub->recheck_cursor) {
@@ -377,7 +363,7 @@ static bool recheck_some(struct hub *hub)
         struct auth_identity identity;
         int rc;
         if (checked >= HUB_RECHECK_BATCH ||
-            (visited && hub_now_ms() - started_ms >= HUB_RECHECK_BUDGET_MS))
+            (visited && clock_now_ms() - started_ms >= HUB_RECHECK_BUDGET_MS))
             return true;
         visited = true;
         sub = subscriber_of_registry(hub->recheck_cursor);
@@ -428,7 +414,7 @@ int hub_init(struct hub *hub, struct event_base *base, const struct hub_limits *
     hub->limits = *limits;
     hub->auth = auth;
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
-        seed = hub_now_ms() ^ (uint64_t)(uintptr_t)hub;
+        seed = clock_now_ms() ^ (uint64_t)(uintptr_t)hub;
     hub->subs = subs_index_new(seed);
     hub->init_timer = evtimer_new(base, init_timer_cb, hub);
     hub->close_timer = evtimer_new(base, close_timer_cb, hub);
@@ -440,7 +426,7 @@ int hub_init(struct hub *hub, struct event_base *base, const struct hub_limits *
         !hub->trim_timer || !hub->flush_event || !hub->recheck_timer)
         return -1;
     event_add(hub->ping_timer, &ping);
-    hub->last_trim_ms = hub_now_ms();
+    hub->last_trim_ms = clock_now_ms();
     conn_set_release_hook(hub_connection_released, hub);
     return 0;
 }

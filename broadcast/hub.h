@@ -176,7 +176,4 @@ void hub_end_subscriber(struct subscriber *sub);
  * (closed at once), unless the transport took it first (sub->bev NULL). */
 void hub_free_subscriber(struct subscriber *sub);
 
-/* Monotonic milliseconds, for deadlines. */
-uint64_t hub_now_ms(void);
-
 #endif

@@ -9,6 +9,7 @@
 #include <event2/event.h>
 
 #include "auth/auth_store.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/rate_limit.h"
 #include "hub.h"
@@ -185,7 +186,7 @@ reject:
 
 const char *init_handler_message(struct subscriber *sub, const uint8_t *text, size_t len)
 {
-    if (!rate_bucket_take(&sub->inits, &init_rate, hub_now_ms())) {
+    if (!rate_bucket_take(&sub->inits, &init_rate, clock_now_ms())) {
         sub->hub->counters.init_rate_closes++;
         log_info("%s %s: more than %d inits at once or %d a second: closing (1008)", sub->ops->name,
                  sub->peer, INIT_BURST, 1000 / INIT_INTERVAL_MS);
