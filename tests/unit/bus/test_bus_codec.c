@@ -1,5 +1,7 @@
 /* Unit tests for common/bus/bus_codec.c: round trips, frames split at every byte,
- * streams of frames, and every malformed header and body the decoder refuses. */
+ * streams of frames, every malformed header and body the decoder refuses, and
+ * the decoder as each daemon's side drives it: a stream arriving in chunks,
+ * kinds refused by direction, and a stream that ends inside a frame. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,9 +14,11 @@
 #include "bus/bus_codec.h"
 
 #define MAX_MESSAGE 1024
+/* Where the kind sits in the header: the byte that decides most refusals. */
+#define KIND_BYTE 4
 
-/* Decodes as a side that receives every kind would: these tests are about
- * the frames themselves. */
+/* Decodes as a side that receives every kind would: for the tests about the
+ * frames themselves (the stream tests below use each daemon's direction). */
 static int decode_any(const uint8_t *buf, size_t len, size_t max_message, struct bus_frame *out,
                       size_t *frame_len)
 {
@@ -438,6 +442,207 @@ static void test_status_text_names_every_status(void **state)
     }
 }
 
+/* --- streams: the decoder as the daemons drive it ------------------------------------------- */
+
+static const struct bus_decoder from_listen = {BUS_KINDS_FROM_LISTEN, MAX_MESSAGE};
+static const struct bus_decoder from_broadcast = {BUS_KINDS_FROM_BROADCAST, 0};
+
+#define STREAM_FRAMES 8
+
+struct received {
+    enum bus_kind kind;
+    uint64_t seq;
+    char type[BUS_TYPE_MAX + 1];
+    char message[MAX_MESSAGE + 1];
+};
+
+/* A receiving side: bytes arrive in chunks and are kept, every whole frame is
+ * taken off the front as soon as it is in, and a protocol error ends it. */
+struct stream {
+    const struct bus_decoder *dec;
+    uint8_t buf[4096];
+    size_t len;
+    struct received frames[STREAM_FRAMES];
+    size_t count;
+    int status; /* of the last bus_decoder_next: BUS_AGAIN while it goes on */
+};
+
+static void stream_init(struct stream *s, const struct bus_decoder *dec)
+{
+    memset(s, 0, sizeof(*s));
+    s->dec = dec;
+    s->status = BUS_AGAIN;
+}
+
+static void stream_feed(struct stream *s, const uint8_t *data, size_t n)
+{
+    struct bus_frame f;
+    size_t frame_len;
+
+    assert_int_equal(s->status, BUS_AGAIN); /* nothing is read after an error */
+    assert_true(n <= sizeof(s->buf) - s->len);
+    memcpy(s->buf + s->len, data, n);
+    s->len += n;
+    for (;;) {
+        s->status = bus_decoder_next(s->dec, s->buf, s->len, &f, &frame_len);
+        if (s->status == BUS_AGAIN)
+            assert_true(frame_len > s->len);
+        if (s->status != BUS_OK)
+            return;
+        assert_true(frame_len <= s->len);
+        assert_true(s->count < STREAM_FRAMES);
+        struct received *r = &s->frames[s->count++];
+        r->kind = f.kind;
+        r->seq = f.seq;
+        if (f.kind == BUS_KIND_EVENT) { /* type and message are NULL otherwise */
+            memcpy(r->type, f.type, f.type_len);
+            memcpy(r->message, f.message, f.message_len);
+        }
+        r->type[f.type_len] = '\0';
+        r->message[f.message_len] = '\0';
+        memmove(s->buf, s->buf + frame_len, s->len - frame_len);
+        s->len -= frame_len;
+    }
+}
+
+/* HELLO, then two EVENTs: what a listen daemon sends first. */
+static size_t build_listen_stream(uint8_t *out)
+{
+    size_t n = bus_encode_hello(out);
+
+    n += build_event(out + n, 1, "alpha", "{\"type\":\"event\",\"event\":\"alpha\"}");
+    n += build_event(out + n, 2, "b", "x");
+    return n;
+}
+
+static void assert_listen_stream_received(const struct stream *s)
+{
+    assert_int_equal(s->status, BUS_AGAIN);
+    assert_int_equal(s->len, 0);
+    assert_int_equal(s->count, 3);
+    assert_int_equal(s->frames[0].kind, BUS_KIND_HELLO);
+    assert_int_equal(s->frames[1].kind, BUS_KIND_EVENT);
+    assert_true(s->frames[1].seq == 1);
+    assert_string_equal(s->frames[1].type, "alpha");
+    assert_string_equal(s->frames[1].message, "{\"type\":\"event\",\"event\":\"alpha\"}");
+    assert_int_equal(s->frames[2].kind, BUS_KIND_EVENT);
+    assert_true(s->frames[2].seq == 2);
+    assert_string_equal(s->frames[2].type, "b");
+    assert_string_equal(s->frames[2].message, "x");
+}
+
+static void test_stream_split_at_every_byte_boundary_yields_the_same_frames(void **state)
+{
+    uint8_t wire[512];
+    size_t n = build_listen_stream(wire);
+    struct stream s;
+
+    for (size_t split = 0; split <= n; split++) {
+        stream_init(&s, &from_listen);
+        stream_feed(&s, wire, split);
+        stream_feed(&s, wire + split, n - split);
+        assert_listen_stream_received(&s);
+    }
+    stream_init(&s, &from_listen);
+    for (size_t i = 0; i < n; i++)
+        stream_feed(&s, wire + i, 1);
+    assert_listen_stream_received(&s);
+}
+
+static void test_stream_several_frames_in_one_chunk_come_out_one_by_one(void **state)
+{
+    uint8_t wire[512];
+    size_t n = build_listen_stream(wire);
+    struct stream s;
+
+    size_t last = build_event(wire + n, 3, "c", "next");
+
+    /* The chunk also holds the first 3 bytes of the next frame: kept for later. */
+    stream_init(&s, &from_listen);
+    stream_feed(&s, wire, n + 3);
+    assert_int_equal(s.count, 3);
+    assert_int_equal(s.len, 3);
+    assert_int_equal(s.status, BUS_AGAIN);
+    stream_feed(&s, wire + n + 3, last - 3);
+    assert_int_equal(s.count, 4);
+    assert_true(s.frames[3].seq == 3);
+    assert_string_equal(s.frames[3].message, "next");
+    assert_int_equal(s.len, 0);
+}
+
+static void test_stream_oversized_event_refused_before_its_body_is_buffered(void **state)
+{
+    uint8_t hdr[BUS_HEADER_LEN] = {0, 0, 0, 0, BUS_KIND_EVENT, 0, 0, 0};
+    uint8_t hello[BUS_HELLO_FRAME_LEN];
+    struct stream s;
+
+    /* One byte over what the longest type and MAX_MESSAGE could need. */
+    put_be32(hdr, 8 + 1 + BUS_TYPE_MAX + MAX_MESSAGE + 1);
+    stream_init(&s, &from_listen);
+    stream_feed(&s, hello, bus_encode_hello(hello));
+    for (size_t i = 0; i < sizeof(hdr) && s.status == BUS_AGAIN; i++)
+        stream_feed(&s, hdr + i, 1);
+    assert_int_equal(s.status, BUS_ERR_TOO_LARGE);
+    /* Refused with its kind byte: not even the whole header was waited for. */
+    assert_int_equal(s.len, KIND_BYTE + 1);
+}
+
+static void test_stream_kind_from_the_wrong_direction_is_refused_at_its_kind_byte(void **state)
+{
+    uint8_t event[BUS_EVENT_HEAD_MAX + 16];
+    uint8_t ack[BUS_ACK_FRAME_LEN];
+    uint8_t hello[BUS_HELLO_FRAME_LEN];
+    uint8_t huge_event[BUS_HEADER_LEN] = {0xff, 0xff, 0xff, 0xff, BUS_KIND_EVENT, 0, 0, 0};
+    uint8_t unknown[BUS_HEADER_LEN] = {0, 0, 0, 8, 9, 0, 0, 0};
+    struct {
+        const struct bus_decoder *dec;
+        const uint8_t *frame;
+        size_t len;
+        int status;
+    } cases[] = {
+        /* A broadcast daemon never sends EVENT, even one its length alone would refuse. */
+        {&from_broadcast, event, build_event(event, 1, "t", "m"), BUS_ERR_NOT_ALLOWED},
+        {&from_broadcast, huge_event, sizeof(huge_event), BUS_ERR_NOT_ALLOWED},
+        /* A listen daemon never sends ACK. */
+        {&from_listen, ack, bus_encode_ack(ack, 1), BUS_ERR_NOT_ALLOWED},
+        /* A kind nobody sends is another error on both sides. */
+        {&from_broadcast, unknown, sizeof(unknown), BUS_ERR_KIND},
+        {&from_listen, unknown, sizeof(unknown), BUS_ERR_KIND},
+    };
+    struct stream s;
+
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        stream_init(&s, cases[c].dec);
+        for (size_t i = 0; i < cases[c].len && s.status == BUS_AGAIN; i++)
+            stream_feed(&s, cases[c].frame + i, 1);
+        assert_int_equal(s.status, cases[c].status);
+        assert_int_equal(s.len, KIND_BYTE + 1);
+        assert_int_equal(s.count, 0);
+    }
+    /* Each side takes what its peer does send. */
+    stream_init(&s, &from_broadcast);
+    stream_feed(&s, ack, sizeof(ack));
+    stream_feed(&s, hello, bus_encode_hello(hello));
+    assert_int_equal(s.count, 2);
+    assert_int_equal(s.frames[0].kind, BUS_KIND_ACK);
+    assert_int_equal(s.frames[1].kind, BUS_KIND_HELLO);
+}
+
+static void test_stream_that_ends_inside_a_frame_is_truncated(void **state)
+{
+    uint8_t event[BUS_EVENT_HEAD_MAX + 16];
+    size_t n = build_event(event, 1, "type", "message");
+    uint8_t unknown[BUS_HEADER_LEN] = {0, 0, 0, 8, 9, 0, 0, 0};
+
+    /* Nothing left over: a clean end. */
+    assert_int_equal(bus_decoder_finish(&from_listen, event, 0), BUS_OK);
+    for (size_t i = 1; i < n; i++)
+        assert_int_equal(bus_decoder_finish(&from_listen, event, i), BUS_ERR_TRUNCATED);
+    /* Left-over bytes that are already wrong keep their own error. */
+    assert_int_equal(bus_decoder_finish(&from_listen, unknown, 5), BUS_ERR_KIND);
+    assert_int_equal(bus_decoder_finish(&from_broadcast, event, 5), BUS_ERR_NOT_ALLOWED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -465,6 +670,11 @@ int main(void)
         cmocka_unit_test(test_max_message_is_clamped_to_hard_max),
         cmocka_unit_test(test_encoder_refuses_bad_lengths),
         cmocka_unit_test(test_status_text_names_every_status),
+        cmocka_unit_test(test_stream_split_at_every_byte_boundary_yields_the_same_frames),
+        cmocka_unit_test(test_stream_several_frames_in_one_chunk_come_out_one_by_one),
+        cmocka_unit_test(test_stream_oversized_event_refused_before_its_body_is_buffered),
+        cmocka_unit_test(test_stream_kind_from_the_wrong_direction_is_refused_at_its_kind_byte),
+        cmocka_unit_test(test_stream_that_ends_inside_a_frame_is_truncated),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
