@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "bus/bus_codec.h"
+#include "bus_test_frames.h"
 
 #define MAX_MESSAGE 1024
 /* Where the kind sits in the header: the byte that decides most refusals. */
@@ -25,17 +26,6 @@ static int decode_any(const uint8_t *buf, size_t len, size_t max_message, struct
     const struct bus_decoder dec = {BUS_KINDS_FROM_LISTEN | BUS_KINDS_FROM_BROADCAST, max_message};
 
     return bus_decoder_next(&dec, buf, len, out, frame_len);
-}
-
-/* Builds a whole EVENT frame into out (which must be large enough). */
-static size_t build_event(uint8_t *out, uint64_t seq, const char *type, const char *message)
-{
-    size_t message_len = strlen(message);
-    size_t head = bus_encode_event_head(out, seq, type, strlen(type), message_len);
-
-    assert_true(head > 0);
-    memcpy(out + head, message, message_len);
-    return head + message_len;
 }
 
 static void put_be32(uint8_t *p, uint32_t v)

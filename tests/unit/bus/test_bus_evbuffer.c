@@ -11,6 +11,7 @@
 #include <event2/buffer.h>
 
 #include "bus/bus_evbuffer.h"
+#include "bus_test_frames.h"
 
 #define MAX_MESSAGE 70000
 
@@ -24,16 +25,6 @@ static void add_piece(struct evbuffer *in, const uint8_t *data, size_t len)
 {
     if (len > 0)
         assert_int_equal(evbuffer_add_reference(in, data, len, nothing_to_free, NULL), 0);
-}
-
-static size_t build_event(uint8_t *out, uint64_t seq, const char *type, const char *message)
-{
-    size_t message_len = strlen(message);
-    size_t head = bus_encode_event_head(out, seq, type, strlen(type), message_len);
-
-    assert_true(head > 0);
-    memcpy(out + head, message, message_len);
-    return head + message_len;
 }
 
 /* Takes the next frame off in, as the daemons' read callbacks do. */
