@@ -12,6 +12,7 @@
 #include <event2/listener.h>
 
 #include "bus/bus_codec.h"
+#include "bus/bus_evbuffer.h"
 #include "net/conn_write.h"
 #include "hub.h"
 #include "core/log.h"
@@ -59,10 +60,8 @@ static void peer_fail(struct bus_peer *peer, const char *reason)
     peer_free(peer);
 }
 
-static uint32_t read_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
+/* A listen daemon sends HELLO, then EVENTs of any size up to the hard limit. */
+static const struct bus_decoder peer_decoder = {BUS_KINDS_FROM_LISTEN, BUS_MESSAGE_HARD_MAX};
 
 /* Handles one decoded frame. Returns false when the peer was dropped. */
 static bool peer_handle_frame(struct bus_peer *peer, const struct bus_frame *frame)
@@ -98,31 +97,19 @@ static void peer_read_cb(struct bufferevent *bev, void *arg)
     uint64_t acked = peer->last_seq;
 
     for (;;) {
-        size_t len = evbuffer_get_length(in), need, frame_len = 0;
-        const uint8_t *buf;
         struct bus_frame frame;
-        int rc;
+        size_t frame_len = 0;
+        int rc = bus_evbuffer_next(&peer_decoder, in, &frame, &frame_len);
 
-        if (len == 0)
+        if (rc == BUS_AGAIN)
             break;
-        /* Validate the header as soon as it is in, so that an oversized or
-         * unknown frame is refused before its body is waited for. */
-        buf = evbuffer_pullup(in, (ev_ssize_t)(len < BUS_HEADER_LEN ? len : BUS_HEADER_LEN));
-        rc = bus_frame_decode(buf, len < BUS_HEADER_LEN ? len : BUS_HEADER_LEN,
-                              BUS_MESSAGE_HARD_MAX, &frame, &frame_len);
-        if (rc != BUS_AGAIN && rc != BUS_OK) {
-            peer_fail(peer, bus_status_text(rc));
+        if (rc == BUS_ERR_NOT_ALLOWED) {
+            /* An ACK: refused as soon as its kind is in. */
+            peer_fail(peer, peer->greeted ? "unexpected frame kind" : "first frame is not HELLO");
             return;
         }
-        if (len < BUS_HEADER_LEN)
-            break;
-        need = BUS_HEADER_LEN + read_be32(buf);
-        if (len < need)
-            break;
-        buf = evbuffer_pullup(in, (ev_ssize_t)need);
-        rc = bus_frame_decode(buf, need, BUS_MESSAGE_HARD_MAX, &frame, &frame_len);
         if (rc != BUS_OK) {
-            peer_fail(peer, bus_status_text(rc == BUS_AGAIN ? BUS_ERR_MALFORMED : rc));
+            peer_fail(peer, bus_status_text(rc));
             return;
         }
         if (!peer_handle_frame(peer, &frame))

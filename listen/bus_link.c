@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "bus/bus_codec.h"
+#include "bus/bus_evbuffer.h"
 #include "net/conn_write.h"
 #include "core/log.h"
 
@@ -127,26 +128,26 @@ static void link_handle_ack(struct bus_link *link, uint64_t seq)
         link_arm(link, link->ack_timeout_ms);
 }
 
+/* The broadcast daemon only ever sends HELLO and ACK frames. */
+static const struct bus_decoder link_decoder = {BUS_KINDS_FROM_BROADCAST, 0};
+
 static void link_read_cb(struct bufferevent *bev, void *arg)
 {
     struct bus_link *link = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
 
-    /* The peer only ever sends HELLO and ACK frames (16 bytes); anything
-     * else, or anything malformed, ends the connection. */
-    while (link->bev && evbuffer_get_length(in) > 0) {
-        size_t len = evbuffer_get_length(in), frame_len = 0;
-        size_t take = len < BUS_ACK_FRAME_LEN ? len : BUS_ACK_FRAME_LEN;
-        const uint8_t *buf = evbuffer_pullup(in, (ev_ssize_t)take);
+    /* Anything other than HELLO and ACK, or anything malformed, ends the
+     * connection. */
+    while (link->bev) {
         struct bus_frame frame;
-        int rc;
-        if (take > 4 && buf[4] != BUS_KIND_HELLO && buf[4] != BUS_KIND_ACK) {
+        size_t frame_len = 0;
+        int rc = bus_evbuffer_next(&link_decoder, in, &frame, &frame_len);
+        if (rc == BUS_AGAIN)
+            return;
+        if (rc == BUS_ERR_KIND || rc == BUS_ERR_NOT_ALLOWED) {
             link_drop(link, "unexpected frame kind from peer (protocol error)");
             return;
         }
-        rc = bus_frame_decode(buf, take, 1, &frame, &frame_len);
-        if (rc == BUS_AGAIN)
-            return;
         if (rc != BUS_OK) {
             link_drop(link, bus_status_text(rc));
             return;

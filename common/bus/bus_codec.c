@@ -1,9 +1,10 @@
 /* Bus frame codec: see bus_codec.h for the wire format.
  *
  * The decoder checks the header one byte position at a time, in the order
- * the bytes arrive (kind and body_len are judged as soon as byte 4 is there,
- * then flags, then reserved), so a prefix of a frame never yields a verdict
- * the whole frame would contradict: it is either BUS_AGAIN or the same error.
+ * the bytes arrive (the kind, whether this side receives it, and body_len
+ * are judged as soon as byte 4 is there, then flags, then reserved), so a
+ * prefix of a frame never yields a verdict the whole frame would contradict:
+ * it is either BUS_AGAIN or the same error.
  */
 #include "bus/bus_codec.h"
 
@@ -58,9 +59,16 @@ static void put_header(uint8_t *p, uint32_t body_len, enum bus_kind kind)
     put_u16(p + BUS_OFF_RESERVED, 0);
 }
 
-/* Judges body_len against its kind; the kind is known to be valid. */
-static int check_body_len(uint32_t body_len, uint8_t kind, size_t max_message)
+/* Judges the kind, then body_len against it. An unknown kind is BUS_ERR_KIND
+ * and a known one this side never receives BUS_ERR_NOT_ALLOWED, whatever
+ * body_len says. */
+static int check_kind_and_body_len(uint32_t body_len, uint8_t kind, const struct bus_decoder *dec,
+                                   size_t max_message)
 {
+    if (kind != BUS_KIND_HELLO && kind != BUS_KIND_EVENT && kind != BUS_KIND_ACK)
+        return BUS_ERR_KIND;
+    if (!(dec->allowed_kinds & BUS_KIND_BIT(kind)))
+        return BUS_ERR_NOT_ALLOWED;
     switch (kind) {
     case BUS_KIND_HELLO:
     case BUS_KIND_ACK:
@@ -80,13 +88,14 @@ static int check_body_len(uint32_t body_len, uint8_t kind, size_t max_message)
 }
 
 /* Validates whatever part of the 8-byte header is present. */
-static int check_header(const uint8_t *buf, size_t len, size_t max_message)
+static int check_header(const uint8_t *buf, size_t len, const struct bus_decoder *dec,
+                        size_t max_message)
 {
     int rc;
 
     if (len <= BUS_OFF_KIND)
         return BUS_AGAIN;
-    rc = check_body_len(get_u32(buf), buf[BUS_OFF_KIND], max_message);
+    rc = check_kind_and_body_len(get_u32(buf), buf[BUS_OFF_KIND], dec, max_message);
     if (rc != BUS_OK)
         return rc;
     if (len <= BUS_OFF_FLAGS)
@@ -131,22 +140,27 @@ static int decode_event(const uint8_t *body, size_t body_len, size_t max_message
     return BUS_OK;
 }
 
-int bus_frame_decode(const uint8_t *buf, size_t len, size_t max_message, struct bus_frame *out,
-                     size_t *frame_len)
+int bus_decoder_next(const struct bus_decoder *dec, const uint8_t *buf, size_t len,
+                     struct bus_frame *out, size_t *frame_len)
 {
     struct bus_frame frame = {0};
+    size_t max_message = dec->max_message;
     uint32_t body_len;
     int rc;
 
     if (max_message > BUS_MESSAGE_HARD_MAX)
         max_message = BUS_MESSAGE_HARD_MAX;
-    rc = check_header(buf, len, max_message);
+    rc = check_header(buf, len, dec, max_message);
+    if (rc == BUS_AGAIN && len < BUS_HEADER_LEN)
+        *frame_len = BUS_HEADER_LEN;
     if (rc != BUS_OK)
         return rc;
     body_len = get_u32(buf);
     /* body_len was bounded by check_header, so this cannot overflow. */
-    if (len - BUS_HEADER_LEN < body_len)
+    if (len - BUS_HEADER_LEN < body_len) {
+        *frame_len = BUS_HEADER_LEN + (size_t)body_len;
         return BUS_AGAIN;
+    }
 
     frame.kind = (enum bus_kind)buf[BUS_OFF_KIND];
     switch (frame.kind) {
@@ -167,6 +181,18 @@ int bus_frame_decode(const uint8_t *buf, size_t len, size_t max_message, struct 
     *out = frame;
     *frame_len = BUS_HEADER_LEN + (size_t)body_len;
     return BUS_OK;
+}
+
+int bus_decoder_finish(const struct bus_decoder *dec, const uint8_t *buf, size_t len)
+{
+    struct bus_frame frame;
+    size_t frame_len;
+    int rc;
+
+    if (len == 0)
+        return BUS_OK;
+    rc = bus_decoder_next(dec, buf, len, &frame, &frame_len);
+    return rc == BUS_AGAIN ? BUS_ERR_TRUNCATED : rc;
 }
 
 size_t bus_encode_hello(uint8_t out[BUS_HELLO_FRAME_LEN])
@@ -213,6 +239,10 @@ const char *bus_status_text(int status)
         return "malformed frame";
     case BUS_ERR_VERSION:
         return "peer speaks another bus protocol or version";
+    case BUS_ERR_NOT_ALLOWED:
+        return "frame kind not sent in this direction";
+    case BUS_ERR_TRUNCATED:
+        return "stream ended inside a frame";
     default:
         return "unknown bus status";
     }

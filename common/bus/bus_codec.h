@@ -13,16 +13,18 @@
  *            parsing JSON. message: the finished subscriber message text,
  *            {"type":"event","event":...,"data":...}, at least 1 byte and
  *            at most the decoder's max_message bytes.
- *   ACK      u64 seq                                                body_len 8 (broadcast ->
- * listen) Cumulative: every EVENT of this connection with a sequence number up to and including seq
- * is queued to every current subscriber of its type.
+ *   ACK      u64 seq                                                body_len 8
+ *            (broadcast -> listen). Cumulative: every EVENT of this
+ *            connection with a sequence number up to and including seq is
+ *            queued to every current subscriber of its type.
  *
  * Sequence numbers are per connection, start at 1 and increase by one.
  *
  * The decoder treats the peer as untrusted: every length is checked against
  * the bytes present and against max_message before anything is read, unknown
- * kinds and non-zero flags are errors, and a header announcing an oversized
- * body is refused as soon as its 8 bytes are present. Pure: no I/O.
+ * kinds, kinds the receiving side never takes and non-zero flags are errors,
+ * and a header announcing an oversized body is refused as soon as its 8 bytes
+ * are present. Pure: no I/O (bus_evbuffer.h feeds it from a libevent buffer).
  */
 #ifndef EVS_BUS_CODEC_H
 #define EVS_BUS_CODEC_H
@@ -46,13 +48,20 @@ enum bus_kind {
     BUS_KIND_ACK = 3,
 };
 
+/* The kinds each side may receive, as masks for struct bus_decoder. */
+#define BUS_KIND_BIT(kind) (1u << (kind))
+#define BUS_KINDS_FROM_LISTEN (BUS_KIND_BIT(BUS_KIND_HELLO) | BUS_KIND_BIT(BUS_KIND_EVENT))
+#define BUS_KINDS_FROM_BROADCAST (BUS_KIND_BIT(BUS_KIND_HELLO) | BUS_KIND_BIT(BUS_KIND_ACK))
+
 enum bus_status {
     BUS_OK = 0,
-    BUS_AGAIN = -1,         /* the bytes so far are a valid prefix; need more */
-    BUS_ERR_TOO_LARGE = -2, /* body_len over the limit for its kind */
-    BUS_ERR_KIND = -3,      /* unknown kind */
-    BUS_ERR_MALFORMED = -4, /* bad flags/reserved, wrong body size, bad type length */
-    BUS_ERR_VERSION = -5,   /* HELLO with another magic or version */
+    BUS_AGAIN = -1,           /* the bytes so far are a valid prefix; need more */
+    BUS_ERR_TOO_LARGE = -2,   /* body_len over the limit for its kind */
+    BUS_ERR_KIND = -3,        /* unknown kind */
+    BUS_ERR_MALFORMED = -4,   /* bad flags/reserved, wrong body size, bad type length */
+    BUS_ERR_VERSION = -5,     /* HELLO with another magic or version */
+    BUS_ERR_NOT_ALLOWED = -6, /* a known kind this side never receives */
+    BUS_ERR_TRUNCATED = -7,   /* the stream ended inside a frame */
 };
 
 /* A decoded frame. type and message point into the decoded buffer
@@ -67,12 +76,38 @@ struct bus_frame {
     size_t message_len;
 };
 
-/* Decodes the frame at the start of buf[0..len).
- * Returns BUS_OK with *out and *frame_len (header + body bytes) set,
- * BUS_AGAIN when buf holds a valid but incomplete frame, or a BUS_ERR_*.
- * max_message bounds an EVENT's message (clamped to BUS_MESSAGE_HARD_MAX). */
-int bus_frame_decode(const uint8_t *buf, size_t len, size_t max_message, struct bus_frame *out,
-                     size_t *frame_len);
+/* One direction of a bus connection, as its receiving side decodes it.
+ * allowed_kinds: BUS_KINDS_FROM_LISTEN (the broadcast daemon's side) or
+ * BUS_KINDS_FROM_BROADCAST (the listen daemon's side). max_message bounds an
+ * EVENT's message (clamped to BUS_MESSAGE_HARD_MAX; unused when EVENT is not
+ * allowed). Holds no bytes and no position: the caller keeps the stream's
+ * unconsumed bytes, so the same decoder serves a byte slice or an evbuffer. */
+struct bus_decoder {
+    unsigned allowed_kinds;
+    size_t max_message;
+};
+
+/* Decodes the next frame from buf[0..len), the stream's bytes not yet
+ * consumed. The header is judged byte by byte as it arrives (kind, then the
+ * kind's body length, then flags and reserved), so a prefix never yields a
+ * verdict the whole frame would contradict, and an oversized, unknown or
+ * not-allowed frame is refused before its body is waited for. Returns:
+ *   BUS_OK       *out is the frame (borrowing from buf) and *frame_len its
+ *                length: consume that many bytes, then call again for the next.
+ *   BUS_AGAIN    buf is a valid prefix; *frame_len (> len) is how many bytes
+ *                are needed in one piece before a call can say more: the
+ *                header's length until the header is in, then the frame's.
+ *   BUS_ERR_KIND, BUS_ERR_NOT_ALLOWED, BUS_ERR_TOO_LARGE, BUS_ERR_MALFORMED,
+ *   BUS_ERR_VERSION
+ *                the peer broke the protocol: close the connection. *out and
+ *                *frame_len are untouched. */
+int bus_decoder_next(const struct bus_decoder *dec, const uint8_t *buf, size_t len,
+                     struct bus_frame *out, size_t *frame_len);
+
+/* At the end of the stream, judges the len bytes bus_decoder_next left
+ * unconsumed: BUS_OK when there are none, BUS_ERR_TRUNCATED when they are the
+ * start of a frame that never ended, or the error they already are. */
+int bus_decoder_finish(const struct bus_decoder *dec, const uint8_t *buf, size_t len);
 
 /* Encoders write into caller-provided space and return the bytes written. */
 size_t bus_encode_hello(uint8_t out[BUS_HELLO_FRAME_LEN]);

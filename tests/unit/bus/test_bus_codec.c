@@ -1,5 +1,7 @@
 /* Unit tests for common/bus/bus_codec.c: round trips, frames split at every byte,
- * streams of frames, and every malformed header and body the decoder refuses. */
+ * streams of frames, every malformed header and body the decoder refuses, and
+ * the decoder as each daemon's side drives it: a stream arriving in chunks,
+ * kinds refused by direction, and a stream that ends inside a frame. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,18 +12,20 @@
 #include <cmocka.h>
 
 #include "bus/bus_codec.h"
+#include "bus_test_frames.h"
 
 #define MAX_MESSAGE 1024
+/* Where the kind sits in the header: the byte that decides most refusals. */
+#define KIND_BYTE 4
 
-/* Builds a whole EVENT frame into out (which must be large enough). */
-static size_t build_event(uint8_t *out, uint64_t seq, const char *type, const char *message)
+/* Decodes as a side that receives every kind would: for the tests about the
+ * frames themselves (the stream tests below use each daemon's direction). */
+static int decode_any(const uint8_t *buf, size_t len, size_t max_message, struct bus_frame *out,
+                      size_t *frame_len)
 {
-    size_t message_len = strlen(message);
-    size_t head = bus_encode_event_head(out, seq, type, strlen(type), message_len);
+    const struct bus_decoder dec = {BUS_KINDS_FROM_LISTEN | BUS_KINDS_FROM_BROADCAST, max_message};
 
-    assert_true(head > 0);
-    memcpy(out + head, message, message_len);
-    return head + message_len;
+    return bus_decoder_next(&dec, buf, len, out, frame_len);
 }
 
 static void put_be32(uint8_t *p, uint32_t v)
@@ -39,7 +43,7 @@ static void test_hello_round_trip(void **state)
     size_t frame_len = 0;
 
     assert_int_equal(bus_encode_hello(buf), BUS_HELLO_FRAME_LEN);
-    assert_int_equal(bus_frame_decode(buf, sizeof(buf), MAX_MESSAGE, &f, &frame_len), BUS_OK);
+    assert_int_equal(decode_any(buf, sizeof(buf), MAX_MESSAGE, &f, &frame_len), BUS_OK);
     assert_int_equal(frame_len, BUS_HELLO_FRAME_LEN);
     assert_int_equal(f.kind, BUS_KIND_HELLO);
     assert_int_equal(f.version, BUS_PROTOCOL_VERSION);
@@ -55,7 +59,7 @@ static void test_ack_round_trip(void **state)
     size_t frame_len = 0;
 
     assert_int_equal(bus_encode_ack(buf, 0x0102030405060708ull), BUS_ACK_FRAME_LEN);
-    assert_int_equal(bus_frame_decode(buf, sizeof(buf), MAX_MESSAGE, &f, &frame_len), BUS_OK);
+    assert_int_equal(decode_any(buf, sizeof(buf), MAX_MESSAGE, &f, &frame_len), BUS_OK);
     assert_int_equal(frame_len, BUS_ACK_FRAME_LEN);
     assert_int_equal(f.kind, BUS_KIND_ACK);
     assert_true(f.seq == 0x0102030405060708ull);
@@ -72,7 +76,7 @@ static void test_event_round_trip(void **state)
     size_t n = build_event(buf, 42, "news", message);
 
     assert_int_equal(n, BUS_HEADER_LEN + 8 + 1 + 4 + strlen(message));
-    assert_int_equal(bus_frame_decode(buf, n, MAX_MESSAGE, &f, &frame_len), BUS_OK);
+    assert_int_equal(decode_any(buf, n, MAX_MESSAGE, &f, &frame_len), BUS_OK);
     assert_int_equal(frame_len, n);
     assert_int_equal(f.kind, BUS_KIND_EVENT);
     assert_true(f.seq == 42);
@@ -95,7 +99,7 @@ static void test_event_round_trip_longest_type(void **state)
     size_t head = bus_encode_event_head(buf, 7, type, sizeof(type), 1);
     assert_int_equal(head, BUS_EVENT_HEAD_MAX);
     buf[head] = 'm';
-    assert_int_equal(bus_frame_decode(buf, head + 1, MAX_MESSAGE, &f, &frame_len), BUS_OK);
+    assert_int_equal(decode_any(buf, head + 1, MAX_MESSAGE, &f, &frame_len), BUS_OK);
     assert_int_equal(frame_len, head + 1);
     assert_int_equal(f.type_len, BUS_TYPE_MAX);
     assert_int_equal(f.message_len, 1);
@@ -107,12 +111,13 @@ static void assert_every_prefix_is_again(const uint8_t *buf, size_t n)
     struct bus_frame f;
     size_t frame_len;
 
+    /* Each time, it says how many bytes it needs in one piece to say more. */
     for (size_t i = 0; i < n; i++) {
         frame_len = 12345;
-        assert_int_equal(bus_frame_decode(buf, i, MAX_MESSAGE, &f, &frame_len), BUS_AGAIN);
-        assert_int_equal(frame_len, 12345);
+        assert_int_equal(decode_any(buf, i, MAX_MESSAGE, &f, &frame_len), BUS_AGAIN);
+        assert_int_equal(frame_len, i < BUS_HEADER_LEN ? BUS_HEADER_LEN : n);
     }
-    assert_int_equal(bus_frame_decode(buf, n, MAX_MESSAGE, &f, &frame_len), BUS_OK);
+    assert_int_equal(decode_any(buf, n, MAX_MESSAGE, &f, &frame_len), BUS_OK);
     assert_int_equal(frame_len, n);
 }
 
@@ -140,11 +145,11 @@ static void test_concatenated_frames_decode_one_after_another(void **state)
     n += build_event(buf + n, 2, "beta", "second message");
     n += bus_encode_ack(buf + n, 2);
 
-    assert_int_equal(bus_frame_decode(buf + off, n - off, MAX_MESSAGE, &f, &frame_len), BUS_OK);
+    assert_int_equal(decode_any(buf + off, n - off, MAX_MESSAGE, &f, &frame_len), BUS_OK);
     assert_int_equal(f.kind, BUS_KIND_HELLO);
     off += frame_len;
 
-    assert_int_equal(bus_frame_decode(buf + off, n - off, MAX_MESSAGE, &f, &frame_len), BUS_OK);
+    assert_int_equal(decode_any(buf + off, n - off, MAX_MESSAGE, &f, &frame_len), BUS_OK);
     assert_int_equal(f.kind, BUS_KIND_EVENT);
     assert_true(f.seq == 1);
     assert_int_equal(f.type_len, 5);
@@ -153,20 +158,20 @@ static void test_concatenated_frames_decode_one_after_another(void **state)
     assert_memory_equal(f.message, "first", 5);
     off += frame_len;
 
-    assert_int_equal(bus_frame_decode(buf + off, n - off, MAX_MESSAGE, &f, &frame_len), BUS_OK);
+    assert_int_equal(decode_any(buf + off, n - off, MAX_MESSAGE, &f, &frame_len), BUS_OK);
     assert_int_equal(f.kind, BUS_KIND_EVENT);
     assert_true(f.seq == 2);
     assert_memory_equal(f.type, "beta", 4);
     assert_int_equal(f.message_len, strlen("second message"));
     off += frame_len;
 
-    assert_int_equal(bus_frame_decode(buf + off, n - off, MAX_MESSAGE, &f, &frame_len), BUS_OK);
+    assert_int_equal(decode_any(buf + off, n - off, MAX_MESSAGE, &f, &frame_len), BUS_OK);
     assert_int_equal(f.kind, BUS_KIND_ACK);
     assert_true(f.seq == 2);
     off += frame_len;
 
     assert_int_equal(off, n);
-    assert_int_equal(bus_frame_decode(buf + off, n - off, MAX_MESSAGE, &f, &frame_len), BUS_AGAIN);
+    assert_int_equal(decode_any(buf + off, n - off, MAX_MESSAGE, &f, &frame_len), BUS_AGAIN);
 }
 
 static void test_oversized_event_refused_with_only_header(void **state)
@@ -176,15 +181,13 @@ static void test_oversized_event_refused_with_only_header(void **state)
     size_t frame_len;
 
     put_be32(hdr, 8 + 1 + BUS_TYPE_MAX + MAX_MESSAGE + 1);
-    assert_int_equal(bus_frame_decode(hdr, sizeof(hdr), MAX_MESSAGE, &f, &frame_len),
-                     BUS_ERR_TOO_LARGE);
+    assert_int_equal(decode_any(hdr, sizeof(hdr), MAX_MESSAGE, &f, &frame_len), BUS_ERR_TOO_LARGE);
     /* The largest body the header bound allows is only incomplete. */
     put_be32(hdr, 8 + 1 + BUS_TYPE_MAX + MAX_MESSAGE);
-    assert_int_equal(bus_frame_decode(hdr, sizeof(hdr), MAX_MESSAGE, &f, &frame_len), BUS_AGAIN);
+    assert_int_equal(decode_any(hdr, sizeof(hdr), MAX_MESSAGE, &f, &frame_len), BUS_AGAIN);
     /* A length announcing 4 GiB is refused as well, whatever max_message. */
     put_be32(hdr, 0xffffffffu);
-    assert_int_equal(bus_frame_decode(hdr, sizeof(hdr), SIZE_MAX, &f, &frame_len),
-                     BUS_ERR_TOO_LARGE);
+    assert_int_equal(decode_any(hdr, sizeof(hdr), SIZE_MAX, &f, &frame_len), BUS_ERR_TOO_LARGE);
 }
 
 static void test_oversized_event_refused_as_soon_as_kind_is_known(void **state)
@@ -193,8 +196,8 @@ static void test_oversized_event_refused_as_soon_as_kind_is_known(void **state)
     struct bus_frame f;
     size_t frame_len;
 
-    assert_int_equal(bus_frame_decode(hdr, 4, MAX_MESSAGE, &f, &frame_len), BUS_AGAIN);
-    assert_int_equal(bus_frame_decode(hdr, 5, MAX_MESSAGE, &f, &frame_len), BUS_ERR_TOO_LARGE);
+    assert_int_equal(decode_any(hdr, 4, MAX_MESSAGE, &f, &frame_len), BUS_AGAIN);
+    assert_int_equal(decode_any(hdr, 5, MAX_MESSAGE, &f, &frame_len), BUS_ERR_TOO_LARGE);
 }
 
 static void test_unknown_kind_is_refused_early(void **state)
@@ -207,9 +210,8 @@ static void test_unknown_kind_is_refused_early(void **state)
     for (size_t i = 0; i < sizeof(bad_kinds); i++) {
         bus_encode_hello(buf);
         buf[4] = bad_kinds[i];
-        assert_int_equal(bus_frame_decode(buf, 5, MAX_MESSAGE, &f, &frame_len), BUS_ERR_KIND);
-        assert_int_equal(bus_frame_decode(buf, sizeof(buf), MAX_MESSAGE, &f, &frame_len),
-                         BUS_ERR_KIND);
+        assert_int_equal(decode_any(buf, 5, MAX_MESSAGE, &f, &frame_len), BUS_ERR_KIND);
+        assert_int_equal(decode_any(buf, sizeof(buf), MAX_MESSAGE, &f, &frame_len), BUS_ERR_KIND);
     }
 }
 
@@ -221,10 +223,9 @@ static void test_nonzero_flags_are_refused_early(void **state)
 
     bus_encode_ack(buf, 1);
     buf[5] = 0x80;
-    assert_int_equal(bus_frame_decode(buf, 5, MAX_MESSAGE, &f, &frame_len), BUS_AGAIN);
-    assert_int_equal(bus_frame_decode(buf, 6, MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
-    assert_int_equal(bus_frame_decode(buf, sizeof(buf), MAX_MESSAGE, &f, &frame_len),
-                     BUS_ERR_MALFORMED);
+    assert_int_equal(decode_any(buf, 5, MAX_MESSAGE, &f, &frame_len), BUS_AGAIN);
+    assert_int_equal(decode_any(buf, 6, MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
+    assert_int_equal(decode_any(buf, sizeof(buf), MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
 }
 
 static void test_nonzero_header_reserved_is_refused(void **state)
@@ -236,10 +237,9 @@ static void test_nonzero_header_reserved_is_refused(void **state)
     for (size_t i = 6; i < 8; i++) {
         bus_encode_ack(buf, 1);
         buf[i] = 1;
-        assert_int_equal(bus_frame_decode(buf, i, MAX_MESSAGE, &f, &frame_len), BUS_AGAIN);
-        assert_int_equal(bus_frame_decode(buf, i + 1, MAX_MESSAGE, &f, &frame_len),
-                         BUS_ERR_MALFORMED);
-        assert_int_equal(bus_frame_decode(buf, sizeof(buf), MAX_MESSAGE, &f, &frame_len),
+        assert_int_equal(decode_any(buf, i, MAX_MESSAGE, &f, &frame_len), BUS_AGAIN);
+        assert_int_equal(decode_any(buf, i + 1, MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
+        assert_int_equal(decode_any(buf, sizeof(buf), MAX_MESSAGE, &f, &frame_len),
                          BUS_ERR_MALFORMED);
     }
 }
@@ -252,13 +252,12 @@ static void test_hello_with_wrong_size_is_malformed(void **state)
 
     bus_encode_hello(buf);
     put_be32(buf, 7);
-    assert_int_equal(bus_frame_decode(buf, BUS_HEADER_LEN, MAX_MESSAGE, &f, &frame_len),
+    assert_int_equal(decode_any(buf, BUS_HEADER_LEN, MAX_MESSAGE, &f, &frame_len),
                      BUS_ERR_MALFORMED);
     put_be32(buf, 9);
-    assert_int_equal(bus_frame_decode(buf, sizeof(buf), MAX_MESSAGE, &f, &frame_len),
-                     BUS_ERR_MALFORMED);
+    assert_int_equal(decode_any(buf, sizeof(buf), MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
     put_be32(buf, 0);
-    assert_int_equal(bus_frame_decode(buf, BUS_HEADER_LEN, MAX_MESSAGE, &f, &frame_len),
+    assert_int_equal(decode_any(buf, BUS_HEADER_LEN, MAX_MESSAGE, &f, &frame_len),
                      BUS_ERR_MALFORMED);
 }
 
@@ -270,8 +269,7 @@ static void test_hello_with_wrong_magic_is_version_error(void **state)
 
     bus_encode_hello(buf);
     buf[BUS_HEADER_LEN] = 'X';
-    assert_int_equal(bus_frame_decode(buf, sizeof(buf), MAX_MESSAGE, &f, &frame_len),
-                     BUS_ERR_VERSION);
+    assert_int_equal(decode_any(buf, sizeof(buf), MAX_MESSAGE, &f, &frame_len), BUS_ERR_VERSION);
 }
 
 static void test_hello_with_wrong_version_is_version_error(void **state)
@@ -282,12 +280,10 @@ static void test_hello_with_wrong_version_is_version_error(void **state)
 
     bus_encode_hello(buf);
     buf[BUS_HEADER_LEN + 5] = BUS_PROTOCOL_VERSION + 1;
-    assert_int_equal(bus_frame_decode(buf, sizeof(buf), MAX_MESSAGE, &f, &frame_len),
-                     BUS_ERR_VERSION);
+    assert_int_equal(decode_any(buf, sizeof(buf), MAX_MESSAGE, &f, &frame_len), BUS_ERR_VERSION);
     buf[BUS_HEADER_LEN + 5] = BUS_PROTOCOL_VERSION;
     buf[BUS_HEADER_LEN + 4] = 1; /* version 0x0101 */
-    assert_int_equal(bus_frame_decode(buf, sizeof(buf), MAX_MESSAGE, &f, &frame_len),
-                     BUS_ERR_VERSION);
+    assert_int_equal(decode_any(buf, sizeof(buf), MAX_MESSAGE, &f, &frame_len), BUS_ERR_VERSION);
 }
 
 static void test_hello_with_nonzero_body_reserved_is_malformed(void **state)
@@ -298,8 +294,7 @@ static void test_hello_with_nonzero_body_reserved_is_malformed(void **state)
 
     bus_encode_hello(buf);
     buf[BUS_HELLO_FRAME_LEN - 1] = 1;
-    assert_int_equal(bus_frame_decode(buf, sizeof(buf), MAX_MESSAGE, &f, &frame_len),
-                     BUS_ERR_MALFORMED);
+    assert_int_equal(decode_any(buf, sizeof(buf), MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
 }
 
 static void test_ack_with_wrong_size_is_malformed(void **state)
@@ -310,10 +305,9 @@ static void test_ack_with_wrong_size_is_malformed(void **state)
 
     bus_encode_ack(buf, 3);
     put_be32(buf, 16);
-    assert_int_equal(bus_frame_decode(buf, sizeof(buf), MAX_MESSAGE, &f, &frame_len),
-                     BUS_ERR_MALFORMED);
+    assert_int_equal(decode_any(buf, sizeof(buf), MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
     put_be32(buf, 4);
-    assert_int_equal(bus_frame_decode(buf, BUS_HEADER_LEN, MAX_MESSAGE, &f, &frame_len),
+    assert_int_equal(decode_any(buf, BUS_HEADER_LEN, MAX_MESSAGE, &f, &frame_len),
                      BUS_ERR_MALFORMED);
 }
 
@@ -325,7 +319,7 @@ static void test_event_with_zero_type_len_is_malformed(void **state)
     size_t n = build_event(buf, 1, "ab", "message");
 
     buf[BUS_HEADER_LEN + 8] = 0;
-    assert_int_equal(bus_frame_decode(buf, n, MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
+    assert_int_equal(decode_any(buf, n, MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
 }
 
 static void test_event_with_type_len_beyond_body_is_malformed(void **state)
@@ -337,9 +331,9 @@ static void test_event_with_type_len_beyond_body_is_malformed(void **state)
 
     /* body = 8 + 1 + 2 + 3 = 14; a type of 6 leaves nothing, 200 overruns. */
     buf[BUS_HEADER_LEN + 8] = 200;
-    assert_int_equal(bus_frame_decode(buf, n, MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
+    assert_int_equal(decode_any(buf, n, MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
     buf[BUS_HEADER_LEN + 8] = 255;
-    assert_int_equal(bus_frame_decode(buf, n, MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
+    assert_int_equal(decode_any(buf, n, MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
 }
 
 static void test_event_without_message_bytes_is_malformed(void **state)
@@ -351,10 +345,10 @@ static void test_event_without_message_bytes_is_malformed(void **state)
 
     /* The type swallows the whole rest of the body. */
     buf[BUS_HEADER_LEN + 8] = 5;
-    assert_int_equal(bus_frame_decode(buf, n, MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
+    assert_int_equal(decode_any(buf, n, MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
     /* One byte shorter type leaves exactly one message byte: valid. */
     buf[BUS_HEADER_LEN + 8] = 4;
-    assert_int_equal(bus_frame_decode(buf, n, MAX_MESSAGE, &f, &frame_len), BUS_OK);
+    assert_int_equal(decode_any(buf, n, MAX_MESSAGE, &f, &frame_len), BUS_OK);
     assert_int_equal(f.type_len, 4);
     assert_int_equal(f.message_len, 1);
     assert_int_equal(f.message[0], 'g');
@@ -366,10 +360,9 @@ static void test_event_body_below_minimum_is_malformed_with_only_header(void **s
     struct bus_frame f;
     size_t frame_len;
 
-    assert_int_equal(bus_frame_decode(hdr, sizeof(hdr), MAX_MESSAGE, &f, &frame_len),
-                     BUS_ERR_MALFORMED);
+    assert_int_equal(decode_any(hdr, sizeof(hdr), MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
     hdr[3] = 11;
-    assert_int_equal(bus_frame_decode(hdr, sizeof(hdr), MAX_MESSAGE, &f, &frame_len), BUS_AGAIN);
+    assert_int_equal(decode_any(hdr, sizeof(hdr), MAX_MESSAGE, &f, &frame_len), BUS_AGAIN);
 }
 
 static void test_event_max_message_honoured_exactly_at_boundary(void **state)
@@ -385,13 +378,13 @@ static void test_event_max_message_honoured_exactly_at_boundary(void **state)
 
     message[max] = '\0';
     size_t n = build_event(buf, 1, "t", message);
-    assert_int_equal(bus_frame_decode(buf, n, max, &f, &frame_len), BUS_OK);
+    assert_int_equal(decode_any(buf, n, max, &f, &frame_len), BUS_OK);
     assert_int_equal(f.message_len, max);
 
     message[max] = 'x';
     n = build_event(buf, 1, "t", message);
-    assert_int_equal(bus_frame_decode(buf, n, max, &f, &frame_len), BUS_ERR_TOO_LARGE);
-    assert_int_equal(bus_frame_decode(buf, n, max + 1, &f, &frame_len), BUS_OK);
+    assert_int_equal(decode_any(buf, n, max, &f, &frame_len), BUS_ERR_TOO_LARGE);
+    assert_int_equal(decode_any(buf, n, max + 1, &f, &frame_len), BUS_OK);
     assert_int_equal(f.message_len, max + 1);
 }
 
@@ -402,10 +395,9 @@ static void test_max_message_is_clamped_to_hard_max(void **state)
     size_t frame_len;
 
     put_be32(hdr, 8 + 1 + BUS_TYPE_MAX + BUS_MESSAGE_HARD_MAX);
-    assert_int_equal(bus_frame_decode(hdr, sizeof(hdr), SIZE_MAX, &f, &frame_len), BUS_AGAIN);
+    assert_int_equal(decode_any(hdr, sizeof(hdr), SIZE_MAX, &f, &frame_len), BUS_AGAIN);
     put_be32(hdr, 8 + 1 + BUS_TYPE_MAX + BUS_MESSAGE_HARD_MAX + 1);
-    assert_int_equal(bus_frame_decode(hdr, sizeof(hdr), SIZE_MAX, &f, &frame_len),
-                     BUS_ERR_TOO_LARGE);
+    assert_int_equal(decode_any(hdr, sizeof(hdr), SIZE_MAX, &f, &frame_len), BUS_ERR_TOO_LARGE);
 }
 
 static void test_encoder_refuses_bad_lengths(void **state)
@@ -424,8 +416,9 @@ static void test_encoder_refuses_bad_lengths(void **state)
 
 static void test_status_text_names_every_status(void **state)
 {
-    static const int statuses[] = {BUS_OK,       BUS_AGAIN,         BUS_ERR_TOO_LARGE,
-                                   BUS_ERR_KIND, BUS_ERR_MALFORMED, BUS_ERR_VERSION};
+    static const int statuses[] = {
+        BUS_OK,          BUS_AGAIN,           BUS_ERR_TOO_LARGE, BUS_ERR_KIND, BUS_ERR_MALFORMED,
+        BUS_ERR_VERSION, BUS_ERR_NOT_ALLOWED, BUS_ERR_TRUNCATED};
     const char *unknown = bus_status_text(-100);
 
     assert_non_null(unknown);
@@ -437,6 +430,207 @@ static void test_status_text_names_every_status(void **state)
         for (size_t j = 0; j < i; j++)
             assert_string_not_equal(text, bus_status_text(statuses[j]));
     }
+}
+
+/* --- streams: the decoder as the daemons drive it ------------------------------------------- */
+
+static const struct bus_decoder from_listen = {BUS_KINDS_FROM_LISTEN, MAX_MESSAGE};
+static const struct bus_decoder from_broadcast = {BUS_KINDS_FROM_BROADCAST, 0};
+
+#define STREAM_FRAMES 8
+
+struct received {
+    enum bus_kind kind;
+    uint64_t seq;
+    char type[BUS_TYPE_MAX + 1];
+    char message[MAX_MESSAGE + 1];
+};
+
+/* A receiving side: bytes arrive in chunks and are kept, every whole frame is
+ * taken off the front as soon as it is in, and a protocol error ends it. */
+struct stream {
+    const struct bus_decoder *dec;
+    uint8_t buf[4096];
+    size_t len;
+    struct received frames[STREAM_FRAMES];
+    size_t count;
+    int status; /* of the last bus_decoder_next: BUS_AGAIN while it goes on */
+};
+
+static void stream_init(struct stream *s, const struct bus_decoder *dec)
+{
+    memset(s, 0, sizeof(*s));
+    s->dec = dec;
+    s->status = BUS_AGAIN;
+}
+
+static void stream_feed(struct stream *s, const uint8_t *data, size_t n)
+{
+    struct bus_frame f;
+    size_t frame_len;
+
+    assert_int_equal(s->status, BUS_AGAIN); /* nothing is read after an error */
+    assert_true(n <= sizeof(s->buf) - s->len);
+    memcpy(s->buf + s->len, data, n);
+    s->len += n;
+    for (;;) {
+        s->status = bus_decoder_next(s->dec, s->buf, s->len, &f, &frame_len);
+        if (s->status == BUS_AGAIN)
+            assert_true(frame_len > s->len);
+        if (s->status != BUS_OK)
+            return;
+        assert_true(frame_len <= s->len);
+        assert_true(s->count < STREAM_FRAMES);
+        struct received *r = &s->frames[s->count++];
+        r->kind = f.kind;
+        r->seq = f.seq;
+        if (f.kind == BUS_KIND_EVENT) { /* type and message are NULL otherwise */
+            memcpy(r->type, f.type, f.type_len);
+            memcpy(r->message, f.message, f.message_len);
+        }
+        r->type[f.type_len] = '\0';
+        r->message[f.message_len] = '\0';
+        memmove(s->buf, s->buf + frame_len, s->len - frame_len);
+        s->len -= frame_len;
+    }
+}
+
+/* HELLO, then two EVENTs: what a listen daemon sends first. */
+static size_t build_listen_stream(uint8_t *out)
+{
+    size_t n = bus_encode_hello(out);
+
+    n += build_event(out + n, 1, "alpha", "{\"type\":\"event\",\"event\":\"alpha\"}");
+    n += build_event(out + n, 2, "b", "x");
+    return n;
+}
+
+static void assert_listen_stream_received(const struct stream *s)
+{
+    assert_int_equal(s->status, BUS_AGAIN);
+    assert_int_equal(s->len, 0);
+    assert_int_equal(s->count, 3);
+    assert_int_equal(s->frames[0].kind, BUS_KIND_HELLO);
+    assert_int_equal(s->frames[1].kind, BUS_KIND_EVENT);
+    assert_true(s->frames[1].seq == 1);
+    assert_string_equal(s->frames[1].type, "alpha");
+    assert_string_equal(s->frames[1].message, "{\"type\":\"event\",\"event\":\"alpha\"}");
+    assert_int_equal(s->frames[2].kind, BUS_KIND_EVENT);
+    assert_true(s->frames[2].seq == 2);
+    assert_string_equal(s->frames[2].type, "b");
+    assert_string_equal(s->frames[2].message, "x");
+}
+
+static void test_stream_split_at_every_byte_boundary_yields_the_same_frames(void **state)
+{
+    uint8_t wire[512];
+    size_t n = build_listen_stream(wire);
+    struct stream s;
+
+    for (size_t split = 0; split <= n; split++) {
+        stream_init(&s, &from_listen);
+        stream_feed(&s, wire, split);
+        stream_feed(&s, wire + split, n - split);
+        assert_listen_stream_received(&s);
+    }
+    stream_init(&s, &from_listen);
+    for (size_t i = 0; i < n; i++)
+        stream_feed(&s, wire + i, 1);
+    assert_listen_stream_received(&s);
+}
+
+static void test_stream_several_frames_in_one_chunk_come_out_one_by_one(void **state)
+{
+    uint8_t wire[512];
+    size_t n = build_listen_stream(wire);
+    struct stream s;
+
+    size_t last = build_event(wire + n, 3, "c", "next");
+
+    /* The chunk also holds the first 3 bytes of the next frame: kept for later. */
+    stream_init(&s, &from_listen);
+    stream_feed(&s, wire, n + 3);
+    assert_int_equal(s.count, 3);
+    assert_int_equal(s.len, 3);
+    assert_int_equal(s.status, BUS_AGAIN);
+    stream_feed(&s, wire + n + 3, last - 3);
+    assert_int_equal(s.count, 4);
+    assert_true(s.frames[3].seq == 3);
+    assert_string_equal(s.frames[3].message, "next");
+    assert_int_equal(s.len, 0);
+}
+
+static void test_stream_oversized_event_refused_before_its_body_is_buffered(void **state)
+{
+    uint8_t hdr[BUS_HEADER_LEN] = {0, 0, 0, 0, BUS_KIND_EVENT, 0, 0, 0};
+    uint8_t hello[BUS_HELLO_FRAME_LEN];
+    struct stream s;
+
+    /* One byte over what the longest type and MAX_MESSAGE could need. */
+    put_be32(hdr, 8 + 1 + BUS_TYPE_MAX + MAX_MESSAGE + 1);
+    stream_init(&s, &from_listen);
+    stream_feed(&s, hello, bus_encode_hello(hello));
+    for (size_t i = 0; i < sizeof(hdr) && s.status == BUS_AGAIN; i++)
+        stream_feed(&s, hdr + i, 1);
+    assert_int_equal(s.status, BUS_ERR_TOO_LARGE);
+    /* Refused with its kind byte: not even the whole header was waited for. */
+    assert_int_equal(s.len, KIND_BYTE + 1);
+}
+
+static void test_stream_kind_from_the_wrong_direction_is_refused_at_its_kind_byte(void **state)
+{
+    uint8_t event[BUS_EVENT_HEAD_MAX + 16];
+    uint8_t ack[BUS_ACK_FRAME_LEN];
+    uint8_t hello[BUS_HELLO_FRAME_LEN];
+    uint8_t huge_event[BUS_HEADER_LEN] = {0xff, 0xff, 0xff, 0xff, BUS_KIND_EVENT, 0, 0, 0};
+    uint8_t unknown[BUS_HEADER_LEN] = {0, 0, 0, 8, 9, 0, 0, 0};
+    struct {
+        const struct bus_decoder *dec;
+        const uint8_t *frame;
+        size_t len;
+        int status;
+    } cases[] = {
+        /* A broadcast daemon never sends EVENT, even one its length alone would refuse. */
+        {&from_broadcast, event, build_event(event, 1, "t", "m"), BUS_ERR_NOT_ALLOWED},
+        {&from_broadcast, huge_event, sizeof(huge_event), BUS_ERR_NOT_ALLOWED},
+        /* A listen daemon never sends ACK. */
+        {&from_listen, ack, bus_encode_ack(ack, 1), BUS_ERR_NOT_ALLOWED},
+        /* A kind nobody sends is another error on both sides. */
+        {&from_broadcast, unknown, sizeof(unknown), BUS_ERR_KIND},
+        {&from_listen, unknown, sizeof(unknown), BUS_ERR_KIND},
+    };
+    struct stream s;
+
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        stream_init(&s, cases[c].dec);
+        for (size_t i = 0; i < cases[c].len && s.status == BUS_AGAIN; i++)
+            stream_feed(&s, cases[c].frame + i, 1);
+        assert_int_equal(s.status, cases[c].status);
+        assert_int_equal(s.len, KIND_BYTE + 1);
+        assert_int_equal(s.count, 0);
+    }
+    /* Each side takes what its peer does send. */
+    stream_init(&s, &from_broadcast);
+    stream_feed(&s, ack, sizeof(ack));
+    stream_feed(&s, hello, bus_encode_hello(hello));
+    assert_int_equal(s.count, 2);
+    assert_int_equal(s.frames[0].kind, BUS_KIND_ACK);
+    assert_int_equal(s.frames[1].kind, BUS_KIND_HELLO);
+}
+
+static void test_stream_that_ends_inside_a_frame_is_truncated(void **state)
+{
+    uint8_t event[BUS_EVENT_HEAD_MAX + 16];
+    size_t n = build_event(event, 1, "type", "message");
+    uint8_t unknown[BUS_HEADER_LEN] = {0, 0, 0, 8, 9, 0, 0, 0};
+
+    /* Nothing left over: a clean end. */
+    assert_int_equal(bus_decoder_finish(&from_listen, event, 0), BUS_OK);
+    for (size_t i = 1; i < n; i++)
+        assert_int_equal(bus_decoder_finish(&from_listen, event, i), BUS_ERR_TRUNCATED);
+    /* Left-over bytes that are already wrong keep their own error. */
+    assert_int_equal(bus_decoder_finish(&from_listen, unknown, 5), BUS_ERR_KIND);
+    assert_int_equal(bus_decoder_finish(&from_broadcast, event, 5), BUS_ERR_NOT_ALLOWED);
 }
 
 int main(void)
@@ -466,6 +660,11 @@ int main(void)
         cmocka_unit_test(test_max_message_is_clamped_to_hard_max),
         cmocka_unit_test(test_encoder_refuses_bad_lengths),
         cmocka_unit_test(test_status_text_names_every_status),
+        cmocka_unit_test(test_stream_split_at_every_byte_boundary_yields_the_same_frames),
+        cmocka_unit_test(test_stream_several_frames_in_one_chunk_come_out_one_by_one),
+        cmocka_unit_test(test_stream_oversized_event_refused_before_its_body_is_buffered),
+        cmocka_unit_test(test_stream_kind_from_the_wrong_direction_is_refused_at_its_kind_byte),
+        cmocka_unit_test(test_stream_that_ends_inside_a_frame_is_truncated),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -107,6 +107,7 @@ static void peer_drop(struct peer *p)
 
 static void peer_read_cb(evutil_socket_t fd, short what, void *arg)
 {
+    static const struct bus_decoder from_listen = {BUS_KINDS_FROM_LISTEN, 1024};
     struct peer *p = arg;
     struct bus_frame frame;
     size_t frame_len;
@@ -116,7 +117,7 @@ static void peer_read_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     p->len += (size_t)n;
-    while (bus_frame_decode(p->buf, p->len, 1024, &frame, &frame_len) == BUS_OK) {
+    while (bus_decoder_next(&from_listen, p->buf, p->len, &frame, &frame_len) == BUS_OK) {
         if (frame.kind == BUS_KIND_HELLO) {
             assert_int_equal(frame.version, BUS_PROTOCOL_VERSION);
             p->hello_seen = true;
