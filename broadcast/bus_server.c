@@ -13,6 +13,9 @@
 
 #include "bus/bus_codec.h"
 #include "bus/bus_evbuffer.h"
+#include "bus/event_id.h"
+#include "core/clock.h"
+#include "history.h"
 #include "net/conn_write.h"
 #include "hub.h"
 #include "core/log.h"
@@ -25,6 +28,8 @@ struct bus_peer {
     struct bufferevent *bev;
     bool greeted;      /* its HELLO arrived */
     uint64_t last_seq; /* of the last EVENT fanned out */
+    uint64_t run;      /* of its events' ids: one per connection; 0 before the first */
+    bool overlapped;   /* another run's peer was connected at one of its events */
     unsigned long id;
     struct bus_peer *prev, *next;
 };
@@ -37,7 +42,12 @@ struct bus_server {
     struct bus_peer *peers;
     unsigned long next_id;
     struct bus_server_counters counters;
+    uint64_t last_run;    /* of the last event from any peer */
+    uint64_t last_run_ms; /* when it came */
+    bool draining;        /* in peers_drain: no drain within a drain */
 };
+
+static bool peer_read(struct bus_peer *peer);
 
 static void peer_free(struct bus_peer *peer)
 {
@@ -63,9 +73,77 @@ static void peer_fail(struct bus_peer *peer, const char *reason)
 /* A listen daemon sends HELLO, then EVENTs of any size up to the hard limit. */
 static const struct bus_decoder peer_decoder = {BUS_KINDS_FROM_LISTEN, BUS_MESSAGE_HARD_MAX};
 
+/* Reads and handles what peer's socket holds now, up to its end, as its
+ * read callback would later. Returns false when the peer is gone (it ended,
+ * or broke the protocol). */
+static bool peer_drain(struct bus_peer *peer)
+{
+    struct evbuffer *in = bufferevent_get_input(peer->bev);
+    evutil_socket_t fd = bufferevent_getfd(peer->bev);
+    int n = 1;
+    /* A socket bufferevent keeps the end of its input frozen so that only
+     * it adds there; it is not reading now, this callback is. */
+    evbuffer_unfreeze(in, 0);
+    while (n > 0 && evbuffer_get_length(in) < BUS_MESSAGE_HARD_MAX)
+        n = evbuffer_read(in, fd, -1);
+    evbuffer_freeze(in, 0);
+    if (!peer_read(peer))
+        return false;
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+        log_info("bus peer %lu: listen daemon disconnected", peer->id);
+        peer_free(peer);
+        return false;
+    }
+    return true;
+}
+
+/* Whether the events of another listen daemon may reach other broadcast
+ * daemons in another order than here, around this first-in-line event of
+ * peer's (history.h's interleaving), and records this event as the last.
+ *
+ * A listen daemon that restarts closes its connection before the new one
+ * connects: its last events and the end of its connection are in this
+ * daemon's socket before the new run's first event, wherever they are
+ * read. So the connections of other runs are read to what they hold first
+ * (their events go before this one, as they went out before it): one that
+ * ends there was a predecessor, not a competitor, and every broadcast
+ * daemon orders the two runs the same way. A run still connected after
+ * that is live; and a peer that ever met a live run counts the other run as
+ * live until HISTORY_INTERLEAVE_MS after its last event, since the two may
+ * be ordered differently elsewhere for as long as events of both are on
+ * their way. */
+static bool other_run_live(struct bus_peer *peer, uint64_t run)
+{
+    struct bus_server *server = peer->server;
+    struct bus_peer *p, *next;
+    uint64_t now;
+    bool live = false;
+    if (!server->draining) {
+        server->draining = true;
+        for (p = server->peers; p; p = next) {
+            next = p->next;
+            /* Draining p may free p, never another peer. */
+            if (p != peer && p->run && p->run != run)
+                peer_drain(p);
+        }
+        server->draining = false;
+    }
+    for (p = server->peers; p && !live; p = p->next)
+        live = p != peer && p->run && p->run != run;
+    if (live)
+        peer->overlapped = true;
+    now = clock_now_ms();
+    if (!live && peer->overlapped && server->last_run && server->last_run != run)
+        live = now - server->last_run_ms < HISTORY_INTERLEAVE_MS;
+    server->last_run = run;
+    server->last_run_ms = now;
+    return live;
+}
+
 /* Handles one decoded frame. Returns false when the peer was dropped. */
 static bool peer_handle_frame(struct bus_peer *peer, const struct bus_frame *frame)
 {
+    struct hub_event ev;
     if (!peer->greeted) {
         if (frame->kind != BUS_KIND_HELLO) {
             peer_fail(peer, "first frame is not HELLO");
@@ -84,15 +162,35 @@ static bool peer_handle_frame(struct bus_peer *peer, const struct bus_frame *fra
         peer_fail(peer, "sequence number out of order");
         return false;
     }
+    if (peer->run && frame->run != peer->run) {
+        peer_fail(peer, "event ids of another run");
+        return false;
+    }
+    ev.id_offset = event_message_id_offset(frame->message, frame->message_len);
+    if (ev.id_offset == 0) {
+        peer_fail(peer, "event message of another shape");
+        return false;
+    }
+    /* Before this peer counts as having sent events of its run. */
+    ev.other_run_live = other_run_live(peer, frame->run);
+    peer->run = frame->run;
     peer->last_seq = frame->seq;
     peer->server->counters.events++;
-    hub_fanout(peer->server->hub, frame->type, frame->type_len, frame->message, frame->message_len);
+    ev.type = frame->type;
+    ev.type_len = frame->type_len;
+    ev.message = frame->message;
+    ev.message_len = frame->message_len;
+    ev.run = frame->run;
+    ev.number = frame->number;
+    hub_fanout(peer->server->hub, &ev);
     return true;
 }
 
-static void peer_read_cb(struct bufferevent *bev, void *arg)
+/* Handles every whole frame in peer's input, then acks them. Returns false
+ * when the peer broke the protocol and was dropped. */
+static bool peer_read(struct bus_peer *peer)
 {
-    struct bus_peer *peer = arg;
+    struct bufferevent *bev = peer->bev;
     struct evbuffer *in = bufferevent_get_input(bev);
     uint64_t acked = peer->last_seq;
 
@@ -106,14 +204,14 @@ static void peer_read_cb(struct bufferevent *bev, void *arg)
         if (rc == BUS_ERR_NOT_ALLOWED) {
             /* An ACK: refused as soon as its kind is in. */
             peer_fail(peer, peer->greeted ? "unexpected frame kind" : "first frame is not HELLO");
-            return;
+            return false;
         }
         if (rc != BUS_OK) {
             peer_fail(peer, bus_status_text(rc));
-            return;
+            return false;
         }
         if (!peer_handle_frame(peer, &frame))
-            return;
+            return false;
         evbuffer_drain(in, frame_len);
     }
     if (peer->last_seq != acked) {
@@ -124,6 +222,12 @@ static void peer_read_cb(struct bufferevent *bev, void *arg)
          * not hold up the answers to the publishers. */
         conn_write_flush(bev);
     }
+    return true;
+}
+
+static void peer_read_cb(struct bufferevent *bev, void *arg)
+{
+    peer_read(arg);
 }
 
 static void peer_event_cb(struct bufferevent *bev, short what, void *arg)

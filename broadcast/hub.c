@@ -12,8 +12,10 @@
 #include <event2/event.h>
 
 #include "auth/auth_store.h"
+#include "bus/event_id.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "history.h"
 #include "net/conn_flush.h"
 #include "net/conn_write.h"
 #include "shared_frame.h"
@@ -207,6 +209,22 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
         conn_write_flush(list_entry(node, struct subscriber, unflushed_node)->bev);
 }
 
+/* sub's resume ends (caught up, or sub is going): it leaves the replaying
+ * list and its replay state is freed. */
+static void replay_end(struct subscriber *sub)
+{
+    struct subscriber_replay *r = sub->replay;
+    if (!r)
+        return;
+    list_unlink(&sub->replay_node);
+    for (size_t i = 0; i < r->count; i++)
+        free(r->types[i]);
+    free(r->types);
+    free(r->lens);
+    free(r);
+    sub->replay = NULL;
+}
+
 /* --- a subscriber's life ------------------------------------------------- */
 
 void hub_add_subscriber(struct hub *hub, struct subscriber *sub)
@@ -232,6 +250,7 @@ void hub_free_subscriber(struct subscriber *sub)
     if (list_is_linked(&sub->deferred_node))
         list_unlink(&sub->deferred_node);
     subs_remove_all(hub->subs, &sub->subs);
+    replay_end(sub);
     deadline_remove(sub);
     if (list_is_linked(&sub->unflushed_node))
         list_unlink(&sub->unflushed_node);
@@ -271,6 +290,7 @@ static void subscriber_stop(struct subscriber *sub)
 {
     deadline_remove(sub);
     subs_remove_all(sub->hub->subs, &sub->subs);
+    replay_end(sub);
     sub->state = SUBSCRIBER_CLOSING;
 }
 
@@ -308,9 +328,20 @@ void hub_end_credential(struct subscriber *sub, enum hub_credential_end why)
 
 /* --- delivery ------------------------------------------------------------- */
 
-/* Queues a shared event frame to sub; it is written by flush_cb, which the
- * hub's flush event runs once the current callback is over. When it does
- * not fit under the backlog limit sub is put on hub->deferred instead. */
+/* sub has output queued: flush_cb, which the hub's flush event runs once
+ * the current callback is over, writes it. */
+static void flush_soon(struct subscriber *sub)
+{
+    struct hub *hub = sub->hub;
+    if (list_is_linked(&sub->unflushed_node))
+        return;
+    if (list_is_empty(&hub->unflushed))
+        event_active(hub->flush_event, EV_TIMEOUT, 0);
+    list_insert_before(hub->unflushed.next, &sub->unflushed_node);
+}
+
+/* Queues a shared event frame to sub, to be written by flush_cb. When it
+ * does not fit under the backlog limit sub is put on hub->deferred instead. */
 static void deliver(struct subscriber *sub, struct shared_frame *frame)
 {
     struct hub *hub = sub->hub;
@@ -323,11 +354,7 @@ static void deliver(struct subscriber *sub, struct shared_frame *frame)
     }
     hub->counters.deliveries++;
     hub->counters.delivered_bytes += frame->len;
-    if (!list_is_linked(&sub->unflushed_node)) {
-        if (list_is_empty(&hub->unflushed))
-            event_active(hub->flush_event, EV_TIMEOUT, 0);
-        list_insert_before(hub->unflushed.next, &sub->unflushed_node);
-    }
+    flush_soon(sub);
 }
 
 /* Closes the subscribers a fan-out found over their backlog limit. */
@@ -341,6 +368,233 @@ static void close_deferred(struct hub *hub)
                  sub->peer, hub->limits.max_backlog);
         hub_close_subscriber(sub, CLOSE_TRY_AGAIN_LATER, "slow consumer");
     }
+}
+
+/* --- history and resumes -------------------------------------------------- */
+
+static void expire_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hub *hub = arg;
+    uint64_t next = history_expire(hub->history, clock_now_ms());
+    if (next)
+        clock_arm_at(hub->expire_timer, next);
+}
+
+/* The next replay pass runs after the loop has polled for I/O again: soon
+ * when a replay progressed, else after HUB_REPLAY_POLL_MS, by which time a
+ * socket may have taken what it was given. */
+static void replay_schedule(struct hub *hub, bool progressed)
+{
+    if (list_is_empty(&hub->replaying))
+        return;
+    clock_arm_at(hub->replay_timer, progressed ? 0 : clock_now_ms() + HUB_REPLAY_POLL_MS);
+}
+
+static bool replay_wants(const struct subscriber_replay *r, const struct history_entry *e)
+{
+    for (size_t i = 0; i < r->count; i++) {
+        if (r->lens[i] == e->type_len && memcmp(r->types[i], e->type, e->type_len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The replay has reached the history's end: sub holds its types from now
+ * on, so the next event of them comes live. */
+static void replay_caught_up(struct subscriber *sub)
+{
+    struct subscriber_replay *r = sub->replay;
+    int rc = subs_add_all(sub->hub->subs, &sub->subs, sub, r->types, r->lens, r->count);
+    replay_end(sub);
+    if (rc < 0) {
+        log_error("%s %s: out of memory subscribing after a replay: closing (1013)", sub->ops->name,
+                  sub->peer);
+        hub_close_subscriber(sub, CLOSE_TRY_AGAIN_LATER, "out of memory");
+    }
+}
+
+/* What replay_some did. */
+struct replay_work {
+    size_t bytes;   /* queued */
+    size_t entries; /* looked at */
+};
+
+/* Replays to sub what fits its fill level, within *budget. Ends the replay
+ * when it catches up; closes sub (1013) when the history lost an entry the
+ * replay still needed (evicted, or never retained), since the replay could
+ * no longer be exact. Returns false when sub stopped replaying. */
+static bool replay_some(struct subscriber *sub, struct replay_work *work)
+{
+    struct hub *hub = sub->hub;
+    struct subscriber_replay *r = sub->replay;
+    size_t fill = hub->limits.max_backlog / 2;
+    size_t queued = 0;
+    bool more = true;
+    if (fill > HUB_REPLAY_FILL_MAX)
+        fill = HUB_REPLAY_FILL_MAX;
+    while (work->bytes + queued < HUB_REPLAY_PASS_BYTES &&
+           work->entries < HUB_REPLAY_PASS_ENTRIES) {
+        const struct history_entry *e;
+        if (r->next_pos >= history_end(hub->history)) {
+            replay_caught_up(sub);
+            more = false;
+            break;
+        }
+        e = history_get(hub->history, r->next_pos);
+        if (!e) {
+            hub->counters.replay_overrun_closes++;
+            log_warn("%s %s: the history lost events the replay needed: closing (1013)",
+                     sub->ops->name, sub->peer);
+            hub_close_subscriber(sub, CLOSE_TRY_AGAIN_LATER, "history overrun");
+            return false;
+        }
+        work->entries++;
+        if (!replay_wants(r, e)) {
+            r->next_pos++;
+            continue;
+        }
+        if (subscriber_backlog(sub) >= fill)
+            break;
+        if (subscriber_append(sub, e->frame, hub->limits.max_backlog) < 0) {
+            if (subscriber_backlog(sub) > 0)
+                break; /* the rest once the socket took some */
+            /* Over max_backlog by itself: live delivery would close it too. */
+            hub->counters.slow_consumer_closes++;
+            log_warn("%s %s: slow consumer, an event over %zu bytes: closing (1013)",
+                     sub->ops->name, sub->peer, hub->limits.max_backlog);
+            hub_close_subscriber(sub, CLOSE_TRY_AGAIN_LATER, "slow consumer");
+            return false;
+        }
+        hub->counters.replayed_events++;
+        hub->counters.deliveries++;
+        hub->counters.delivered_bytes += e->frame->len;
+        queued += e->frame->len;
+        r->next_pos++;
+    }
+    work->bytes += queued;
+    if (queued)
+        flush_soon(sub);
+    return more;
+}
+
+/* One pass over the replaying subscribers, in turn, within the pass's
+ * budget of bytes, entries and time; the next pass starts where this one
+ * stopped. */
+static void replay_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hub *hub = arg;
+    struct replay_work work = {0, 0};
+    uint64_t started_ms = clock_now_ms();
+    struct list_node served, *node;
+    list_init(&served);
+    while ((node = list_front(&hub->replaying))) {
+        struct subscriber *sub = list_entry(node, struct subscriber, replay_node);
+        if (replay_some(sub, &work)) {
+            list_unlink(&sub->replay_node);
+            list_push_back(&served, &sub->replay_node);
+        }
+        if (work.bytes >= HUB_REPLAY_PASS_BYTES || work.entries >= HUB_REPLAY_PASS_ENTRIES ||
+            clock_now_ms() - started_ms >= HUB_REPLAY_BUDGET_MS)
+            break;
+    }
+    /* Those served wait behind those the budget left for the next pass. */
+    list_splice_back(&hub->replaying, &served);
+    replay_schedule(hub, work.entries > 0);
+}
+
+/* The types of msg that sub does not hold yet, each once: what a replay
+ * replays. Returns the replay state (count may be 0), or NULL when out of
+ * memory. */
+static struct subscriber_replay *replay_new(const struct subscriber *sub,
+                                            const struct init_message *msg, uint64_t from)
+{
+    struct subscriber_replay *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->next_pos = from;
+    r->types = calloc(msg->event_count ? msg->event_count : 1, sizeof *r->types);
+    r->lens = calloc(msg->event_count ? msg->event_count : 1, sizeof *r->lens);
+    if (!r->types || !r->lens)
+        goto fail;
+    for (size_t i = 0; i < msg->event_count; i++) {
+        const char *type = msg->events[i];
+        size_t len = msg->event_lens[i];
+        bool held = false;
+        for (const struct subs_entry *e = sub->subs.head; e && !held; e = e->session_next) {
+            size_t held_len;
+            const char *held_type = subs_topic_type(e->topic, &held_len);
+            held = held_len == len && memcmp(held_type, type, len) == 0;
+        }
+        for (size_t j = 0; j < r->count && !held; j++)
+            held = r->lens[j] == len && memcmp(r->types[j], type, len) == 0;
+        if (held)
+            continue;
+        if (!(r->types[r->count] = malloc(len + 1)))
+            goto fail;
+        memcpy(r->types[r->count], type, len + 1);
+        r->lens[r->count++] = len;
+    }
+    return r;
+fail:
+    for (size_t i = 0; i < r->count; i++)
+        free(r->types[i]);
+    free(r->types);
+    free(r->lens);
+    free(r);
+    return NULL;
+}
+
+int hub_subscribe(struct subscriber *sub, const struct init_message *msg, enum hub_resume *result)
+{
+    struct hub *hub = sub->hub;
+    struct subscriber_replay *r;
+    uint64_t from = 0;
+    enum history_lookup found = HISTORY_DISABLED;
+
+    *result = HUB_RESUME_NONE;
+    if (msg->since == INIT_SINCE_ID) {
+        found = history_find(hub->history, msg->since_id, msg->since_len, &from);
+        from++;
+    } else if (msg->since == INIT_SINCE_OLDEST && history_enabled(hub->history)) {
+        found = HISTORY_FOUND;
+        from = history_first(hub->history);
+    }
+    if (msg->since == INIT_SINCE_NONE || msg->since == INIT_SINCE_NOW || found != HISTORY_FOUND) {
+        if (subs_add_all(hub->subs, &sub->subs, sub, msg->events, msg->event_lens,
+                         msg->event_count) < 0)
+            return -1;
+        if (msg->since == INIT_SINCE_ID || msg->since == INIT_SINCE_OLDEST) {
+            *result = found == HISTORY_TOO_OLD   ? HUB_RESUME_TOO_OLD
+                      : found == HISTORY_UNKNOWN ? HUB_RESUME_UNKNOWN
+                                                 : HUB_RESUME_DISABLED;
+        }
+    } else {
+        if (!(r = replay_new(sub, msg, from)))
+            return -1;
+        sub->replay = r;
+        list_push_back(&hub->replaying, &sub->replay_node);
+        replay_schedule(hub, true);
+        *result = HUB_RESUME_REPLAYING;
+    }
+    if (msg->since != INIT_SINCE_NONE)
+        sub->with_ids = true;
+    switch (*result) {
+    case HUB_RESUME_REPLAYING:
+        hub->counters.resumes_replayed++;
+        break;
+    case HUB_RESUME_TOO_OLD:
+        hub->counters.resumes_too_old++;
+        break;
+    case HUB_RESUME_UNKNOWN:
+        hub->counters.resumes_unknown++;
+        break;
+    case HUB_RESUME_DISABLED:
+        hub->counters.resumes_disabled++;
+        break;
+    case HUB_RESUME_NONE:
+        break;
+    }
+    return 0;
 }
 
 /* --- the recheck pass ----------------------------------------------------- */
@@ -410,6 +664,7 @@ int hub_init(struct hub *hub, struct event_base *base, const struct hub_limits *
     list_init(&hub->closing);
     list_init(&hub->deferred);
     list_init(&hub->unflushed);
+    list_init(&hub->replaying);
     hub->base = base;
     hub->limits = *limits;
     hub->auth = auth;
@@ -422,8 +677,12 @@ int hub_init(struct hub *hub, struct event_base *base, const struct hub_limits *
     hub->trim_timer = evtimer_new(base, trim_timer_cb, hub);
     hub->flush_event = event_new(base, -1, 0, flush_cb, hub);
     hub->recheck_timer = evtimer_new(base, recheck_timer_cb, hub);
+    hub->history = history_new(&limits->history, seed ^ 0x9e3779b97f4a7c15u);
+    hub->expire_timer = evtimer_new(base, expire_timer_cb, hub);
+    hub->replay_timer = evtimer_new(base, replay_timer_cb, hub);
     if (!hub->subs || !hub->init_timer || !hub->close_timer || !hub->ping_timer ||
-        !hub->trim_timer || !hub->flush_event || !hub->recheck_timer)
+        !hub->trim_timer || !hub->flush_event || !hub->recheck_timer || !hub->history ||
+        !hub->expire_timer || !hub->replay_timer)
         return -1;
     event_add(hub->ping_timer, &ping);
     hub->last_trim_ms = clock_now_ms();
@@ -431,25 +690,58 @@ int hub_init(struct hub *hub, struct event_base *base, const struct hub_limits *
     return 0;
 }
 
-void hub_fanout(struct hub *hub, const uint8_t *type, size_t type_len, const uint8_t *message,
-                size_t message_len)
+/* The frame of one event in the form sub gets, built on first need. */
+static struct shared_frame *fanout_frame(const struct hub_event *ev, bool with_id,
+                                         struct shared_frame **plain, struct shared_frame **idf,
+                                         const char *member, size_t member_len)
 {
-    struct subs_topic *topic = subs_find(hub->subs, (const char *)type, type_len);
-    struct shared_frame *frame;
+    if (with_id) {
+        if (!*idf)
+            *idf = shared_frame_new_text_with(ev->message, ev->message_len, ev->id_offset, member,
+                                              member_len);
+        return *idf;
+    }
+    if (!*plain)
+        *plain = shared_frame_new_text(ev->message, ev->message_len);
+    return *plain;
+}
+
+void hub_fanout(struct hub *hub, const struct hub_event *ev)
+{
+    struct subs_topic *topic = subs_find(hub->subs, (const char *)ev->type, ev->type_len);
+    struct shared_frame *plain = NULL, *idf = NULL;
+    char member[sizeof ",\"id\":\"\"" + EVENT_ID_LEN];
+    size_t member_len;
+
+    memcpy(member, ",\"id\":\"", 7);
+    event_id_format(member + 7, ev->run, ev->number);
+    member[7 + EVENT_ID_LEN] = '"';
+    member_len = 7 + EVENT_ID_LEN + 1;
 
     hub->counters.events_received++;
+    if (history_enabled(hub->history)) {
+        fanout_frame(ev, true, &plain, &idf, member, member_len);
+        /* Out of memory leaves a gap the history answers for (TOO_OLD). */
+        history_append(hub->history, (const char *)ev->type, ev->type_len, ev->run, ev->number, idf,
+                       ev->other_run_live, clock_now_ms());
+        if (!evtimer_pending(hub->expire_timer, NULL))
+            expire_timer_cb(-1, 0, hub);
+    }
     if (!topic) {
         hub->counters.events_unrouted++;
-        return;
+    } else {
+        /* Closing a slow subscriber would change the list being walked, so
+         * it is deferred until the walk is over. */
+        for (struct subs_entry *e = subs_topic_first(topic); e; e = e->topic_next) {
+            struct subscriber *sub = e->session;
+            struct shared_frame *frame =
+                fanout_frame(ev, sub->with_ids, &plain, &idf, member, member_len);
+            if (frame)
+                deliver(sub, frame);
+        }
     }
-    frame = shared_frame_new_text(message, message_len);
-    if (!frame)
-        return;
-    /* Closing a slow subscriber would change the list being walked, so it
-     * is deferred until the walk is over. */
-    for (struct subs_entry *e = subs_topic_first(topic); e; e = e->topic_next)
-        deliver(e->session, frame);
-    shared_frame_release(frame);
+    shared_frame_release(plain);
+    shared_frame_release(idf);
     close_deferred(hub);
 }
 
@@ -471,6 +763,15 @@ bool hub_recheck_due(const struct hub *hub, unsigned depends_on, uint64_t checke
             return true;
     }
     return false;
+}
+
+size_t hub_replaying_count(const struct hub *hub)
+{
+    size_t n = 0;
+    for (const struct list_node *node = hub->replaying.next; node != &hub->replaying;
+         node = node->next)
+        n++;
+    return n;
 }
 
 uint64_t hub_backlog_bytes(const struct hub *hub)
@@ -511,6 +812,13 @@ void hub_free(struct hub *hub)
         event_free(hub->flush_event);
     if (hub->recheck_timer)
         event_free(hub->recheck_timer);
+    if (hub->expire_timer)
+        event_free(hub->expire_timer);
+    if (hub->replay_timer)
+        event_free(hub->replay_timer);
+    history_free(hub->history);
+    hub->history = NULL;
+    hub->expire_timer = hub->replay_timer = NULL;
     hub->subs = NULL;
     hub->init_timer = hub->close_timer = hub->ping_timer = hub->trim_timer = NULL;
     hub->flush_event = hub->recheck_timer = NULL;

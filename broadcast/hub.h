@@ -25,6 +25,8 @@
 
 #include "auth/auth.h"
 #include "core/list.h"
+#include "history.h"
+#include "init_message.h"
 #include "subscriber.h"
 
 struct event_base;
@@ -39,6 +41,7 @@ struct hub_limits {
     unsigned ping_interval_ms; /* ping period; no pong by the next one closes */
     unsigned close_timeout_ms; /* how long a closing peer may take to finish */
     size_t max_subscriptions;  /* event types per session */
+    struct history_limits history;
 };
 
 struct hub_counters {
@@ -61,6 +64,12 @@ struct hub_counters {
     uint64_t auth_failure_closes; /* credentials refused too many times in a row */
     uint64_t recheck_passes;      /* passes over the sessions after credential changes, finished */
     uint64_t rechecks;            /* sessions those passes authenticated again */
+    uint64_t resumes_replayed;    /* inits with "since" answered resumed:true */
+    uint64_t resumes_too_old;     /* ... resumed:false, by reason */
+    uint64_t resumes_unknown;
+    uint64_t resumes_disabled;
+    uint64_t replayed_events;       /* frames queued by replays */
+    uint64_t replay_overrun_closes; /* replays the history's eviction overtook (1013) */
 };
 
 struct hub {
@@ -77,6 +86,10 @@ struct hub {
     struct list_node unflushed; /* sessions with deliveries not yet written */
     struct event *flush_event;  /* made active while unflushed is not empty */
     struct event *init_timer, *close_timer, *ping_timer, *trim_timer;
+    struct history *history;
+    struct event *expire_timer; /* evicts history entries past their age */
+    struct list_node replaying; /* subscribers whose resume is replaying, in turn */
+    struct event *replay_timer; /* runs the replays' next pass */
     /* The recheck pass after credential changes (hub_recheck_sessions).
      * Changes are numbered; each source keeps the number of its last
      * change, each session the number current when its credential was
@@ -123,10 +136,57 @@ void hub_recheck_sessions(struct hub *hub, unsigned changed);
  * checked_at must be checked again. */
 bool hub_recheck_due(const struct hub *hub, unsigned depends_on, uint64_t checked_at);
 
+/* One event from the bus (borrowed for the call). */
+struct hub_event {
+    const uint8_t *type;
+    size_t type_len;
+    const uint8_t *message; /* the subscriber message, without an id */
+    size_t message_len;
+    size_t id_offset; /* where its "id" member goes: event_message_id_offset */
+    uint64_t run, number;
+    bool other_run_live; /* history_append's */
+};
+
 /* Queues the subscriber message of one event to every session subscribed
- * to type. message is copied once into the shared frame. */
-void hub_fanout(struct hub *hub, const uint8_t *type, size_t type_len, const uint8_t *message,
-                size_t message_len);
+ * to its type, with its "id" member to those whose init carried "since",
+ * and keeps it in the history. Each form is built once, as one shared
+ * frame. */
+void hub_fanout(struct hub *hub, const struct hub_event *event);
+
+/* A resume as the init reply states it. */
+enum hub_resume {
+    HUB_RESUME_NONE,      /* no "since", or "now": {"code":"OK"} */
+    HUB_RESUME_REPLAYING, /* resumed:true; the replay then the live events follow */
+    HUB_RESUME_TOO_OLD,   /* resumed:false with that reason; subscribed to the live events */
+    HUB_RESUME_UNKNOWN,
+    HUB_RESUME_DISABLED,
+};
+
+/* Subscribes sub to the types of its init msg, resuming as msg->since asks.
+ * With an id found in the history (or "oldest"), the types sub does not
+ * hold yet are replayed first: the retained events of those types after the
+ * id, paced by sub's output (never more than a fill level of unsent replay,
+ * below max_backlog), and sub holds the types from the moment the replay
+ * has caught up with the history's end, so the first live event is the one
+ * after the last replayed. Types sub already holds are not replayed: it had
+ * their events live. Every event sub gets from now on carries its id once
+ * msg->since is set. Returns 0 and *result, or -1 when out of memory
+ * (nothing subscribed). */
+int hub_subscribe(struct subscriber *sub, const struct init_message *msg, enum hub_resume *result);
+
+/* The replay pass does at most this much per loop pass, so that live
+ * delivery to everyone else goes on while thousands resume. */
+#define HUB_REPLAY_PASS_BYTES (4u << 20)
+#define HUB_REPLAY_PASS_ENTRIES 65536
+#define HUB_REPLAY_BUDGET_MS 5
+/* A replaying subscriber's output is filled up to the smaller of this and
+ * half of max_backlog, then waits for the socket to take it. */
+#define HUB_REPLAY_FILL_MAX (256u * 1024)
+/* How soon the replays are looked at again when none could progress. */
+#define HUB_REPLAY_POLL_MS 10
+
+/* Subscribers whose resume is replaying (a walk: for the metrics). */
+size_t hub_replaying_count(const struct hub *hub);
 
 /* Memory held by what is queued to every session and not yet sent, as
  * max_backlog counts it (a walk over sessions: for the metrics, not for

@@ -98,6 +98,23 @@ static void reply_init(struct subscriber *sub, const char *code)
     sub->ops->reply(sub, json, (size_t)len);
 }
 
+/* The reply to a successful init: {"type":"init","code":"OK"}, with what
+ * became of its "since" when it asked to resume. */
+static void reply_init_ok(struct subscriber *sub, enum hub_resume resume)
+{
+    static const char *const replies[] = {
+        [HUB_RESUME_NONE] = "{\"type\":\"init\",\"code\":\"OK\"}",
+        [HUB_RESUME_REPLAYING] = "{\"type\":\"init\",\"code\":\"OK\",\"resumed\":true}",
+        [HUB_RESUME_TOO_OLD] =
+            "{\"type\":\"init\",\"code\":\"OK\",\"resumed\":false,\"reason\":\"TOO_OLD\"}",
+        [HUB_RESUME_UNKNOWN] =
+            "{\"type\":\"init\",\"code\":\"OK\",\"resumed\":false,\"reason\":\"UNKNOWN\"}",
+        [HUB_RESUME_DISABLED] =
+            "{\"type\":\"init\",\"code\":\"OK\",\"resumed\":false,\"reason\":\"DISABLED\"}",
+    };
+    sub->ops->reply(sub, replies[resume], strlen(replies[resume]));
+}
+
 /* A later init adds its types to the earlier ones, and its credential
  * replaces the earlier one (a fresh JWT extends the subscriber) provided
  * it allows every type the subscriber holds. An init naming a type its
@@ -111,8 +128,15 @@ static const char *handle_init(struct subscriber *sub, const uint8_t *text, size
     int rc = init_message_parse((const char *)text, len, hub->limits.max_subscriptions, &msg);
     const char *code = NULL, *close_reason = NULL;
     char *credential = NULL;
+    enum hub_resume resume;
 
     memset(&identity, 0, sizeof identity);
+    if (sub->replay) {
+        /* Its types are held once the replay has caught up; an init
+         * meanwhile could not be answered in order. */
+        code = "RESUME_IN_PROGRESS";
+        goto reject;
+    }
     if (rc != INIT_OK) {
         code = init_status_code(rc);
         goto reject;
@@ -150,7 +174,7 @@ static const char *handle_init(struct subscriber *sub, const uint8_t *text, size
         goto reject;
     }
     memcpy(credential, msg.authentication, msg.authentication_len + 1);
-    if (subs_add_all(hub->subs, &sub->subs, sub, msg.events, msg.event_lens, msg.event_count) < 0) {
+    if (hub_subscribe(sub, &msg, &resume) < 0) {
         code = "INTERNAL_ERROR";
         goto reject;
     }
@@ -172,7 +196,7 @@ static const char *handle_init(struct subscriber *sub, const uint8_t *text, size
         log_debug("%s %s: init OK, %zu subscriptions", sub->ops->name, sub->peer, sub->subs.count);
     auth_identity_clear(&identity);
     init_message_clear(&msg);
-    reply_init(sub, "OK");
+    reply_init_ok(sub, resume);
     return NULL;
 reject:
     hub->counters.init_rejected++;

@@ -65,6 +65,29 @@ static int init_check_events(const cJSON *events, size_t max_events, size_t *cou
     return INIT_OK;
 }
 
+/* "since", when present: a string that is an event id or a keyword. */
+static int init_check_since(const cJSON *since, struct init_message *out)
+{
+    size_t len;
+    if (!since)
+        return INIT_OK;
+    if (!cJSON_IsString(since) || !since->valuestring)
+        return INIT_INVALID_SINCE;
+    len = strlen(since->valuestring);
+    if (!event_id_valid(since->valuestring, len))
+        return INIT_INVALID_SINCE;
+    if (strcmp(since->valuestring, "oldest") == 0) {
+        out->since = INIT_SINCE_OLDEST;
+    } else if (strcmp(since->valuestring, "now") == 0) {
+        out->since = INIT_SINCE_NOW;
+    } else {
+        out->since = INIT_SINCE_ID;
+        memcpy(out->since_id, since->valuestring, len + 1);
+        out->since_len = len;
+    }
+    return INIT_OK;
+}
+
 static char *init_strdup(const char *s, size_t len)
 {
     char *copy = malloc(len + 1);
@@ -101,6 +124,9 @@ int init_message_parse(const char *text, size_t len, size_t max_events, struct i
     }
     events = init_member(root, "events");
     status = init_check_events(events, max_events, &count);
+    if (status != INIT_OK)
+        goto done;
+    status = init_check_since(init_member(root, "since"), out);
     if (status != INIT_OK)
         goto done;
 
@@ -159,6 +185,8 @@ const char *init_status_code(int status)
         return "INVALID_EVENTS_MISSING";
     case INIT_TOO_MANY_EVENTS:
         return "TOO_MANY_EVENTS";
+    case INIT_INVALID_SINCE:
+        return "INVALID_SINCE";
     default:
         return "INTERNAL_ERROR";
     }

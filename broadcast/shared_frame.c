@@ -16,20 +16,33 @@ struct shared_frame_tally {
 
 static size_t live_count, live_bytes;
 
-struct shared_frame *shared_frame_new_text(const uint8_t *payload, size_t len)
+struct shared_frame *shared_frame_new_text_with(const uint8_t *payload, size_t len, size_t at,
+                                                const char *insert, size_t insert_len)
 {
     uint8_t header[WS_FRAME_HEADER_MAX];
-    size_t header_len = ws_frame_header_encode(header, WS_OPCODE_TEXT, len);
-    struct shared_frame *frame = malloc(sizeof *frame + header_len + len);
+    size_t header_len = ws_frame_header_encode(header, WS_OPCODE_TEXT, len + insert_len);
+    struct shared_frame *frame = malloc(sizeof *frame + header_len + len + insert_len);
+    uint8_t *p;
     if (!frame)
         return NULL;
     frame->refs = 1;
-    frame->len = header_len + len;
-    memcpy(frame->bytes, header, header_len);
-    memcpy(frame->bytes + header_len, payload, len);
+    frame->len = header_len + len + insert_len;
+    p = frame->bytes;
+    memcpy(p, header, header_len);
+    p += header_len;
+    memcpy(p, payload, at);
+    p += at;
+    if (insert_len)
+        memcpy(p, insert, insert_len);
+    memcpy(p + insert_len, payload + at, len - at);
     live_count++;
     live_bytes += frame->len;
     return frame;
+}
+
+struct shared_frame *shared_frame_new_text(const uint8_t *payload, size_t len)
+{
+    return shared_frame_new_text_with(payload, len, len, NULL, 0);
 }
 
 void shared_frame_release(struct shared_frame *frame)

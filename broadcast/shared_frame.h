@@ -52,6 +52,12 @@ struct shared_frame_tally;
  * reference held by the caller, or NULL when out of memory. */
 struct shared_frame *shared_frame_new_text(const uint8_t *payload, size_t len);
 
+/* A text frame holding payload[0..len) with insert[0..insert_len) put in
+ * at offset at (at <= len): an event message given its "id" member. As
+ * shared_frame_new_text otherwise. */
+struct shared_frame *shared_frame_new_text_with(const uint8_t *payload, size_t len, size_t at,
+                                                const char *insert, size_t insert_len);
+
 /* What appending the frame adds to an output's memory: its bytes, plus
  * SHARED_FRAME_REFERENCE_COST when it goes by reference. */
 size_t shared_frame_cost(const struct shared_frame *frame);

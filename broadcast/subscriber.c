@@ -26,5 +26,9 @@ bool subscriber_subscriptions_allowed(const struct subscriber *sub,
         if (!auth_may_subscribe(identity, type, len))
             return false;
     }
+    for (size_t i = 0; sub->replay && i < sub->replay->count; i++) {
+        if (!auth_may_subscribe(identity, sub->replay->types[i], sub->replay->lens[i]))
+            return false;
+    }
     return true;
 }

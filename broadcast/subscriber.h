@@ -59,6 +59,16 @@ struct subscriber_ops {
     void (*destroy)(struct subscriber *sub);
 };
 
+/* A resume in progress (hub_subscribe): the history positions still to
+ * replay, and the types replayed, which the subscriber holds once the
+ * replay has caught up with the live events. Owned by the hub. */
+struct subscriber_replay {
+    uint64_t next_pos; /* the next history position to look at */
+    size_t count;
+    size_t *lens;
+    char **types;
+};
+
 struct subscriber {
     const struct subscriber_ops *ops;
     struct hub *hub;
@@ -66,7 +76,9 @@ struct subscriber {
     /* The frames bev's output holds by reference; NULL until the first. */
     struct shared_frame_tally *frames_referenced;
     struct subs_session_list subs;
+    struct subscriber_replay *replay; /* NULL unless resuming */
     enum subscriber_state state;
+    bool with_ids;               /* an init of it carried "since": its events carry their ids */
     unsigned failed_credentials; /* inits refused for their credential, in a row */
     struct rate_bucket inits;    /* the client's messages, against the init rate */
     uint64_t source;             /* net_source_key of the peer */
@@ -83,6 +95,7 @@ struct subscriber {
     struct list_node deadline_node;  /* hub->init_wait or hub->closing */
     struct list_node deferred_node;  /* hub->deferred */
     struct list_node unflushed_node; /* hub->unflushed */
+    struct list_node replay_node;    /* hub->replaying */
     char peer[64];
 };
 
@@ -95,7 +108,8 @@ size_t subscriber_backlog(const struct subscriber *sub);
  * max_backlog. Returns 0, or -1 when it did not fit (or memory ran out). */
 int subscriber_append(struct subscriber *sub, struct shared_frame *frame, size_t max_backlog);
 
-/* Whether identity may hold every subscription sub has. */
+/* Whether identity may hold every subscription sub has, and every type
+ * its resume is replaying. */
 bool subscriber_subscriptions_allowed(const struct subscriber *sub,
                                       const struct auth_identity *identity);
 

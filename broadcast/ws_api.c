@@ -29,6 +29,7 @@ static void write_metrics(struct ws_api *api, struct evbuffer *out)
     const struct hub_counters *c = &api->hub->counters;
     const struct bus_server_counters *bus = bus_server_counters(api->bus);
     const struct http_server_stats *http = http_server_stats(api->http);
+    struct history_stats history;
 
     metrics_single(out, "evs_broadcast_sessions", "gauge", "open WebSocket sessions",
                    c->sessions_open);
@@ -73,12 +74,40 @@ static void write_metrics(struct ws_api *api, struct evbuffer *out)
     metrics_sample(out, "evs_broadcast_closes_total", "reason=\"init_rate\"", c->init_rate_closes);
     metrics_sample(out, "evs_broadcast_closes_total", "reason=\"auth_failures\"",
                    c->auth_failure_closes);
+    metrics_sample(out, "evs_broadcast_closes_total", "reason=\"history_overrun\"",
+                   c->replay_overrun_closes);
     metrics_single(out, "evs_broadcast_recheck_passes_total", "counter",
                    "passes over the live sessions after a credential change, finished",
                    c->recheck_passes);
     metrics_single(out, "evs_broadcast_rechecks_total", "counter",
                    "live sessions whose credential a recheck pass authenticated again",
                    c->rechecks);
+    history_get_stats(api->hub->history, &history);
+    metrics_single(out, "evs_broadcast_history_events", "gauge", "events kept for resumes",
+                   history.events);
+    metrics_single(out, "evs_broadcast_history_bytes", "gauge",
+                   "memory the kept events hold, as HISTORY_BYTES counts it", history.bytes);
+    metrics_single(out, "evs_broadcast_history_frame_bytes", "gauge",
+                   "bytes of the kept events' frames, shared with live delivery",
+                   history.frame_bytes);
+    metrics_family(out, "evs_broadcast_history_evictions_total", "counter",
+                   "events the history let go of, by the bound that made it");
+    metrics_sample(out, "evs_broadcast_history_evictions_total", "bound=\"size\"",
+                   history.evictions_count);
+    metrics_sample(out, "evs_broadcast_history_evictions_total", "bound=\"bytes\"",
+                   history.evictions_bytes);
+    metrics_sample(out, "evs_broadcast_history_evictions_total", "bound=\"ttl\"",
+                   history.evictions_age);
+    metrics_family(out, "evs_broadcast_resumes_total", "counter",
+                   "inits with \"since\" an id or \"oldest\", by answer");
+    metrics_sample(out, "evs_broadcast_resumes_total", "result=\"resumed\"", c->resumes_replayed);
+    metrics_sample(out, "evs_broadcast_resumes_total", "result=\"too_old\"", c->resumes_too_old);
+    metrics_sample(out, "evs_broadcast_resumes_total", "result=\"unknown\"", c->resumes_unknown);
+    metrics_sample(out, "evs_broadcast_resumes_total", "result=\"disabled\"", c->resumes_disabled);
+    metrics_single(out, "evs_broadcast_replayed_events_total", "counter",
+                   "event frames queued by resumes", c->replayed_events);
+    metrics_single(out, "evs_broadcast_resumes_replaying", "gauge",
+                   "sessions whose resume is replaying", hub_replaying_count(api->hub));
     metrics_single(out, "evs_broadcast_backlog_bytes", "gauge",
                    "memory held by what is queued to subscribers and not yet sent (bytes, plus "
                    "the buffer of each frame referenced)",

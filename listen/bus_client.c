@@ -6,6 +6,7 @@
 
 #include <event2/event.h>
 
+#include "bus/event_id.h"
 #include "bus_link.h"
 #include "core/clock.h"
 #include "core/log.h"
@@ -21,6 +22,7 @@ struct bus_client_publish {
     unsigned pending; /* links that have neither acked nor failed it */
     bool failed;
     bool completed;
+    uint64_t number;      /* of its id; 0 until it first goes out */
     uint64_t deadline_ms; /* clock_now_ms; while waiting for a ready link */
     struct bus_client_publish *wait_next;
 };
@@ -36,6 +38,8 @@ struct bus_client {
     struct event *wait_timer;
     size_t waiting;
     size_t in_flight;
+    uint64_t run;         /* of every id this client gives */
+    uint64_t last_number; /* the last id's number */
 };
 
 static void publish_unref(struct bus_client_publish *p)
@@ -54,10 +58,15 @@ static void publish_release_cb(void *arg)
 static void publish_complete(struct bus_client_publish *p)
 {
     bus_client_publish_done_fn done = p->done;
+    char id[EVENT_ID_LEN + 1];
     p->completed = true;
     p->done = NULL;
-    if (done)
-        done(p->done_arg, p->failed ? BUS_PUBLISH_UNAVAILABLE : BUS_PUBLISH_OK);
+    if (done && p->failed)
+        done(p->done_arg, BUS_PUBLISH_UNAVAILABLE, NULL);
+    else if (done) {
+        event_id_format(id, p->bus->run, p->number);
+        done(p->done_arg, BUS_PUBLISH_OK, id);
+    }
     publish_unref(p);
 }
 
@@ -77,19 +86,21 @@ static void link_failed_cb(void *arg, void *item)
     link_acked_cb(arg, item);
 }
 
-/* Sends p on every ready link. Returns the number of links it went out on;
- * their acks or failures complete it later, never inside this call. */
+/* Sends p on every ready link, numbered with the run's next number (taken
+ * back when it went out on none). Returns the number of links it went out
+ * on; their acks or failures complete it later, never inside this call. */
 static size_t publish_dispatch(struct bus_client *bus, struct bus_client_publish *p)
 {
     size_t sent = 0;
+    p->number = bus->last_number + 1;
     for (size_t i = 0; i < bus->link_count; i++) {
         struct bus_link *link = bus->links[i];
         if (!bus_link_is_ready(link))
             continue;
         p->refs++;
         p->pending++;
-        if (bus_link_send(link, p->event.type, p->event.type_len, p->event.message,
-                          p->event.message_len, publish_release_cb, p, p) < 0) {
+        if (bus_link_send(link, bus->run, p->number, p->event.type, p->event.type_len,
+                          p->event.message, p->event.message_len, publish_release_cb, p, p) < 0) {
             p->refs--;
             p->pending--;
             continue;
@@ -97,6 +108,10 @@ static size_t publish_dispatch(struct bus_client *bus, struct bus_client_publish
         bus->in_flight++;
         sent++;
     }
+    if (sent > 0)
+        bus->last_number = p->number;
+    else
+        p->number = 0;
     return sent;
 }
 
@@ -169,6 +184,7 @@ struct bus_client *bus_client_new(struct event_base *base, const struct bus_clie
         return NULL;
     bus->base = base;
     bus->wait_ms = config->wait_ms;
+    bus->run = event_id_new_run();
     bus->wait_timer = evtimer_new(base, wait_timer_cb, bus);
     bus->links = calloc(config->path_count, sizeof *bus->links);
     if (!bus->wait_timer || !bus->links)
@@ -261,6 +277,8 @@ void bus_client_get_stats(const struct bus_client *bus, struct bus_client_stats 
     out->reconnects = bus->ready_events > bus->link_count ? bus->ready_events - bus->link_count : 0;
     out->in_flight = bus->in_flight;
     out->waiting = bus->waiting;
+    out->run = bus->run;
+    out->numbered = bus->last_number;
 }
 
 int bus_client_all_tried(const struct bus_client *bus)

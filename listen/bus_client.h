@@ -11,6 +11,11 @@
  *  - If a link it was sent on fails before acking (disconnect, protocol
  *    error, no ack within ack_timeout_ms), the event fails: never a silent OK.
  *  - While no link is ready the event waits up to wait_ms for one, then fails.
+ *  - An event's id (bus/event_id.h) is given when it first goes out on a
+ *    link: the client's run, chosen when it is made, and the next number of
+ *    that run. So numbers are consecutive in the order events go out, and
+ *    an event that never went out takes none: a broadcast daemon that sees
+ *    a number skipped knows it missed an event.
  */
 #ifndef EVS_LISTEN_BUS_H
 #define EVS_LISTEN_BUS_H
@@ -36,7 +41,10 @@ enum bus_publish_status {
     BUS_PUBLISH_UNAVAILABLE = -1,
 };
 
-typedef void (*bus_client_publish_done_fn)(void *arg, int status);
+/* status: BUS_PUBLISH_OK or BUS_PUBLISH_UNAVAILABLE; id: the event's id
+ * (EVENT_ID_LEN characters, NUL-terminated, borrowed for the call) when OK,
+ * else NULL. */
+typedef void (*bus_client_publish_done_fn)(void *arg, int status, const char *id);
 
 struct bus_client_stats {
     size_t links;        /* configured */
@@ -44,6 +52,8 @@ struct bus_client_stats {
     uint64_t reconnects; /* successful handshakes after the first, all links */
     size_t in_flight;    /* events sent and not yet acked or failed */
     size_t waiting;      /* events waiting for a ready link */
+    uint64_t run;        /* of this client's ids */
+    uint64_t numbered;   /* events given an id so far: the last number */
 };
 
 /* Starts connecting to every path at once. NULL when out of memory. */

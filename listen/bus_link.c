@@ -313,8 +313,9 @@ static void message_ref_cleanup(const void *data, size_t len, void *arg)
     free(ref);
 }
 
-int bus_link_send(struct bus_link *link, const char *type, size_t type_len, const char *message,
-                  size_t message_len, void (*release)(void *arg), void *release_arg, void *item)
+int bus_link_send(struct bus_link *link, uint64_t run, uint64_t number, const char *type,
+                  size_t type_len, const char *message, size_t message_len,
+                  void (*release)(void *arg), void *release_arg, void *item)
 {
     uint8_t head[BUS_EVENT_HEAD_MAX];
     struct in_flight *f;
@@ -324,7 +325,8 @@ int bus_link_send(struct bus_link *link, const char *type, size_t type_len, cons
 
     if (link->state != LINK_READY)
         return -1;
-    head_len = bus_encode_event_head(head, link->next_seq, type, type_len, message_len);
+    head_len =
+        bus_encode_event_head(head, link->next_seq, run, number, type, type_len, message_len);
     if (head_len == 0)
         return -1;
     f = malloc(sizeof *f);

@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define BUS_LINK_BACKOFF_MIN_MS 50
 #define BUS_LINK_BACKOFF_MAX_MS 1000
@@ -39,12 +40,14 @@ bool bus_link_is_ready(const struct bus_link *link);
 const char *bus_link_path(const struct bus_link *link);
 unsigned long bus_link_in_flight(const struct bus_link *link);
 
-/* Sends an event on a ready link. message is not copied: it is referenced
+/* Sends an event, whose id is run and number (both non-zero), on a ready
+ * link. message is not copied: it is referenced
  * until release(release_arg) is called (once the bytes are written or the
  * connection is gone). item comes back through acked or failed.
  * Returns 0, or -1 when the link is not ready or memory ran out (then
  * neither release nor the item callbacks are called). */
-int bus_link_send(struct bus_link *link, const char *type, size_t type_len, const char *message,
-                  size_t message_len, void (*release)(void *arg), void *release_arg, void *item);
+int bus_link_send(struct bus_link *link, uint64_t run, uint64_t number, const char *type,
+                  size_t type_len, const char *message, size_t message_len,
+                  void (*release)(void *arg), void *release_arg, void *item);
 
 #endif

@@ -7,6 +7,7 @@
 #include <event2/buffer.h>
 
 #include "auth/auth_store.h"
+#include "bus/event_id.h"
 #include "bus_client.h"
 #include "core/clock.h"
 #include "net/http_server.h"
@@ -38,14 +39,26 @@ static void answer(struct publish_api *api, struct http_exchange *ex, uint64_t s
     http_exchange_respond_code(ex, status, code);
 }
 
-static void pending_done_cb(void *arg, int status)
+/* A publish the bus took: 200 {"code":"OK"} with the event's id in an
+ * Event-Id header. */
+static void answer_accepted(struct publish_api *api, struct http_exchange *ex, uint64_t started,
+                            const char *id)
+{
+    static const char body[] = "{\"code\":\"OK\"}";
+    char header[sizeof "Event-Id: \r\n" + EVENT_ID_LEN];
+    snprintf(header, sizeof header, "Event-Id: %s\r\n", id);
+    metrics_histogram_observe(&api->latency, seconds_since(started));
+    http_exchange_respond_full(ex, 200, header, "application/json", body, sizeof body - 1);
+}
+
+static void pending_done_cb(void *arg, int status, const char *id)
 {
     struct pending_publish *pending = arg;
     struct publish_api *api = pending->api;
     api->counters.in_flight--;
     if (status == BUS_PUBLISH_OK) {
         api->counters.accepted++;
-        answer(api, pending->ex, pending->started, 200, "OK");
+        answer_accepted(api, pending->ex, pending->started, id);
     } else {
         api->counters.unavailable++;
         log_warn("publish from %s: no broadcast daemon took the event: 503",

@@ -13,8 +13,9 @@
 #define BUS_OFF_KIND 4
 #define BUS_OFF_FLAGS 5
 #define BUS_OFF_RESERVED 6
-/* seq + type_len + one type byte + one message byte */
-#define BUS_EVENT_BODY_MIN (8 + 1 + 1 + 1)
+/* An EVENT body: seq, run, number, type_len, then the type and the message. */
+#define BUS_EVENT_FIXED (8 + 8 + 8 + 1)
+#define BUS_EVENT_BODY_MIN (BUS_EVENT_FIXED + 1 + 1)
 
 static uint16_t get_u16(const uint8_t *p)
 {
@@ -79,7 +80,7 @@ static int check_kind_and_body_len(uint32_t body_len, uint8_t kind, const struct
         /* Upper bound for the longest type; the exact message bound is
          * checked once type_len is known. Both sides are well below 2^32
          * plus max_message, so the sum cannot wrap. */
-        if (body_len > 8 + 1 + BUS_TYPE_MAX + (uint64_t)max_message)
+        if (body_len > BUS_EVENT_FIXED + BUS_TYPE_MAX + (uint64_t)max_message)
             return BUS_ERR_TOO_LARGE;
         return BUS_OK;
     default:
@@ -124,17 +125,21 @@ static int decode_hello(const uint8_t *body, struct bus_frame *out)
 static int decode_event(const uint8_t *body, size_t body_len, size_t max_message,
                         struct bus_frame *out)
 {
-    size_t type_len = body[8];
+    size_t type_len = body[BUS_EVENT_FIXED - 1];
 
-    /* body_len >= BUS_EVENT_BODY_MIN, so 9 + type_len cannot wrap and the
-     * subtraction below is guarded by the comparison before it. */
-    if (type_len == 0 || 9 + type_len >= body_len)
+    /* body_len >= BUS_EVENT_BODY_MIN, so BUS_EVENT_FIXED + type_len cannot
+     * wrap and the subtraction below is guarded by the comparison before it. */
+    if (type_len == 0 || BUS_EVENT_FIXED + type_len >= body_len)
         return BUS_ERR_MALFORMED;
     out->seq = get_u64(body);
-    out->type = body + 9;
+    out->run = get_u64(body + 8);
+    out->number = get_u64(body + 16);
+    if (out->run == 0 || out->number == 0)
+        return BUS_ERR_MALFORMED;
+    out->type = body + BUS_EVENT_FIXED;
     out->type_len = type_len;
-    out->message = body + 9 + type_len;
-    out->message_len = body_len - 9 - type_len;
+    out->message = body + BUS_EVENT_FIXED + type_len;
+    out->message_len = body_len - BUS_EVENT_FIXED - type_len;
     if (out->message_len > max_message)
         return BUS_ERR_TOO_LARGE;
     return BUS_OK;
@@ -211,17 +216,20 @@ size_t bus_encode_ack(uint8_t out[BUS_ACK_FRAME_LEN], uint64_t seq)
     return BUS_ACK_FRAME_LEN;
 }
 
-size_t bus_encode_event_head(uint8_t out[BUS_EVENT_HEAD_MAX], uint64_t seq, const char *type,
-                             size_t type_len, size_t message_len)
+size_t bus_encode_event_head(uint8_t out[BUS_EVENT_HEAD_MAX], uint64_t seq, uint64_t run,
+                             uint64_t number, const char *type, size_t type_len, size_t message_len)
 {
-    if (type_len == 0 || type_len > BUS_TYPE_MAX || message_len == 0 ||
+    uint8_t *body = out + BUS_HEADER_LEN;
+    if (run == 0 || number == 0 || type_len == 0 || type_len > BUS_TYPE_MAX || message_len == 0 ||
         message_len > BUS_MESSAGE_HARD_MAX)
         return 0;
-    put_header(out, (uint32_t)(8 + 1 + type_len + message_len), BUS_KIND_EVENT);
-    put_u64(out + BUS_HEADER_LEN, seq);
-    out[BUS_HEADER_LEN + 8] = (uint8_t)type_len;
-    memcpy(out + BUS_HEADER_LEN + 9, type, type_len);
-    return BUS_HEADER_LEN + 9 + type_len;
+    put_header(out, (uint32_t)(BUS_EVENT_FIXED + type_len + message_len), BUS_KIND_EVENT);
+    put_u64(body, seq);
+    put_u64(body + 8, run);
+    put_u64(body + 16, number);
+    body[BUS_EVENT_FIXED - 1] = (uint8_t)type_len;
+    memcpy(body + BUS_EVENT_FIXED, type, type_len);
+    return BUS_HEADER_LEN + BUS_EVENT_FIXED + type_len;
 }
 
 const char *bus_status_text(int status)

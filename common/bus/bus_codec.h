@@ -8,9 +8,12 @@
  *   HELLO    u32 magic "EVSB" | u16 version | u16 reserved (0)     body_len 8
  *            Each side sends HELLO first; a peer whose magic or version
  *            differs is closed.
- *   EVENT    u64 seq | u8 type_len (1..255) | type | message           (listen -> broadcast)
- *            type: the event type, so the broadcast side routes without
- *            parsing JSON. message: the finished subscriber message text,
+ *   EVENT    u64 seq | u64 run | u64 number | u8 type_len (1..255) | type
+ *            | message                                             (listen -> broadcast)
+ *            run, number: the event's id (bus/event_id.h), both non-zero,
+ *            given by the listen daemon. type: the event type, so the
+ *            broadcast side routes without parsing JSON. message: the
+ *            finished subscriber message text,
  *            {"type":"event","event":...,"data":...}, at least 1 byte and
  *            at most the decoder's max_message bytes.
  *   ACK      u64 seq                                                body_len 8
@@ -32,13 +35,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BUS_PROTOCOL_VERSION 1
+#define BUS_PROTOCOL_VERSION 2
 #define BUS_MAGIC 0x45565342u /* "EVSB" */
 #define BUS_HEADER_LEN 8
 #define BUS_HELLO_FRAME_LEN (BUS_HEADER_LEN + 8)
 #define BUS_ACK_FRAME_LEN (BUS_HEADER_LEN + 8)
 #define BUS_TYPE_MAX 255
-#define BUS_EVENT_HEAD_MAX (BUS_HEADER_LEN + 8 + 1 + BUS_TYPE_MAX)
+#define BUS_EVENT_HEAD_MAX (BUS_HEADER_LEN + 8 + 8 + 8 + 1 + BUS_TYPE_MAX)
 /* Absolute ceiling on an event message, whatever a daemon is configured with. */
 #define BUS_MESSAGE_HARD_MAX (64u * 1024 * 1024)
 
@@ -58,7 +61,7 @@ enum bus_status {
     BUS_AGAIN = -1,           /* the bytes so far are a valid prefix; need more */
     BUS_ERR_TOO_LARGE = -2,   /* body_len over the limit for its kind */
     BUS_ERR_KIND = -3,        /* unknown kind */
-    BUS_ERR_MALFORMED = -4,   /* bad flags/reserved, wrong body size, bad type length */
+    BUS_ERR_MALFORMED = -4,   /* bad flags/reserved, wrong body size, bad type length, id 0 */
     BUS_ERR_VERSION = -5,     /* HELLO with another magic or version */
     BUS_ERR_NOT_ALLOWED = -6, /* a known kind this side never receives */
     BUS_ERR_TRUNCATED = -7,   /* the stream ended inside a frame */
@@ -68,8 +71,10 @@ enum bus_status {
  * (borrowed: valid while that buffer is). */
 struct bus_frame {
     enum bus_kind kind;
-    uint16_t version;    /* HELLO */
-    uint64_t seq;        /* EVENT, ACK */
+    uint16_t version; /* HELLO */
+    uint64_t seq;     /* EVENT, ACK */
+    uint64_t run;     /* EVENT: the id's run and number, non-zero */
+    uint64_t number;
     const uint8_t *type; /* EVENT */
     size_t type_len;
     const uint8_t *message; /* EVENT */
@@ -115,10 +120,11 @@ size_t bus_encode_ack(uint8_t out[BUS_ACK_FRAME_LEN], uint64_t seq);
 
 /* Writes the header and the fixed part of an EVENT (everything up to the
  * message), so that the message text can follow on the wire without a copy.
- * Returns the bytes written, or 0 when type_len is 0 or over BUS_TYPE_MAX or
- * message_len is 0 or over BUS_MESSAGE_HARD_MAX. */
-size_t bus_encode_event_head(uint8_t out[BUS_EVENT_HEAD_MAX], uint64_t seq, const char *type,
-                             size_t type_len, size_t message_len);
+ * Returns the bytes written, or 0 when run or number is 0, type_len is 0 or
+ * over BUS_TYPE_MAX, or message_len is 0 or over BUS_MESSAGE_HARD_MAX. */
+size_t bus_encode_event_head(uint8_t out[BUS_EVENT_HEAD_MAX], uint64_t seq, uint64_t run,
+                             uint64_t number, const char *type, size_t type_len,
+                             size_t message_len);
 
 /* A short human reason for a status, for log lines. */
 const char *bus_status_text(int status);

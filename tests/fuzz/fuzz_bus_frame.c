@@ -72,8 +72,10 @@ static void check_frame(const struct bus_decoder *dec, const uint8_t *frame, siz
             abort();
         if (f->message != f->type + f->type_len || f->message + f->message_len != frame + frame_len)
             abort();
-        n = bus_encode_event_head(expect, f->seq, (const char *)f->type, f->type_len,
-                                  f->message_len);
+        if (f->run == 0 || f->number == 0)
+            abort();
+        n = bus_encode_event_head(expect, f->seq, f->run, f->number, (const char *)f->type,
+                                  f->type_len, f->message_len);
         if (n == 0 || n + f->message_len != frame_len)
             abort();
         break;

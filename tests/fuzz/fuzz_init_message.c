@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (status != INIT_OK) {
         if (status != INIT_INVALID_SYNTAX && status != INIT_EVENTS_MISSING &&
-            status != INIT_TOO_MANY_EVENTS && status != INIT_NOMEM)
+            status != INIT_TOO_MANY_EVENTS && status != INIT_NOMEM && status != INIT_INVALID_SINCE)
             abort();
         if (msg.events || msg.event_lens || msg.event_count || msg.authentication)
             abort();
@@ -38,6 +38,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (!msg.authentication && msg.authentication_len != 0)
         abort();
+    /* An id to resume from is a well-formed id, and nothing else is kept. */
+    if (msg.since == INIT_SINCE_ID) {
+        if (!event_id_valid(msg.since_id, msg.since_len) || strlen(msg.since_id) != msg.since_len)
+            abort();
+    } else if (msg.since_len != 0 || msg.since_id[0] != '\0' || msg.since > INIT_SINCE_NOW) {
+        abort();
+    }
     init_message_clear(&msg);
     return 0;
 }

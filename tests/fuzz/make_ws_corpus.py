@@ -108,6 +108,13 @@ def seeds():
     yield "duplicates_and_escapes", frame(TEXT, init(["a", "a", "n\\u0065ws", "\u00e9v\u00e9nement"]))
     yield "ping_flood", frame(TEXT, good) + b"".join(frame(PING, b"f" * 125) for _ in range(120))
     yield "init_flood", b"".join(frame(TEXT, good) for _ in range(200))
+    yield "resume_oldest", frame(TEXT, init(["a"], since="oldest"))
+    yield "resume_ids", b"".join(frame(TEXT, init(["a", "news"], since=f"0000000000000001-{n:016x}"))
+                                 for n in (1, 2, 50, 1 << 40))
+    yield "resume_then_init", frame(TEXT, init(["a"], since="oldest")) + frame(TEXT, init(["news"]))
+    yield "resume_now_then_live", frame(TEXT, init(["a"], since="now")) + frame(TEXT, init(["news"], since="now"))
+    yield "resume_bad_since", b"".join(frame(TEXT, init(["a"], since=v)) for v in
+                                       [7, "", "x" * 65, "a/b", None, ["0000000000000001-0000000000000001"]])
     yield "half_frame", frame(TEXT, good)[:7]
     yield "garbage", bytes(range(256))
 

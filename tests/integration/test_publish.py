@@ -231,10 +231,18 @@ class ListenCase(harness.ServiceCase):
         self.assertEqual(status, want_status, body)
         self.assertEqual(headers.get("content-type"), JSON_TYPE)
         self.assertEqual(json.loads(body), {"code": want_code})
+        # An accepted event, and only one, is answered with its id.
+        if status == 200 and want_code == "OK" and "event-id" in headers:
+            self.assertRegex(headers["event-id"], EVENT_ID_RE)
+        elif status != 200:
+            self.assertNotIn("event-id", headers)
 
     def assert_publish(self, port, body, authorization, want_status, want_code, **kw):
         status, headers, data = post(port, body, authorization, **kw)
         self.assert_answer(status, headers, data, want_status, want_code)
+
+
+EVENT_ID_RE = r"^[0-9a-f]{16}-[0-9a-f]{16}$"
 
 
 def event_body(event, data_text=None):
@@ -859,6 +867,46 @@ class BusDeliveryTest(ListenCase):
         self.assertEqual(events[0][1:], (b"x", b'{"type":"event","event":"x"}'))
         self.assertEqual(events[1][1:], (b"y", b'{"type":"event","event":"y","data":null}'))
 
+    def test_the_200_carries_the_event_id_the_bus_carried_and_the_body_is_unchanged(self):
+        fb = self.fake_bus()
+        l = self.listen(fb.path, bus_wait_ms=200)
+        ids = []
+        for i in range(3):
+            status, headers, body = post(l.port, event_body("x", str(i)), self.auth())
+            self.assertEqual((status, body), (200, b'{"code":"OK"}'))
+            self.assertRegex(headers.get("event-id", ""), EVENT_ID_RE)
+            ids.append(headers["event-id"])
+        events = fb.wait_events(3)
+        self.assertEqual(fb.ids[:3], ids)
+        # One run, numbered 1, 2, 3: ids of a run sort in the order given.
+        runs = {i.split("-")[0] for i in ids}
+        self.assertEqual(len(runs), 1)
+        self.assertEqual([int(i.split("-")[1], 16) for i in ids], [1, 2, 3])
+        self.assertEqual(sorted(ids), ids)
+
+        # An event no broadcast daemon took gets no id, and takes no number.
+        fb.close()
+        wait_for(lambda: harness.http_get(l.port, "/healthz")[0] == 503, what="the bus to be gone")
+        status, headers, _ = post(l.port, event_body("x"), self.auth())
+        self.assertEqual(status, 503)
+        self.assertNotIn("event-id", headers)
+        fb = self.fake_bus()
+        wait_for(lambda: harness.http_get(l.port, "/healthz")[0] == 200, what="the bus to be back")
+        status, headers, _ = post(l.port, event_body("x"), self.auth())
+        self.assertEqual(status, 200)
+        self.assertEqual(headers["event-id"], f"{runs.pop()}-{4:016x}")
+
+    def test_a_restarted_listen_daemon_gives_ids_of_a_later_run(self):
+        fb = self.fake_bus()
+        first = self.listen(fb.path)
+        _, h1, _ = post(first.port, event_body("x"), self.auth())
+        first.stop()
+        self.listens.remove(first)  # stopped on purpose
+        second = self.listen(fb.path)
+        _, h2, _ = post(second.port, event_body("x"), self.auth())
+        self.assertNotEqual(h1["event-id"].split("-")[0], h2["event-id"].split("-")[0])
+        self.assertLess(h1["event-id"], h2["event-id"])
+
     def test_sequence_numbers_are_1_2_3_on_one_connection(self):
         fb = self.fake_bus()
         l = self.listen(fb.path)
@@ -1482,7 +1530,7 @@ class RobustnessTest(ListenCase):
         fb = self.fake_bus()
         l = self.listen(fb.path)
         self.assert_publish_works(l, fb, 1)
-        fb.send_raw(struct.pack(">IBBHQB", 11, harness.KIND_EVENT, 0, 0, 1, 1) + b"ab")
+        fb.send_raw(harness.bus_event(1, "a", b"b"))
         fb.wait_connections(2)  # listen dropped the connection after an EVENT frame from the peer
         wait_metric(l.port, "evs_listen_bus_reconnects_total", 1, timeout=3)
         wait_for(lambda: harness.http_get(l.port, "/healthz")[0] == 200, what="reconnect")
@@ -1492,7 +1540,7 @@ class RobustnessTest(ListenCase):
         fb = self.fake_bus(send_hello=False)
         l = self.listen(fb.path, wait_bus=False, log_level="debug")
         fb.wait_connections(1)
-        fb.send_raw(struct.pack(">IBBHIHH", 8, harness.KIND_HELLO, 0, 0, harness.BUS_MAGIC, 2, 0))
+        fb.send_raw(harness.bus_hello(version=harness.BUS_VERSION + 1))
         wait_for(lambda: "bus " in l.log() and fb.connections >= 2, what="reconnect")
         self.assertRegex(l.log(), r"warn: bus \S+: peer speaks another bus protocol or version")
         self.assertEqual(harness.http_get(l.port, "/healthz")[0], 503)

@@ -782,6 +782,7 @@ class Soak:
         end_rss = {"broadcast": rss_kib(self.b.pid), "listen": rss_kib(self.l.pid)}
         backlog = metric(self.b.port, "evs_broadcast_backlog_bytes")
         frames = metric(self.b.port, "evs_broadcast_shared_frame_bytes")
+        history = metric(self.b.port, "evs_broadcast_history_frame_bytes")
 
         with open(os.path.join(work, "pub.pkl"), "rb") as f:
             pubs = pickle.load(f)
@@ -812,8 +813,10 @@ class Soak:
         self.print_figures(figures)
 
         # Final assertions.
-        if backlog != 0 or frames != 0:
-            self.problem(f"after the clients left: backlog {backlog} bytes, shared frames {frames} bytes")
+        # The frames still alive are exactly the history's.
+        if backlog != 0 or frames != history:
+            self.problem(f"after the clients left: backlog {backlog} bytes, shared frames {frames} bytes "
+                         f"(the history's {history} bytes)")
         if slow_cuts == 0 and c.slow:
             self.problem("no slow subscriber was ever cut off (1013)")
         if figures["stalled_cutoffs"] == 0 and c.stalled:

@@ -284,11 +284,25 @@ async def ws_recv_json(ws, timeout=10.0):
 # --- a bus peer standing in for a broadcast daemon ----------------------------------------------
 
 BUS_MAGIC = 0x45565342
+BUS_VERSION = 2
 KIND_HELLO, KIND_EVENT, KIND_ACK = 1, 2, 3
 
 
-def bus_hello():
-    return struct.pack(">IBBHIHH", 8, KIND_HELLO, 0, 0, BUS_MAGIC, 1, 0)
+def bus_hello(version=BUS_VERSION):
+    return struct.pack(">IBBHIHH", 8, KIND_HELLO, 0, 0, BUS_MAGIC, version, 0)
+
+
+def bus_event(seq, event_type, message, run=1, number=None):
+    """An EVENT frame (common/bus/bus_codec.h); its id is run and number
+    (seq unless given)."""
+    t = event_type.encode() if isinstance(event_type, str) else event_type
+    body = struct.pack(">QQQB", seq, run, seq if number is None else number, len(t)) + t + message
+    return struct.pack(">IBBH", len(body), KIND_EVENT, 0, 0) + body
+
+
+def event_id(run, number):
+    """The text of an id the listen daemon gives (common/bus/event_id.h)."""
+    return f"{run:016x}-{number:016x}"
 
 
 def bus_ack(seq):
@@ -305,6 +319,7 @@ class FakeBroadcast:
         self.hold_acks = hold_acks
         self.send_hello = send_hello
         self.events = []        # (seq, type bytes, message bytes)
+        self.ids = []           # the id text of each of them
         self.connections = 0
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
@@ -342,7 +357,7 @@ class FakeBroadcast:
             header = self._recv_exact(conn, 8)
             body_len, kind = struct.unpack(">IB", header[:5])
             hello = self._recv_exact(conn, body_len)
-            if kind != KIND_HELLO or struct.unpack(">IH", hello[:6]) != (BUS_MAGIC, 1):
+            if kind != KIND_HELLO or struct.unpack(">IH", hello[:6]) != (BUS_MAGIC, BUS_VERSION):
                 conn.close()
                 return
             if self.send_hello:
@@ -351,10 +366,10 @@ class FakeBroadcast:
                 header = self._recv_exact(conn, 8)
                 body_len, kind = struct.unpack(">IB", header[:5])
                 body = self._recv_exact(conn, body_len)
-                seq = struct.unpack(">Q", body[:8])[0]
-                tlen = body[8]
+                seq, run, number, tlen = struct.unpack(">QQQB", body[:25])
                 with self.lock:
-                    self.events.append((seq, body[9:9 + tlen], body[9 + tlen:]))
+                    self.events.append((seq, body[25:25 + tlen], body[25 + tlen:]))
+                    self.ids.append(event_id(run, number))
                     self.cond.notify_all()
                     hold = self.hold_acks
                 if not hold:

@@ -6,12 +6,13 @@
 #include <string.h>
 
 /* Builds a whole EVENT frame into out (which must be large enough for the
- * frame, not for BUS_EVENT_HEAD_MAX: the head is built aside first). */
+ * frame, not for BUS_EVENT_HEAD_MAX: the head is built aside first). Its id
+ * is run 1, number seq. */
 static inline size_t build_event(uint8_t *out, uint64_t seq, const char *type, const char *message)
 {
     uint8_t head[BUS_EVENT_HEAD_MAX];
     size_t message_len = strlen(message);
-    size_t head_len = bus_encode_event_head(head, seq, type, strlen(type), message_len);
+    size_t head_len = bus_encode_event_head(head, seq, 1, seq, type, strlen(type), message_len);
 
     assert_true(head_len > 0);
     memcpy(out, head, head_len);

@@ -14,6 +14,8 @@
 #include "bus/bus_codec.h"
 #include "bus_test_frames.h"
 
+/* An EVENT body before its type: seq, run, number, type_len. */
+#define EVENT_FIXED 25
 #define MAX_MESSAGE 1024
 /* Where the kind sits in the header: the byte that decides most refusals. */
 #define KIND_BYTE 4
@@ -48,7 +50,7 @@ static void test_hello_round_trip(void **state)
     assert_int_equal(f.kind, BUS_KIND_HELLO);
     assert_int_equal(f.version, BUS_PROTOCOL_VERSION);
     /* The wire bytes are fixed by the spec: check them literally. */
-    static const uint8_t expected[] = {0, 0, 0, 8, 1, 0, 0, 0, 'E', 'V', 'S', 'B', 0, 1, 0, 0};
+    static const uint8_t expected[] = {0, 0, 0, 8, 1, 0, 0, 0, 'E', 'V', 'S', 'B', 0, 2, 0, 0};
     assert_memory_equal(buf, expected, sizeof(expected));
 }
 
@@ -75,17 +77,18 @@ static void test_event_round_trip(void **state)
     size_t frame_len = 0;
     size_t n = build_event(buf, 42, "news", message);
 
-    assert_int_equal(n, BUS_HEADER_LEN + 8 + 1 + 4 + strlen(message));
+    assert_int_equal(n, BUS_HEADER_LEN + EVENT_FIXED + 4 + strlen(message));
     assert_int_equal(decode_any(buf, n, MAX_MESSAGE, &f, &frame_len), BUS_OK);
     assert_int_equal(frame_len, n);
     assert_int_equal(f.kind, BUS_KIND_EVENT);
     assert_true(f.seq == 42);
+    assert_true(f.run == 1 && f.number == 42);
     assert_int_equal(f.type_len, 4);
     assert_memory_equal(f.type, "news", 4);
     assert_int_equal(f.message_len, strlen(message));
     assert_memory_equal(f.message, message, strlen(message));
-    assert_ptr_equal(f.type, buf + BUS_HEADER_LEN + 9);
-    assert_ptr_equal(f.message, buf + BUS_HEADER_LEN + 9 + 4);
+    assert_ptr_equal(f.type, buf + BUS_HEADER_LEN + EVENT_FIXED);
+    assert_ptr_equal(f.message, buf + BUS_HEADER_LEN + EVENT_FIXED + 4);
 }
 
 static void test_event_round_trip_longest_type(void **state)
@@ -96,7 +99,7 @@ static void test_event_round_trip_longest_type(void **state)
     size_t frame_len = 0;
 
     memset(type, 't', sizeof(type));
-    size_t head = bus_encode_event_head(buf, 7, type, sizeof(type), 1);
+    size_t head = bus_encode_event_head(buf, 7, 1, 1, type, sizeof(type), 1);
     assert_int_equal(head, BUS_EVENT_HEAD_MAX);
     buf[head] = 'm';
     assert_int_equal(decode_any(buf, head + 1, MAX_MESSAGE, &f, &frame_len), BUS_OK);
@@ -180,10 +183,10 @@ static void test_oversized_event_refused_with_only_header(void **state)
     struct bus_frame f;
     size_t frame_len;
 
-    put_be32(hdr, 8 + 1 + BUS_TYPE_MAX + MAX_MESSAGE + 1);
+    put_be32(hdr, EVENT_FIXED + BUS_TYPE_MAX + MAX_MESSAGE + 1);
     assert_int_equal(decode_any(hdr, sizeof(hdr), MAX_MESSAGE, &f, &frame_len), BUS_ERR_TOO_LARGE);
     /* The largest body the header bound allows is only incomplete. */
-    put_be32(hdr, 8 + 1 + BUS_TYPE_MAX + MAX_MESSAGE);
+    put_be32(hdr, EVENT_FIXED + BUS_TYPE_MAX + MAX_MESSAGE);
     assert_int_equal(decode_any(hdr, sizeof(hdr), MAX_MESSAGE, &f, &frame_len), BUS_AGAIN);
     /* A length announcing 4 GiB is refused as well, whatever max_message. */
     put_be32(hdr, 0xffffffffu);
@@ -311,6 +314,29 @@ static void test_ack_with_wrong_size_is_malformed(void **state)
                      BUS_ERR_MALFORMED);
 }
 
+static void test_event_id_round_trip_and_zero_refused(void **state)
+{
+    uint8_t buf[BUS_EVENT_HEAD_MAX + 8];
+    struct bus_frame f;
+    size_t frame_len;
+    size_t head =
+        bus_encode_event_head(buf, 3, 0x0102030405060708ull, 0x1112131415161718ull, "t", 1, 1);
+    buf[head] = 'm';
+    assert_int_equal(decode_any(buf, head + 1, MAX_MESSAGE, &f, &frame_len), BUS_OK);
+    assert_true(f.seq == 3);
+    assert_true(f.run == 0x0102030405060708ull);
+    assert_true(f.number == 0x1112131415161718ull);
+    /* Neither half of an id may be 0, on the wire or to the encoder. */
+    memset(buf + BUS_HEADER_LEN + 8, 0, 8);
+    assert_int_equal(decode_any(buf, head + 1, MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
+    head = bus_encode_event_head(buf, 3, 1, 1, "t", 1, 1);
+    buf[head] = 'm';
+    memset(buf + BUS_HEADER_LEN + 16, 0, 8);
+    assert_int_equal(decode_any(buf, head + 1, MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
+    assert_int_equal(bus_encode_event_head(buf, 1, 0, 1, "t", 1, 1), 0);
+    assert_int_equal(bus_encode_event_head(buf, 1, 1, 0, "t", 1, 1), 0);
+}
+
 static void test_event_with_zero_type_len_is_malformed(void **state)
 {
     uint8_t buf[64];
@@ -318,7 +344,7 @@ static void test_event_with_zero_type_len_is_malformed(void **state)
     size_t frame_len;
     size_t n = build_event(buf, 1, "ab", "message");
 
-    buf[BUS_HEADER_LEN + 8] = 0;
+    buf[BUS_HEADER_LEN + EVENT_FIXED - 1] = 0;
     assert_int_equal(decode_any(buf, n, MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
 }
 
@@ -329,10 +355,10 @@ static void test_event_with_type_len_beyond_body_is_malformed(void **state)
     size_t frame_len;
     size_t n = build_event(buf, 1, "ab", "msg");
 
-    /* body = 8 + 1 + 2 + 3 = 14; a type of 6 leaves nothing, 200 overruns. */
-    buf[BUS_HEADER_LEN + 8] = 200;
+    /* body = 25 + 2 + 3 = 30; a type of 5 leaves nothing, 200 overruns. */
+    buf[BUS_HEADER_LEN + EVENT_FIXED - 1] = 200;
     assert_int_equal(decode_any(buf, n, MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
-    buf[BUS_HEADER_LEN + 8] = 255;
+    buf[BUS_HEADER_LEN + EVENT_FIXED - 1] = 255;
     assert_int_equal(decode_any(buf, n, MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
 }
 
@@ -344,10 +370,10 @@ static void test_event_without_message_bytes_is_malformed(void **state)
     size_t n = build_event(buf, 1, "ab", "msg");
 
     /* The type swallows the whole rest of the body. */
-    buf[BUS_HEADER_LEN + 8] = 5;
+    buf[BUS_HEADER_LEN + EVENT_FIXED - 1] = 5;
     assert_int_equal(decode_any(buf, n, MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
     /* One byte shorter type leaves exactly one message byte: valid. */
-    buf[BUS_HEADER_LEN + 8] = 4;
+    buf[BUS_HEADER_LEN + EVENT_FIXED - 1] = 4;
     assert_int_equal(decode_any(buf, n, MAX_MESSAGE, &f, &frame_len), BUS_OK);
     assert_int_equal(f.type_len, 4);
     assert_int_equal(f.message_len, 1);
@@ -356,12 +382,12 @@ static void test_event_without_message_bytes_is_malformed(void **state)
 
 static void test_event_body_below_minimum_is_malformed_with_only_header(void **state)
 {
-    uint8_t hdr[BUS_HEADER_LEN] = {0, 0, 0, 10, BUS_KIND_EVENT, 0, 0, 0};
+    uint8_t hdr[BUS_HEADER_LEN] = {0, 0, 0, EVENT_FIXED + 1, BUS_KIND_EVENT, 0, 0, 0};
     struct bus_frame f;
     size_t frame_len;
 
     assert_int_equal(decode_any(hdr, sizeof(hdr), MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
-    hdr[3] = 11;
+    hdr[3] = EVENT_FIXED + 2;
     assert_int_equal(decode_any(hdr, sizeof(hdr), MAX_MESSAGE, &f, &frame_len), BUS_AGAIN);
 }
 
@@ -394,9 +420,9 @@ static void test_max_message_is_clamped_to_hard_max(void **state)
     struct bus_frame f;
     size_t frame_len;
 
-    put_be32(hdr, 8 + 1 + BUS_TYPE_MAX + BUS_MESSAGE_HARD_MAX);
+    put_be32(hdr, EVENT_FIXED + BUS_TYPE_MAX + BUS_MESSAGE_HARD_MAX);
     assert_int_equal(decode_any(hdr, sizeof(hdr), SIZE_MAX, &f, &frame_len), BUS_AGAIN);
-    put_be32(hdr, 8 + 1 + BUS_TYPE_MAX + BUS_MESSAGE_HARD_MAX + 1);
+    put_be32(hdr, EVENT_FIXED + BUS_TYPE_MAX + BUS_MESSAGE_HARD_MAX + 1);
     assert_int_equal(decode_any(hdr, sizeof(hdr), SIZE_MAX, &f, &frame_len), BUS_ERR_TOO_LARGE);
 }
 
@@ -406,12 +432,12 @@ static void test_encoder_refuses_bad_lengths(void **state)
     char type[BUS_TYPE_MAX + 1];
 
     memset(type, 'a', sizeof(type));
-    assert_int_equal(bus_encode_event_head(buf, 1, type, 0, 10), 0);
-    assert_int_equal(bus_encode_event_head(buf, 1, type, BUS_TYPE_MAX + 1, 10), 0);
-    assert_int_equal(bus_encode_event_head(buf, 1, type, 3, 0), 0);
-    assert_int_equal(bus_encode_event_head(buf, 1, type, 3, BUS_MESSAGE_HARD_MAX + 1), 0);
-    assert_int_equal(bus_encode_event_head(buf, 1, type, 3, BUS_MESSAGE_HARD_MAX),
-                     BUS_HEADER_LEN + 9 + 3);
+    assert_int_equal(bus_encode_event_head(buf, 1, 1, 1, type, 0, 10), 0);
+    assert_int_equal(bus_encode_event_head(buf, 1, 1, 1, type, BUS_TYPE_MAX + 1, 10), 0);
+    assert_int_equal(bus_encode_event_head(buf, 1, 1, 1, type, 3, 0), 0);
+    assert_int_equal(bus_encode_event_head(buf, 1, 1, 1, type, 3, BUS_MESSAGE_HARD_MAX + 1), 0);
+    assert_int_equal(bus_encode_event_head(buf, 1, 1, 1, type, 3, BUS_MESSAGE_HARD_MAX),
+                     BUS_HEADER_LEN + EVENT_FIXED + 3);
 }
 
 static void test_status_text_names_every_status(void **state)
@@ -567,7 +593,7 @@ static void test_stream_oversized_event_refused_before_its_body_is_buffered(void
     struct stream s;
 
     /* One byte over what the longest type and MAX_MESSAGE could need. */
-    put_be32(hdr, 8 + 1 + BUS_TYPE_MAX + MAX_MESSAGE + 1);
+    put_be32(hdr, EVENT_FIXED + BUS_TYPE_MAX + MAX_MESSAGE + 1);
     stream_init(&s, &from_listen);
     stream_feed(&s, hello, bus_encode_hello(hello));
     for (size_t i = 0; i < sizeof(hdr) && s.status == BUS_AGAIN; i++)
@@ -652,6 +678,7 @@ int main(void)
         cmocka_unit_test(test_hello_with_wrong_version_is_version_error),
         cmocka_unit_test(test_hello_with_nonzero_body_reserved_is_malformed),
         cmocka_unit_test(test_ack_with_wrong_size_is_malformed),
+        cmocka_unit_test(test_event_id_round_trip_and_zero_refused),
         cmocka_unit_test(test_event_with_zero_type_len_is_malformed),
         cmocka_unit_test(test_event_with_type_len_beyond_body_is_malformed),
         cmocka_unit_test(test_event_without_message_bytes_is_malformed),

@@ -27,6 +27,7 @@
 #include <event2/event.h>
 
 #include "bus/bus_codec.h"
+#include "bus/event_id.h"
 #include "bus_client.h"
 #include "core/log.h"
 
@@ -48,6 +49,7 @@ struct peer {
     size_t accepted;
     size_t events; /* EVENT frames received */
     uint64_t seq[MAX_EVENTS];
+    uint64_t run[MAX_EVENTS], number[MAX_EVENTS]; /* the events' ids */
     char type[MAX_EVENTS][32];
     char message[MAX_EVENTS][128];
 };
@@ -65,13 +67,29 @@ struct fixture {
 struct result {
     int calls;
     int status;
+    char id[EVENT_ID_LEN + 1]; /* empty unless OK */
 };
 
-static void on_done(void *arg, int status)
+static void on_done(void *arg, int status, const char *id)
 {
     struct result *r = arg;
     r->calls++;
     r->status = status;
+    /* An id exactly when the event was taken. */
+    assert_true((status == BUS_PUBLISH_OK) == (id != NULL));
+    if (id) {
+        assert_int_equal(strlen(id), EVENT_ID_LEN);
+        memcpy(r->id, id, EVENT_ID_LEN + 1);
+    }
+}
+
+/* The id the client gives the event numbered number. */
+static const char *id_of(struct fixture *f, uint64_t number, char out[EVENT_ID_LEN + 1])
+{
+    struct bus_client_stats s;
+    bus_client_get_stats(f->bus, &s);
+    event_id_format(out, s.run, number);
+    return out;
 }
 
 static void peer_send(struct peer *p, const uint8_t *frame, size_t len)
@@ -130,6 +148,8 @@ static void peer_read_cb(evutil_socket_t fd, short what, void *arg)
             assert_true(frame.type_len < sizeof p->type[0]);
             assert_true(frame.message_len < sizeof p->message[0]);
             p->seq[p->events] = frame.seq;
+            p->run[p->events] = frame.run;
+            p->number[p->events] = frame.number;
             memcpy(p->type[p->events], frame.type, frame.type_len);
             p->type[p->events][frame.type_len] = '\0';
             memcpy(p->message[p->events], frame.message, frame.message_len);
@@ -327,11 +347,14 @@ static void test_publish_is_done_ok_after_the_peer_acks_it(void **state)
     const size_t one = 1;
     const char *message = "{\"type\":\"event\",\"event\":\"orders\",\"data\":1}";
     struct bus_client_stats s;
+    char id[EVENT_ID_LEN + 1];
 
     connect_client(f);
     publish(f, "orders", message, &r);
     run_until(f, peer_got_events, &one, "the EVENT frame at the peer");
     assert_int_equal(f->peer.seq[0], 1);
+    assert_int_equal(f->peer.number[0], 1);
+    assert_true(f->peer.run[0] == stats_of(f).run && f->peer.run[0] != 0);
     assert_string_equal(f->peer.type[0], "orders");
     assert_string_equal(f->peer.message[0], message);
     /* Sent, not acked: not done yet. */
@@ -345,8 +368,10 @@ static void test_publish_is_done_ok_after_the_peer_acks_it(void **state)
     run_until(f, is_done, &r, "the publish to be done");
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.status, BUS_PUBLISH_OK);
+    assert_string_equal(r.id, id_of(f, 1, id));
     s = stats_of(f);
     assert_int_equal(s.in_flight, 0);
+    assert_int_equal(s.numbered, 1);
     assert_int_equal(s.links, 1);
     assert_int_equal(s.ready, 1);
     assert_int_equal(s.reconnects, 0);
@@ -362,8 +387,10 @@ static void test_a_cumulative_ack_completes_every_event_up_to_it_in_order(void *
     for (int i = 0; i < 3; i++)
         publish(f, "t", "{\"type\":\"event\",\"event\":\"t\"}", &r[i]);
     run_until(f, peer_got_events, &three, "three EVENT frames at the peer");
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
         assert_int_equal(f->peer.seq[i], (uint64_t)i + 1);
+        assert_int_equal(f->peer.number[i], (uint64_t)i + 1);
+    }
 
     peer_ack(&f->peer, 2);
     run_until(f, is_done, &r[1], "the second publish to be done");
@@ -423,6 +450,46 @@ static void test_a_lost_peer_fails_every_pending_publish(void **state)
     assert_int_equal(r[1].status, BUS_PUBLISH_UNAVAILABLE);
     assert_int_equal(stats_of(f).in_flight, 0);
     assert_int_equal(stats_of(f).ready, 0);
+    assert_string_equal(r[0].id, ""); /* no id in a refusal */
+}
+
+/* Numbers follow the order events go out; one that went out keeps its
+ * number even when it failed (a broadcast daemon may have had it), and one
+ * that never went out takes none, so a skipped number always means an event
+ * a broadcast daemon missed. Across reconnects the run and the numbers go
+ * on, while sequence numbers start again. */
+static void test_ids_count_the_events_that_went_out(void **state)
+{
+    struct fixture *f = *state;
+    const char *paths[] = {f->peer.path};
+    struct result early = {0}, lost = {0}, later = {0};
+    const size_t one = 1;
+    char id[EVENT_ID_LEN + 1];
+
+    start_client(f, 100, paths, 1); /* nobody listens yet */
+    publish(f, "n", "{\"type\":\"event\",\"event\":\"n\"}", &early);
+    run_until(f, is_done, &early, "the publish to fail");
+    assert_int_equal(early.status, BUS_PUBLISH_UNAVAILABLE);
+    assert_int_equal(stats_of(f).numbered, 0);
+
+    peer_listen(&f->peer);
+    run_until(f, is_ready, NULL, "the link to be ready");
+    publish(f, "n", "{\"type\":\"event\",\"event\":\"n\"}", &lost);
+    run_until(f, peer_got_events, &one, "the EVENT frame at the peer");
+    assert_int_equal(f->peer.number[0], 1);
+    peer_drop(&f->peer);
+    run_until(f, is_done, &lost, "the unacked publish to fail");
+    assert_int_equal(lost.status, BUS_PUBLISH_UNAVAILABLE);
+
+    f->peer.events = 0;
+    run_until(f, is_ready, NULL, "the link to be ready again");
+    publish(f, "n", "{\"type\":\"event\",\"event\":\"n\"}", &later);
+    run_until(f, peer_got_events, &one, "the EVENT frame at the peer");
+    assert_int_equal(f->peer.seq[0], 1);
+    assert_int_equal(f->peer.number[0], 2);
+    peer_ack(&f->peer, 1);
+    run_until(f, is_done, &later, "the publish to be done");
+    assert_string_equal(later.id, id_of(f, 2, id));
 }
 
 static void test_the_link_reconnects_and_counts_it(void **state)
@@ -554,6 +621,7 @@ int main(void)
             test_with_two_peers_a_publish_is_done_only_when_both_have_acked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_lost_peer_fails_every_pending_publish, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_ids_count_the_events_that_went_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_the_link_reconnects_and_counts_it, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_publish_waits_for_a_ready_link_then_goes_out, setup,
                                         teardown),
