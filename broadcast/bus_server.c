@@ -29,7 +29,12 @@ struct bus_peer {
     bool greeted;      /* its HELLO arrived */
     uint64_t last_seq; /* of the last EVENT fanned out */
     uint64_t run;      /* of its events' ids: one per connection; 0 before the first */
-    bool overlapped;   /* another run's peer was connected at one of its events */
+    uint64_t sync_run; /* the run its SYNC named; 0 before it came */
+    /* Its HISTORY frames, as the first one found them: of a run this daemon
+     * had events of before (missed ones are delivered), or of one it never
+     * had (kept for resumes only: its sessions came after them). */
+    enum { HISTORY_NONE_YET, HISTORY_CATCH_UP, HISTORY_ONLY } history_mode;
+    bool overlapped; /* another run's peer was connected at one of its events */
     unsigned long id;
     struct bus_peer *prev, *next;
 };
@@ -59,6 +64,8 @@ static void peer_free(struct bus_peer *peer)
     if (peer->next)
         peer->next->prev = peer->prev;
     server->counters.peers_connected--;
+    if (peer->greeted && !peer->sync_run)
+        hub_bus_peer_lost_unsynced(server->hub);
     bufferevent_free(peer->bev);
     free(peer);
 }
@@ -70,7 +77,8 @@ static void peer_fail(struct bus_peer *peer, const char *reason)
     peer_free(peer);
 }
 
-/* A listen daemon sends HELLO, then EVENTs of any size up to the hard limit. */
+/* A listen daemon sends HELLO, its history (HISTORY frames) and SYNC, then
+ * EVENTs, of any size up to the hard limit. */
 static const struct bus_decoder peer_decoder = {BUS_KINDS_FROM_LISTEN, BUS_MESSAGE_HARD_MAX};
 
 /* Reads and handles what peer's socket holds now, up to its end, as its
@@ -140,6 +148,20 @@ static bool other_run_live(struct bus_peer *peer, uint64_t run)
     return live;
 }
 
+/* SYNC: the peer's history has all come (bus_codec.h). */
+static bool peer_handle_sync(struct bus_peer *peer, const struct bus_frame *frame)
+{
+    if (peer->sync_run) {
+        peer_fail(peer, "a second SYNC");
+        return false;
+    }
+    peer->sync_run = frame->run;
+    history_sync(peer->server->hub->history, frame->run, frame->number);
+    hub_bus_peer_synced(peer->server->hub);
+    log_debug("bus peer %lu: synced at %llu", peer->id, (unsigned long long)frame->number);
+    return true;
+}
+
 /* Handles one decoded frame. Returns false when the peer was dropped. */
 static bool peer_handle_frame(struct bus_peer *peer, const struct bus_frame *frame)
 {
@@ -151,19 +173,27 @@ static bool peer_handle_frame(struct bus_peer *peer, const struct bus_frame *fra
         }
         peer->greeted = true;
         bufferevent_set_timeouts(peer->bev, NULL, NULL);
+        hub_bus_peer_greeted(peer->server->hub);
         log_info("bus peer %lu: listen daemon connected", peer->id);
         return true;
     }
-    if (frame->kind != BUS_KIND_EVENT) {
+    if (frame->kind == BUS_KIND_HELLO) {
         peer_fail(peer, "unexpected frame kind");
+        return false;
+    }
+    if ((peer->run && frame->run != peer->run) ||
+        (peer->sync_run && frame->run != peer->sync_run)) {
+        peer_fail(peer, "event ids of another run");
+        return false;
+    }
+    if (frame->kind == BUS_KIND_SYNC)
+        return peer_handle_sync(peer, frame);
+    if (frame->kind == BUS_KIND_HISTORY && peer->sync_run) {
+        peer_fail(peer, "HISTORY after SYNC");
         return false;
     }
     if (frame->seq != peer->last_seq + 1) {
         peer_fail(peer, "sequence number out of order");
-        return false;
-    }
-    if (peer->run && frame->run != peer->run) {
-        peer_fail(peer, "event ids of another run");
         return false;
     }
     ev.id_offset = event_message_id_offset(frame->message, frame->message_len);
@@ -171,11 +201,26 @@ static bool peer_handle_frame(struct bus_peer *peer, const struct bus_frame *fra
         peer_fail(peer, "event message of another shape");
         return false;
     }
+    peer->last_seq = frame->seq;
+    ev.history_only = false;
+    if (frame->kind == BUS_KIND_HISTORY) {
+        /* One this daemon has is skipped; one of a run it has events of is
+         * one it missed, delivered now, in order; one of a run it never had
+         * is kept for resumes only (its subscribers came after it). */
+        uint64_t last = 0;
+        bool known = history_run_last(peer->server->hub->history, frame->run, &last);
+        if (peer->history_mode == HISTORY_NONE_YET)
+            peer->history_mode = known ? HISTORY_CATCH_UP : HISTORY_ONLY;
+        peer->server->counters.history_frames++;
+        if (known && frame->number <= last)
+            return true;
+        ev.history_only = peer->history_mode == HISTORY_ONLY;
+    } else {
+        peer->server->counters.events++;
+    }
     /* Before this peer counts as having sent events of its run. */
     ev.other_run_live = other_run_live(peer, frame->run);
     peer->run = frame->run;
-    peer->last_seq = frame->seq;
-    peer->server->counters.events++;
     ev.type = frame->type;
     ev.type_len = frame->type_len;
     ev.message = frame->message;

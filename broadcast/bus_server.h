@@ -22,7 +22,8 @@ struct bus_server_counters {
     uint64_t peers_accepted;
     uint64_t peers_connected;
     uint64_t protocol_errors;
-    uint64_t events;
+    uint64_t events;         /* EVENT frames */
+    uint64_t history_frames; /* HISTORY frames, kept or skipped */
 };
 
 /* Serves on listening socket fd (ownership taken). Returns NULL on failure. */

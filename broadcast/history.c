@@ -187,10 +187,9 @@ static void history_evict_oldest(struct history *h, enum history_cause cause)
     free(e);
 }
 
-/* Records that number of run arrives at pos: whether it is a gap (see
- * history.h), and the run's last number and recency. A run not in the table
- * (never seen, or forgotten) is new: a gap unless its number is 1. */
-static void history_note_run(struct history *h, uint64_t run, uint64_t number, uint64_t pos)
+/* The table's entry for run, made when it is not there (its last number
+ * 0), and made the most recent. */
+static struct history_run *history_run_of(struct history *h, uint64_t run)
 {
     struct history_run *r = NULL;
 
@@ -215,13 +214,23 @@ static void history_note_run(struct history *h, uint64_t run, uint64_t number, u
         }
         h->run_recent = (size_t)(r - h->runs);
     }
+    r->seen = h->clock;
+    return r;
+}
+
+/* Records that number of run arrives at pos: whether it is a gap (see
+ * history.h), and the run's last number and recency. A run not in the table
+ * (never seen, or forgotten) is new: a gap unless its number is 1. */
+static void history_note_run(struct history *h, uint64_t run, uint64_t number, uint64_t pos)
+{
+    struct history_run *r = history_run_of(h, run);
+
     if (number != r->last + 1)
         h->gap = pos;
     /* A number not after the last (a repeat) leaves the last as it was: the
      * numbers up to it were received, or were a gap, either way TOO_OLD. */
     if (number > r->last)
         r->last = number;
-    r->seen = h->clock;
 }
 
 static const struct history_run *history_find_run(const struct history *h, uint64_t run)
@@ -371,9 +380,31 @@ enum history_lookup history_find(const struct history *h, const char *text, size
         return HISTORY_FOUND;
     }
     r = history_find_run(h, run);
-    if (r && number <= r->last)
-        return HISTORY_TOO_OLD;
-    return HISTORY_UNKNOWN;
+    if (!r)
+        return HISTORY_UNKNOWN;
+    return number <= r->last ? HISTORY_TOO_OLD : HISTORY_NOT_YET;
+}
+
+bool history_run_last(const struct history *h, uint64_t run, uint64_t *last)
+{
+    const struct history_run *r = history_find_run(h, run);
+    *last = r ? r->last : 0;
+    return r != NULL;
+}
+
+void history_sync(struct history *h, uint64_t run, uint64_t number)
+{
+    struct history_run *r;
+
+    if (!history_enabled(h))
+        return;
+    r = history_run_of(h, run);
+    if (number > r->last) {
+        /* Events this daemon never got and nobody can send it any more: a
+         * resume from before now would skip them. */
+        h->gap = history_end(h);
+        r->last = number;
+    }
 }
 
 uint64_t history_first(const struct history *h)

@@ -24,6 +24,8 @@
  *    HISTORY_INTERLEAVE_MS old). Another broadcast daemon may have received
  *    the two runs' events in another order, so a resume from an id at or
  *    before such an event could repeat or skip one: UNKNOWN.
+ * Bounds: bus/history_limits.h (max_events 0: every lookup answers
+ * HISTORY_DISABLED; max_bytes counts each entry's frame and its own memory).
  * Single-threaded; no I/O (the caller runs the expiry timer).
  */
 #ifndef EVS_HISTORY_H
@@ -34,17 +36,12 @@
 #include <stdint.h>
 
 #include "bus/event_id.h"
+#include "bus/history_limits.h"
 
 struct shared_frame;
 
 #define HISTORY_RUNS 64
 #define HISTORY_INTERLEAVE_MS 1000
-
-struct history_limits {
-    size_t max_events; /* 0: history off (every lookup answers HISTORY_DISABLED) */
-    size_t max_bytes;  /* frames' bytes plus each entry's own memory */
-    uint64_t ttl_ms;   /* an entry older than this goes at the next history_expire */
-};
 
 /* One retained event. Owned by the history; valid until it is evicted (the
  * next history_append or history_expire may evict it). */
@@ -66,6 +63,7 @@ enum history_lookup {
     HISTORY_TOO_OLD = -1,
     HISTORY_UNKNOWN = -2,
     HISTORY_DISABLED = -3,
+    HISTORY_NOT_YET = -4, /* its run is known, its number after the last received */
 };
 
 struct history_stats {
@@ -105,10 +103,21 @@ uint64_t history_expire(struct history *h, uint64_t now_ms);
  * follows it. Else why it cannot: the id's event was evicted, or the id is
  * before a gap, or its run is known and its number not after the last
  * received (TOO_OLD); the id is at or before an interleaving, or its run is
- * not known, or its number is after the last received of its run (UNKNOWN);
- * history is off (DISABLED). */
+ * not known (UNKNOWN); its number is after the last received of its run
+ * (NOT_YET: it may still be on its way); history is off (DISABLED). */
 enum history_lookup history_find(const struct history *h, const char *text, size_t len,
                                  uint64_t *after);
+
+/* Whether run is known (by append or sync), and *last, the last number
+ * received of it (0 when none, or unknown). */
+bool history_run_last(const struct history *h, uint64_t run, uint64_t *last);
+
+/* A listen daemon says it has sent every event of run up to number that it
+ * still retains (bus_codec.h's SYNC): the run is known from now on, and a
+ * number after the last received is a gap at the history's end (those
+ * events are lost to this daemon, so a resume from before them is
+ * TOO_OLD). A no-op when history is off. */
+void history_sync(struct history *h, uint64_t run, uint64_t number);
 
 /* The first position retained (history_end when empty), and the position
  * the next append takes. A resume from "oldest" replays from

@@ -413,6 +413,70 @@ static void replay_caught_up(struct subscriber *sub)
     }
 }
 
+/* The answer to a resume the history cannot serve, counted. */
+static enum hub_resume resume_refused(struct hub *hub, enum history_lookup found)
+{
+    switch (found) {
+    case HISTORY_TOO_OLD:
+        hub->counters.resumes_too_old++;
+        return HUB_RESUME_TOO_OLD;
+    case HISTORY_DISABLED:
+        hub->counters.resumes_disabled++;
+        return HUB_RESUME_DISABLED;
+    default:
+        hub->counters.resumes_unknown++;
+        return HUB_RESUME_UNKNOWN;
+    }
+}
+
+/* Whether a resume by id that the history answered found may get a better
+ * answer by waiting (hub.h's HUB_RESUME_HELD), held_for ms after it came. */
+static bool resume_may_wait(const struct hub *hub, enum history_lookup found, uint64_t held_for)
+{
+    uint64_t now = clock_now_ms();
+    if (held_for >= HUB_RESUME_HOLD_MAX_MS)
+        return false;
+    if (found == HISTORY_NOT_YET)
+        return held_for < HUB_RESUME_AHEAD_MS;
+    if (found != HISTORY_UNKNOWN)
+        return false;
+    return hub->bus_syncing > 0 ||
+           (!hub->bus_synced && now - hub->started_ms < HUB_RESUME_STARTUP_MS);
+}
+
+/* Looks a held resume up again. Returns true when it is now replaying
+ * (the reply resumed:true is sent); false when it still waits, or when it
+ * was answered resumed:false and subscribed (sub->replay is then NULL). */
+static bool resume_held_decide(struct subscriber *sub)
+{
+    struct hub *hub = sub->hub;
+    struct subscriber_replay *r = sub->replay;
+    uint64_t after = 0;
+    enum history_lookup found = history_find(hub->history, r->since, r->since_len, &after);
+    enum hub_resume result;
+    if (found == HISTORY_FOUND) {
+        r->held = false;
+        r->next_pos = after + 1;
+        hub->counters.resumes_replayed++;
+        hub_reply_init_ok(sub, HUB_RESUME_REPLAYING);
+        return true;
+    }
+    if (resume_may_wait(hub, found, clock_now_ms() - r->held_since_ms))
+        return false;
+    result = resume_refused(hub, found);
+    hub_reply_init_ok(sub, result);
+    /* r->types are the init's types sub did not hold: what it subscribes. */
+    if (subs_add_all(hub->subs, &sub->subs, sub, r->types, r->lens, r->count) < 0) {
+        replay_end(sub);
+        log_error("%s %s: out of memory subscribing after a resume: closing (1013)", sub->ops->name,
+                  sub->peer);
+        hub_close_subscriber(sub, CLOSE_TRY_AGAIN_LATER, "out of memory");
+        return false;
+    }
+    replay_end(sub);
+    return false;
+}
+
 /* What replay_some did. */
 struct replay_work {
     size_t bytes;   /* queued */
@@ -432,6 +496,8 @@ static bool replay_some(struct subscriber *sub, struct replay_work *work)
     bool more = true;
     if (fill > HUB_REPLAY_FILL_MAX)
         fill = HUB_REPLAY_FILL_MAX;
+    if (r->held && !resume_held_decide(sub))
+        return sub->replay != NULL;
     while (work->bytes + queued < HUB_REPLAY_PASS_BYTES &&
            work->entries < HUB_REPLAY_PASS_ENTRIES) {
         const struct history_entry *e;
@@ -559,42 +625,68 @@ int hub_subscribe(struct subscriber *sub, const struct init_message *msg, enum h
         found = HISTORY_FOUND;
         from = history_first(hub->history);
     }
-    if (msg->since == INIT_SINCE_NONE || msg->since == INIT_SINCE_NOW || found != HISTORY_FOUND) {
+    if (msg->since != INIT_SINCE_NONE)
+        sub->with_ids = true;
+    if (found != HISTORY_FOUND &&
+        !(msg->since == INIT_SINCE_ID && resume_may_wait(hub, found, 0))) {
         if (subs_add_all(hub->subs, &sub->subs, sub, msg->events, msg->event_lens,
                          msg->event_count) < 0)
             return -1;
-        if (msg->since == INIT_SINCE_ID || msg->since == INIT_SINCE_OLDEST) {
-            *result = found == HISTORY_TOO_OLD   ? HUB_RESUME_TOO_OLD
-                      : found == HISTORY_UNKNOWN ? HUB_RESUME_UNKNOWN
-                                                 : HUB_RESUME_DISABLED;
-        }
-    } else {
-        if (!(r = replay_new(sub, msg, from)))
-            return -1;
-        sub->replay = r;
-        list_push_back(&hub->replaying, &sub->replay_node);
-        replay_schedule(hub, true);
-        *result = HUB_RESUME_REPLAYING;
+        if (msg->since == INIT_SINCE_ID || msg->since == INIT_SINCE_OLDEST)
+            *result = resume_refused(hub, found);
+        return 0;
     }
-    if (msg->since != INIT_SINCE_NONE)
-        sub->with_ids = true;
-    switch (*result) {
-    case HUB_RESUME_REPLAYING:
+    if (!(r = replay_new(sub, msg, from)))
+        return -1;
+    sub->replay = r;
+    list_push_back(&hub->replaying, &sub->replay_node);
+    replay_schedule(hub, true);
+    if (found == HISTORY_FOUND) {
         hub->counters.resumes_replayed++;
-        break;
-    case HUB_RESUME_TOO_OLD:
-        hub->counters.resumes_too_old++;
-        break;
-    case HUB_RESUME_UNKNOWN:
-        hub->counters.resumes_unknown++;
-        break;
-    case HUB_RESUME_DISABLED:
-        hub->counters.resumes_disabled++;
-        break;
-    case HUB_RESUME_NONE:
-        break;
+        *result = HUB_RESUME_REPLAYING;
+    } else {
+        hub->counters.resumes_held++;
+        r->held = true;
+        r->held_since_ms = clock_now_ms();
+        memcpy(r->since, msg->since_id, msg->since_len);
+        r->since_len = msg->since_len;
+        *result = HUB_RESUME_HELD;
     }
     return 0;
+}
+
+void hub_reply_init_ok(struct subscriber *sub, enum hub_resume resume)
+{
+    static const char *const replies[] = {
+        [HUB_RESUME_NONE] = "{\"type\":\"init\",\"code\":\"OK\"}",
+        [HUB_RESUME_REPLAYING] = "{\"type\":\"init\",\"code\":\"OK\",\"resumed\":true}",
+        [HUB_RESUME_TOO_OLD] =
+            "{\"type\":\"init\",\"code\":\"OK\",\"resumed\":false,\"reason\":\"TOO_OLD\"}",
+        [HUB_RESUME_UNKNOWN] =
+            "{\"type\":\"init\",\"code\":\"OK\",\"resumed\":false,\"reason\":\"UNKNOWN\"}",
+        [HUB_RESUME_DISABLED] =
+            "{\"type\":\"init\",\"code\":\"OK\",\"resumed\":false,\"reason\":\"DISABLED\"}",
+    };
+    if (resume != HUB_RESUME_HELD)
+        sub->ops->reply(sub, replies[resume], strlen(replies[resume]));
+}
+
+void hub_bus_peer_greeted(struct hub *hub)
+{
+    hub->bus_syncing++;
+}
+
+void hub_bus_peer_synced(struct hub *hub)
+{
+    hub->bus_syncing--;
+    hub->bus_synced = true;
+    replay_schedule(hub, true); /* held resumes may be answered now */
+}
+
+void hub_bus_peer_lost_unsynced(struct hub *hub)
+{
+    hub->bus_syncing--;
+    replay_schedule(hub, true);
 }
 
 /* --- the recheck pass ----------------------------------------------------- */
@@ -686,6 +778,7 @@ int hub_init(struct hub *hub, struct event_base *base, const struct hub_limits *
         return -1;
     event_add(hub->ping_timer, &ping);
     hub->last_trim_ms = clock_now_ms();
+    hub->started_ms = hub->last_trim_ms;
     conn_set_release_hook(hub_connection_released, hub);
     return 0;
 }
@@ -718,7 +811,8 @@ void hub_fanout(struct hub *hub, const struct hub_event *ev)
     member[7 + EVENT_ID_LEN] = '"';
     member_len = 7 + EVENT_ID_LEN + 1;
 
-    hub->counters.events_received++;
+    if (!ev->history_only)
+        hub->counters.events_received++;
     if (history_enabled(hub->history)) {
         fanout_frame(ev, true, &plain, &idf, member, member_len);
         /* Out of memory leaves a gap the history answers for (TOO_OLD). */
@@ -727,7 +821,9 @@ void hub_fanout(struct hub *hub, const struct hub_event *ev)
         if (!evtimer_pending(hub->expire_timer, NULL))
             expire_timer_cb(-1, 0, hub);
     }
-    if (!topic) {
+    if (ev->history_only) {
+        hub->counters.history_loaded++;
+    } else if (!topic) {
         hub->counters.events_unrouted++;
     } else {
         /* Closing a slow subscriber would change the list being walked, so

@@ -68,7 +68,9 @@ struct hub_counters {
     uint64_t resumes_too_old;     /* ... resumed:false, by reason */
     uint64_t resumes_unknown;
     uint64_t resumes_disabled;
-    uint64_t replayed_events;       /* frames queued by replays */
+    uint64_t resumes_held;    /* inits with "since" that waited for the bus (HUB_RESUME_HELD) */
+    uint64_t history_loaded;  /* events kept in the history only (HISTORY frames) */
+    uint64_t replayed_events; /* frames queued by replays */
     uint64_t replay_overrun_closes; /* replays the history's eviction overtook (1013) */
 };
 
@@ -88,8 +90,13 @@ struct hub {
     struct event *init_timer, *close_timer, *ping_timer, *trim_timer;
     struct history *history;
     struct event *expire_timer; /* evicts history entries past their age */
-    struct list_node replaying; /* subscribers whose resume is replaying, in turn */
+    struct list_node replaying; /* subscribers whose resume is replaying or held, in turn */
     struct event *replay_timer; /* runs the replays' next pass */
+    /* What the bus side (bus_server.h) tells about the listen daemons, for
+     * resumes that arrive before the history is whole (HUB_RESUME_HELD). */
+    uint64_t started_ms;  /* hub_init */
+    unsigned bus_syncing; /* connected listen daemons whose SYNC has not come */
+    bool bus_synced;      /* one has synced since the start */
     /* The recheck pass after credential changes (hub_recheck_sessions).
      * Changes are numbered; each source keeps the number of its last
      * change, each session the number current when its credential was
@@ -145,12 +152,13 @@ struct hub_event {
     size_t id_offset; /* where its "id" member goes: event_message_id_offset */
     uint64_t run, number;
     bool other_run_live; /* history_append's */
+    bool history_only;   /* a HISTORY frame of a run this daemon never had: kept, not fanned out */
 };
 
 /* Queues the subscriber message of one event to every session subscribed
  * to its type, with its "id" member to those whose init carried "since",
- * and keeps it in the history. Each form is built once, as one shared
- * frame. */
+ * and keeps it in the history (only keeps it when history_only). Each form
+ * is built once, as one shared frame. */
 void hub_fanout(struct hub *hub, const struct hub_event *event);
 
 /* A resume as the init reply states it. */
@@ -160,9 +168,36 @@ enum hub_resume {
     HUB_RESUME_TOO_OLD,   /* resumed:false with that reason; subscribed to the live events */
     HUB_RESUME_UNKNOWN,
     HUB_RESUME_DISABLED,
+    HUB_RESUME_HELD, /* no reply yet: the hub sends it (hub_reply_init_ok) once it knows */
 };
 
+/* How long a resume may wait for the history to be whole (HUB_RESUME_HELD):
+ *  - an id of a run the history does not know, while a listen daemon that
+ *    connected has not sent its SYNC yet (its history is on its way), or
+ *    within HUB_RESUME_STARTUP_MS of the start while none has synced (one
+ *    is reconnecting: listen daemons retry every second at most);
+ *  - an id of a known run whose number has not arrived (NOT_YET: it may be
+ *    in this daemon's socket still, as when a subscriber moves from one
+ *    broadcast daemon to another), up to HUB_RESUME_AHEAD_MS.
+ * No wait lasts beyond HUB_RESUME_HOLD_MAX_MS; then the answer is what the
+ * history says. */
+#define HUB_RESUME_STARTUP_MS 3000
+#define HUB_RESUME_AHEAD_MS 1000
+#define HUB_RESUME_HOLD_MAX_MS 10000
+
+/* The bus side's news for held resumes: a listen daemon connected (its
+ * history and SYNC follow), synced, or went away before its SYNC. */
+void hub_bus_peer_greeted(struct hub *hub);
+void hub_bus_peer_synced(struct hub *hub);
+void hub_bus_peer_lost_unsynced(struct hub *hub);
+
+/* Sends sub the reply to a successful init, {"type":"init","code":"OK"},
+ * with what became of its "since" (not for HUB_RESUME_HELD). */
+void hub_reply_init_ok(struct subscriber *sub, enum hub_resume resume);
+
 /* Subscribes sub to the types of its init msg, resuming as msg->since asks.
+ * HUB_RESUME_HELD: the history may soon answer better than now (see above);
+ * the hub replies later, and subscribes or replays as the answer says.
  * With an id found in the history (or "oldest"), the types sub does not
  * hold yet are replayed first: the retained events of those types after the
  * id, paced by sub's output (never more than a fill level of unsent replay,

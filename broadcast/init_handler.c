@@ -98,23 +98,6 @@ static void reply_init(struct subscriber *sub, const char *code)
     sub->ops->reply(sub, json, (size_t)len);
 }
 
-/* The reply to a successful init: {"type":"init","code":"OK"}, with what
- * became of its "since" when it asked to resume. */
-static void reply_init_ok(struct subscriber *sub, enum hub_resume resume)
-{
-    static const char *const replies[] = {
-        [HUB_RESUME_NONE] = "{\"type\":\"init\",\"code\":\"OK\"}",
-        [HUB_RESUME_REPLAYING] = "{\"type\":\"init\",\"code\":\"OK\",\"resumed\":true}",
-        [HUB_RESUME_TOO_OLD] =
-            "{\"type\":\"init\",\"code\":\"OK\",\"resumed\":false,\"reason\":\"TOO_OLD\"}",
-        [HUB_RESUME_UNKNOWN] =
-            "{\"type\":\"init\",\"code\":\"OK\",\"resumed\":false,\"reason\":\"UNKNOWN\"}",
-        [HUB_RESUME_DISABLED] =
-            "{\"type\":\"init\",\"code\":\"OK\",\"resumed\":false,\"reason\":\"DISABLED\"}",
-    };
-    sub->ops->reply(sub, replies[resume], strlen(replies[resume]));
-}
-
 /* A later init adds its types to the earlier ones, and its credential
  * replaces the earlier one (a fresh JWT extends the subscriber) provided
  * it allows every type the subscriber holds. An init naming a type its
@@ -196,7 +179,7 @@ static const char *handle_init(struct subscriber *sub, const uint8_t *text, size
         log_debug("%s %s: init OK, %zu subscriptions", sub->ops->name, sub->peer, sub->subs.count);
     auth_identity_clear(&identity);
     init_message_clear(&msg);
-    reply_init_ok(sub, resume);
+    hub_reply_init_ok(sub, resume);
     return NULL;
 reject:
     hub->counters.init_rejected++;

@@ -30,9 +30,6 @@ struct broadcast_settings {
     uint64_t ping_interval_ms;
     uint64_t close_timeout_ms;
     uint64_t max_subscriptions;
-    uint64_t history_size;
-    uint64_t history_bytes;
-    uint64_t history_ttl_s;
     uint64_t max_connections;
     uint64_t max_head;
     uint64_t handshake_timeout_ms;
@@ -67,14 +64,7 @@ static const struct cfg_option options[] = {
      "time a peer has to finish a close handshake", &settings.close_timeout_ms, 10, 600000},
     {"--max-subscriptions", "MAX_SUBSCRIPTIONS", CFG_UINT, "1024",
      "event types one subscriber may subscribe to", &settings.max_subscriptions, 1, 1000000},
-    {"--history-size", "HISTORY_SIZE", CFG_UINT, "10000",
-     "events kept for subscribers that resume (init \"since\"); 0 turns history off",
-     &settings.history_size, 0, 10000000},
-    {"--history-bytes", "HISTORY_BYTES", CFG_SIZE, "64M",
-     "memory the kept events may hold (their frames, plus about 100 bytes each)",
-     &settings.history_bytes, 4096, (uint64_t)64 * 1024 * 1024 * 1024},
-    {"--history-ttl-s", "HISTORY_TTL_S", CFG_UINT, "3600", "seconds an event is kept for resumes",
-     &settings.history_ttl_s, 1, 30 * 24 * 3600},
+    DAEMON_HISTORY_OPTIONS(settings.daemon),
     {"--max-connections", "MAX_CONNECTIONS", CFG_UINT, "0",
      "open connections allowed (0: the file limit minus a reserve)", &settings.max_connections, 0,
      10000000},
@@ -221,9 +211,7 @@ static int broadcast_start(struct daemon *daemon, void *arg)
     hub_limits.ping_interval_ms = (unsigned)settings.ping_interval_ms;
     hub_limits.close_timeout_ms = (unsigned)settings.close_timeout_ms;
     hub_limits.max_subscriptions = (size_t)settings.max_subscriptions;
-    hub_limits.history.max_events = (size_t)settings.history_size;
-    hub_limits.history.max_bytes = (size_t)settings.history_bytes;
-    hub_limits.history.ttl_ms = settings.history_ttl_s * 1000;
+    hub_limits.history = daemon_history_limits(&settings.daemon);
     limits->max_head = (size_t)settings.max_head;
     limits->max_body = 0; /* a handshake has no body */
     limits->max_bodies = 0;

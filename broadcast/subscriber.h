@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "auth/auth.h"
+#include "bus/event_id.h"
 #include "core/list.h"
 #include "core/rate_limit.h"
 #include "subscriptions.h"
@@ -67,6 +68,12 @@ struct subscriber_replay {
     size_t count;
     size_t *lens;
     char **types;
+    /* A resume the history cannot answer yet (hub.h's HUB_RESUME_HELD):
+     * its id, looked up again while the hold lasts. */
+    bool held;
+    uint64_t held_since_ms;
+    size_t since_len;
+    char since[EVENT_ID_MAX];
 };
 
 struct subscriber {

@@ -104,6 +104,14 @@ static void write_metrics(struct ws_api *api, struct evbuffer *out)
     metrics_sample(out, "evs_broadcast_resumes_total", "result=\"too_old\"", c->resumes_too_old);
     metrics_sample(out, "evs_broadcast_resumes_total", "result=\"unknown\"", c->resumes_unknown);
     metrics_sample(out, "evs_broadcast_resumes_total", "result=\"disabled\"", c->resumes_disabled);
+    metrics_single(out, "evs_broadcast_resumes_held_total", "counter",
+                   "resumes that waited for a listen daemon's history", c->resumes_held);
+    metrics_single(out, "evs_broadcast_bus_history_frames_total", "counter",
+                   "events listen daemons resent on connecting, kept or already held",
+                   bus->history_frames);
+    metrics_single(out, "evs_broadcast_history_loaded_total", "counter",
+                   "events kept for resumes only, from a listen daemon's history",
+                   c->history_loaded);
     metrics_single(out, "evs_broadcast_replayed_events_total", "counter",
                    "event frames queued by resumes", c->replayed_events);
     metrics_single(out, "evs_broadcast_resumes_replaying", "gauge",

@@ -10,6 +10,7 @@
 #include "bus_link.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "sent_history.h"
 
 /* One event on its way. It is freed when it has completed (reported to the
  * caller) and every link has released its reference to the message. */
@@ -40,6 +41,9 @@ struct bus_client {
     size_t in_flight;
     uint64_t run;         /* of every id this client gives */
     uint64_t last_number; /* the last id's number */
+    struct sent_history *history;
+    struct event *expire_timer; /* evicts history entries past their age */
+    uint64_t history_sent;      /* HISTORY frames sent to (re)connected links */
 };
 
 static void publish_unref(struct bus_client_publish *p)
@@ -53,6 +57,54 @@ static void publish_unref(struct bus_client_publish *p)
 static void publish_release_cb(void *arg)
 {
     publish_unref(arg);
+}
+
+static void expire_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct bus_client *bus = arg;
+    uint64_t next = sent_history_expire(bus->history, clock_now_ms());
+    if (next)
+        clock_arm_at(bus->expire_timer, next);
+}
+
+/* Keeps p, which went out as number, for links that connect later. */
+static void history_keep(struct bus_client *bus, struct bus_client_publish *p)
+{
+    struct sent_entry e = {p->number,
+                           clock_now_ms(),
+                           p->event.type,
+                           p->event.type_len,
+                           p->event.message,
+                           p->event.message_len,
+                           p};
+    if (!sent_history_append(bus->history, &e))
+        return;
+    p->refs++;
+    if (!evtimer_pending(bus->expire_timer, NULL))
+        expire_timer_cb(-1, 0, bus);
+}
+
+/* Sends a link that has just become ready every retained event, as HISTORY
+ * frames, then SYNC: a broadcast daemon that restarted holds the same
+ * history as the others, and one that only lost its connection gets the
+ * events it missed. Nothing waits on their acks. */
+static void history_send(struct bus_client *bus, struct bus_link *link)
+{
+    size_t count = sent_history_count(bus->history);
+    for (size_t i = 0; i < count; i++) {
+        const struct sent_entry *e = sent_history_at(bus->history, i);
+        struct bus_client_publish *p = e->owner;
+        p->refs++;
+        if (bus_link_send(link, BUS_KIND_HISTORY, bus->run, e->number, e->type, e->type_len,
+                          e->message, e->message_len, publish_release_cb, p, NULL) < 0) {
+            p->refs--;
+            log_warn("bus %s: out of memory sending the history", bus_link_path(link));
+            return; /* no SYNC: the broadcast daemon answers resumes UNKNOWN meanwhile */
+        }
+        bus->history_sent++;
+    }
+    if (bus_link_send_sync(link, bus->run, bus->last_number) < 0)
+        log_warn("bus %s: out of memory sending SYNC", bus_link_path(link));
 }
 
 static void publish_complete(struct bus_client_publish *p)
@@ -99,8 +151,9 @@ static size_t publish_dispatch(struct bus_client *bus, struct bus_client_publish
             continue;
         p->refs++;
         p->pending++;
-        if (bus_link_send(link, bus->run, p->number, p->event.type, p->event.type_len,
-                          p->event.message, p->event.message_len, publish_release_cb, p, p) < 0) {
+        if (bus_link_send(link, BUS_KIND_EVENT, bus->run, p->number, p->event.type,
+                          p->event.type_len, p->event.message, p->event.message_len,
+                          publish_release_cb, p, p) < 0) {
             p->refs--;
             p->pending--;
             continue;
@@ -108,10 +161,12 @@ static size_t publish_dispatch(struct bus_client *bus, struct bus_client_publish
         bus->in_flight++;
         sent++;
     }
-    if (sent > 0)
+    if (sent > 0) {
         bus->last_number = p->number;
-    else
+        history_keep(bus, p);
+    } else {
         p->number = 0;
+    }
     return sent;
 }
 
@@ -154,6 +209,7 @@ static void link_ready_cb(void *arg, struct bus_link *link)
     struct bus_client *bus = arg;
     struct bus_client_publish *p;
     bus->ready_events++;
+    history_send(bus, link);
     /* Events that waited for a broadcast daemon go out now, in order. */
     while ((p = wait_pop(bus))) {
         if (publish_dispatch(bus, p) == 0) {
@@ -186,8 +242,10 @@ struct bus_client *bus_client_new(struct event_base *base, const struct bus_clie
     bus->wait_ms = config->wait_ms;
     bus->run = event_id_new_run();
     bus->wait_timer = evtimer_new(base, wait_timer_cb, bus);
+    bus->expire_timer = evtimer_new(base, expire_timer_cb, bus);
+    bus->history = sent_history_new(&config->history, publish_release_cb);
     bus->links = calloc(config->path_count, sizeof *bus->links);
-    if (!bus->wait_timer || !bus->links)
+    if (!bus->wait_timer || !bus->expire_timer || !bus->history || !bus->links)
         goto fail;
     for (size_t i = 0; i < config->path_count; i++) {
         bus->links[i] =
@@ -228,6 +286,9 @@ void bus_client_free(struct bus_client *bus)
     }
     if (bus->wait_timer)
         event_free(bus->wait_timer);
+    if (bus->expire_timer)
+        event_free(bus->expire_timer);
+    sent_history_free(bus->history);
     free(bus->links);
     free(bus);
 }
@@ -279,6 +340,11 @@ void bus_client_get_stats(const struct bus_client *bus, struct bus_client_stats 
     out->waiting = bus->waiting;
     out->run = bus->run;
     out->numbered = bus->last_number;
+    if (bus->history) {
+        out->history_events = sent_history_count(bus->history);
+        out->history_bytes = sent_history_bytes(bus->history);
+    }
+    out->history_sent = bus->history_sent;
 }
 
 int bus_client_all_tried(const struct bus_client *bus)

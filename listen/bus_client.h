@@ -11,6 +11,11 @@
  *  - If a link it was sent on fails before acking (disconnect, protocol
  *    error, no ack within ack_timeout_ms), the event fails: never a silent OK.
  *  - While no link is ready the event waits up to wait_ms for one, then fails.
+ *  - The events that went out are kept, bounded like a broadcast daemon's
+ *    history (bus/history_limits.h), and sent to each link that becomes
+ *    ready, before anything else, as HISTORY frames followed by SYNC
+ *    (bus_codec.h): a broadcast daemon that restarts holds the same history
+ *    as the others, so its subscribers resume exactly.
  *  - An event's id (bus/event_id.h) is given when it first goes out on a
  *    link: the client's run, chosen when it is made, and the next number of
  *    that run. So numbers are consecutive in the order events go out, and
@@ -23,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bus/history_limits.h"
 #include "publish_body.h"
 
 struct event_base;
@@ -32,8 +38,9 @@ struct bus_client_publish;
 struct bus_client_config {
     const char *const *paths; /* socket paths, one per broadcast daemon; copied */
     size_t path_count;
-    unsigned wait_ms;        /* how long an event waits for a ready link */
-    unsigned ack_timeout_ms; /* a link that leaves an event unacked this long is dropped */
+    unsigned wait_ms;              /* how long an event waits for a ready link */
+    unsigned ack_timeout_ms;       /* a link that leaves an event unacked this long is dropped */
+    struct history_limits history; /* of the events kept for links that connect later */
 };
 
 enum bus_publish_status {
@@ -47,13 +54,16 @@ enum bus_publish_status {
 typedef void (*bus_client_publish_done_fn)(void *arg, int status, const char *id);
 
 struct bus_client_stats {
-    size_t links;        /* configured */
-    size_t ready;        /* handshake done */
-    uint64_t reconnects; /* successful handshakes after the first, all links */
-    size_t in_flight;    /* events sent and not yet acked or failed */
-    size_t waiting;      /* events waiting for a ready link */
-    uint64_t run;        /* of this client's ids */
-    uint64_t numbered;   /* events given an id so far: the last number */
+    size_t links;          /* configured */
+    size_t ready;          /* handshake done */
+    uint64_t reconnects;   /* successful handshakes after the first, all links */
+    size_t in_flight;      /* events sent and not yet acked or failed */
+    size_t waiting;        /* events waiting for a ready link */
+    uint64_t run;          /* of this client's ids */
+    uint64_t numbered;     /* events given an id so far: the last number */
+    size_t history_events; /* kept for links that connect later */
+    size_t history_bytes;
+    uint64_t history_sent; /* HISTORY frames sent to links that became ready */
 };
 
 /* Starts connecting to every path at once. NULL when out of memory. */

@@ -91,7 +91,8 @@ static void link_drop(struct bus_link *link, const char *reason)
     while ((f = link->head)) {
         link->head = f->next;
         link->in_flight_count--;
-        link->events->failed(link->arg, f->item);
+        if (f->item)
+            link->events->failed(link->arg, f->item);
         free(f);
     }
     link->tail = NULL;
@@ -115,7 +116,8 @@ static void link_handle_ack(struct bus_link *link, uint64_t seq)
         if (!link->head)
             link->tail = NULL;
         link->in_flight_count--;
-        link->events->acked(link->arg, f->item);
+        if (f->item)
+            link->events->acked(link->arg, f->item);
         free(f);
         progress = true;
     }
@@ -282,7 +284,8 @@ void bus_link_free(struct bus_link *link)
         bufferevent_free(link->bev);
     while ((f = link->head)) {
         link->head = f->next;
-        link->events->failed(link->arg, f->item);
+        if (f->item)
+            link->events->failed(link->arg, f->item);
         free(f);
     }
     event_free(link->timer);
@@ -313,8 +316,8 @@ static void message_ref_cleanup(const void *data, size_t len, void *arg)
     free(ref);
 }
 
-int bus_link_send(struct bus_link *link, uint64_t run, uint64_t number, const char *type,
-                  size_t type_len, const char *message, size_t message_len,
+int bus_link_send(struct bus_link *link, enum bus_kind kind, uint64_t run, uint64_t number,
+                  const char *type, size_t type_len, const char *message, size_t message_len,
                   void (*release)(void *arg), void *release_arg, void *item)
 {
     uint8_t head[BUS_EVENT_HEAD_MAX];
@@ -326,7 +329,7 @@ int bus_link_send(struct bus_link *link, uint64_t run, uint64_t number, const ch
     if (link->state != LINK_READY)
         return -1;
     head_len =
-        bus_encode_event_head(head, link->next_seq, run, number, type, type_len, message_len);
+        bus_encode_event_head(head, kind, link->next_seq, run, number, type, type_len, message_len);
     if (head_len == 0)
         return -1;
     f = malloc(sizeof *f);
@@ -362,5 +365,16 @@ int bus_link_send(struct bus_link *link, uint64_t run, uint64_t number, const ch
     if (link->in_flight_count++ == 0)
         link_arm(link, link->ack_timeout_ms);
     event_active(link->flush, EV_TIMEOUT, 0); /* a no-op when already active */
+    return 0;
+}
+
+int bus_link_send_sync(struct bus_link *link, uint64_t run, uint64_t number)
+{
+    uint8_t frame[BUS_SYNC_FRAME_LEN];
+    size_t n = bus_encode_sync(frame, run, number);
+    if (link->state != LINK_READY || n == 0 ||
+        evbuffer_add(bufferevent_get_output(link->bev), frame, n) < 0)
+        return -1;
+    event_active(link->flush, EV_TIMEOUT, 0);
     return 0;
 }

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bus/bus_codec.h"
+
 #define BUS_LINK_BACKOFF_MIN_MS 50
 #define BUS_LINK_BACKOFF_MAX_MS 1000
 
@@ -41,13 +43,18 @@ const char *bus_link_path(const struct bus_link *link);
 unsigned long bus_link_in_flight(const struct bus_link *link);
 
 /* Sends an event, whose id is run and number (both non-zero), on a ready
- * link. message is not copied: it is referenced
- * until release(release_arg) is called (once the bytes are written or the
- * connection is gone). item comes back through acked or failed.
- * Returns 0, or -1 when the link is not ready or memory ran out (then
- * neither release nor the item callbacks are called). */
-int bus_link_send(struct bus_link *link, uint64_t run, uint64_t number, const char *type,
-                  size_t type_len, const char *message, size_t message_len,
+ * link, as kind BUS_KIND_EVENT, or BUS_KIND_HISTORY for one sent before
+ * the connection began. message is not copied: it is referenced until
+ * release(release_arg) is called (once the bytes are written or the
+ * connection is gone). item comes back through acked or failed, unless it
+ * is NULL. Returns 0, or -1 when the link is not ready or memory ran out
+ * (then neither release nor the item callbacks are called). */
+int bus_link_send(struct bus_link *link, enum bus_kind kind, uint64_t run, uint64_t number,
+                  const char *type, size_t type_len, const char *message, size_t message_len,
                   void (*release)(void *arg), void *release_arg, void *item);
+
+/* Sends SYNC (bus_codec.h) on a ready link. Returns 0, or -1 when the link
+ * is not ready or memory ran out. */
+int bus_link_send_sync(struct bus_link *link, uint64_t run, uint64_t number);
 
 #endif

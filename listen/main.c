@@ -46,6 +46,7 @@ static const struct cfg_option options[] = {
      "a broadcast daemon that leaves an event unacked this long is disconnected",
      &settings.bus_ack_timeout_ms, 100, 3600000},
     DAEMON_LOG_LEVEL_OPTION(settings.daemon),
+    DAEMON_HISTORY_OPTIONS(settings.daemon),
     {"--max-body-size", "MAX_BODY_SIZE", CFG_SIZE, "1M",
      "largest publish body accepted (bytes, decoded if chunked; k/M suffixes); larger gets 413",
      &settings.max_body, 64, BUS_MESSAGE_HARD_MAX - 1024},
@@ -165,6 +166,7 @@ static int listen_start(struct daemon *daemon, void *arg)
     bus_config.path_count = settings.bus_sockets.count;
     bus_config.wait_ms = (unsigned)settings.bus_wait_ms;
     bus_config.ack_timeout_ms = (unsigned)settings.bus_ack_timeout_ms;
+    bus_config.history = daemon_history_limits(&settings.daemon);
     d->bus = bus_client_new(daemon->base, &bus_config);
     d->api.auth = daemon->auth;
     d->api.bus = d->bus;

@@ -251,6 +251,12 @@ static void write_metrics(struct publish_api *api, struct evbuffer *out)
                    "events sent on the bus and not yet acked", bus.in_flight);
     metrics_single(out, "evs_listen_bus_events_waiting", "gauge",
                    "events waiting for a broadcast daemon", bus.waiting);
+    metrics_single(out, "evs_listen_history_events", "gauge",
+                   "events kept for broadcast daemons that connect later", bus.history_events);
+    metrics_single(out, "evs_listen_history_bytes", "gauge",
+                   "memory those events hold, as HISTORY_BYTES counts it", bus.history_bytes);
+    metrics_single(out, "evs_listen_history_sent_total", "counter",
+                   "kept events sent to broadcast daemons that connected", bus.history_sent);
 }
 
 static void write_metrics_cb(void *arg, struct evbuffer *out)

@@ -66,7 +66,7 @@ static void put_header(uint8_t *p, uint32_t body_len, enum bus_kind kind)
 static int check_kind_and_body_len(uint32_t body_len, uint8_t kind, const struct bus_decoder *dec,
                                    size_t max_message)
 {
-    if (kind != BUS_KIND_HELLO && kind != BUS_KIND_EVENT && kind != BUS_KIND_ACK)
+    if (kind < BUS_KIND_HELLO || kind > BUS_KIND_SYNC)
         return BUS_ERR_KIND;
     if (!(dec->allowed_kinds & BUS_KIND_BIT(kind)))
         return BUS_ERR_NOT_ALLOWED;
@@ -74,7 +74,10 @@ static int check_kind_and_body_len(uint32_t body_len, uint8_t kind, const struct
     case BUS_KIND_HELLO:
     case BUS_KIND_ACK:
         return body_len == 8 ? BUS_OK : BUS_ERR_MALFORMED;
+    case BUS_KIND_SYNC:
+        return body_len == 16 ? BUS_OK : BUS_ERR_MALFORMED;
     case BUS_KIND_EVENT:
+    case BUS_KIND_HISTORY:
         if (body_len < BUS_EVENT_BODY_MIN)
             return BUS_ERR_MALFORMED;
         /* Upper bound for the longest type; the exact message bound is
@@ -175,7 +178,14 @@ int bus_decoder_next(const struct bus_decoder *dec, const uint8_t *buf, size_t l
     case BUS_KIND_ACK:
         frame.seq = get_u64(buf + BUS_HEADER_LEN);
         break;
+    case BUS_KIND_SYNC:
+        frame.run = get_u64(buf + BUS_HEADER_LEN);
+        frame.number = get_u64(buf + BUS_HEADER_LEN + 8);
+        if (frame.run == 0)
+            return BUS_ERR_MALFORMED;
+        break;
     case BUS_KIND_EVENT:
+    case BUS_KIND_HISTORY:
         rc = decode_event(buf + BUS_HEADER_LEN, body_len, max_message, &frame);
         break;
     default:
@@ -216,14 +226,26 @@ size_t bus_encode_ack(uint8_t out[BUS_ACK_FRAME_LEN], uint64_t seq)
     return BUS_ACK_FRAME_LEN;
 }
 
-size_t bus_encode_event_head(uint8_t out[BUS_EVENT_HEAD_MAX], uint64_t seq, uint64_t run,
-                             uint64_t number, const char *type, size_t type_len, size_t message_len)
+size_t bus_encode_sync(uint8_t out[BUS_SYNC_FRAME_LEN], uint64_t run, uint64_t number)
+{
+    if (run == 0)
+        return 0;
+    put_header(out, 16, BUS_KIND_SYNC);
+    put_u64(out + BUS_HEADER_LEN, run);
+    put_u64(out + BUS_HEADER_LEN + 8, number);
+    return BUS_SYNC_FRAME_LEN;
+}
+
+size_t bus_encode_event_head(uint8_t out[BUS_EVENT_HEAD_MAX], enum bus_kind kind, uint64_t seq,
+                             uint64_t run, uint64_t number, const char *type, size_t type_len,
+                             size_t message_len)
 {
     uint8_t *body = out + BUS_HEADER_LEN;
-    if (run == 0 || number == 0 || type_len == 0 || type_len > BUS_TYPE_MAX || message_len == 0 ||
+    if ((kind != BUS_KIND_EVENT && kind != BUS_KIND_HISTORY) || run == 0 || number == 0 ||
+        type_len == 0 || type_len > BUS_TYPE_MAX || message_len == 0 ||
         message_len > BUS_MESSAGE_HARD_MAX)
         return 0;
-    put_header(out, (uint32_t)(BUS_EVENT_FIXED + type_len + message_len), BUS_KIND_EVENT);
+    put_header(out, (uint32_t)(BUS_EVENT_FIXED + type_len + message_len), kind);
     put_u64(body, seq);
     put_u64(body + 8, run);
     put_u64(body + 16, number);

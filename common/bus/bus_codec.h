@@ -16,12 +16,28 @@
  *            finished subscriber message text,
  *            {"type":"event","event":...,"data":...}, at least 1 byte and
  *            at most the decoder's max_message bytes.
+ *   HISTORY  the body of an EVENT                                   (listen -> broadcast)
+ *            An event the listen daemon sent before this connection
+ *            began, replayed so that a broadcast daemon that (re)connects
+ *            holds the same history as the others. One the receiver already
+ *            has (its run's number not after the last it received) is
+ *            skipped; one of a run it already has events of is one it
+ *            missed and is delivered late, in order; one of a run it never
+ *            saw is kept in its history only (its subscribers came later).
+ *   SYNC     u64 run | u64 number                                   body_len 16
+ *            (listen -> broadcast). Every event of run up to number that
+ *            the listen daemon still retains has now been sent on this
+ *            connection (as HISTORY or EVENT); those before were dropped
+ *            by its history's bounds. Sent once, after the HISTORY frames
+ *            that follow HELLO; run non-zero, number 0 when none was sent.
  *   ACK      u64 seq                                                body_len 8
- *            (broadcast -> listen). Cumulative: every EVENT of this
- *            connection with a sequence number up to and including seq is
- *            queued to every current subscriber of its type.
+ *            (broadcast -> listen). Cumulative: every EVENT and HISTORY
+ *            frame of this connection with a sequence number up to and
+ *            including seq is handled: an EVENT queued to every current
+ *            subscriber of its type.
  *
- * Sequence numbers are per connection, start at 1 and increase by one.
+ * Sequence numbers (EVENT and HISTORY frames share them) are per
+ * connection, start at 1 and increase by one.
  *
  * The decoder treats the peer as untrusted: every length is checked against
  * the bytes present and against max_message before anything is read, unknown
@@ -40,6 +56,7 @@
 #define BUS_HEADER_LEN 8
 #define BUS_HELLO_FRAME_LEN (BUS_HEADER_LEN + 8)
 #define BUS_ACK_FRAME_LEN (BUS_HEADER_LEN + 8)
+#define BUS_SYNC_FRAME_LEN (BUS_HEADER_LEN + 16)
 #define BUS_TYPE_MAX 255
 #define BUS_EVENT_HEAD_MAX (BUS_HEADER_LEN + 8 + 8 + 8 + 1 + BUS_TYPE_MAX)
 /* Absolute ceiling on an event message, whatever a daemon is configured with. */
@@ -49,11 +66,15 @@ enum bus_kind {
     BUS_KIND_HELLO = 1,
     BUS_KIND_EVENT = 2,
     BUS_KIND_ACK = 3,
+    BUS_KIND_HISTORY = 4,
+    BUS_KIND_SYNC = 5,
 };
 
 /* The kinds each side may receive, as masks for struct bus_decoder. */
 #define BUS_KIND_BIT(kind) (1u << (kind))
-#define BUS_KINDS_FROM_LISTEN (BUS_KIND_BIT(BUS_KIND_HELLO) | BUS_KIND_BIT(BUS_KIND_EVENT))
+#define BUS_KINDS_FROM_LISTEN                                                                      \
+    (BUS_KIND_BIT(BUS_KIND_HELLO) | BUS_KIND_BIT(BUS_KIND_EVENT) |                                 \
+     BUS_KIND_BIT(BUS_KIND_HISTORY) | BUS_KIND_BIT(BUS_KIND_SYNC))
 #define BUS_KINDS_FROM_BROADCAST (BUS_KIND_BIT(BUS_KIND_HELLO) | BUS_KIND_BIT(BUS_KIND_ACK))
 
 enum bus_status {
@@ -72,12 +93,12 @@ enum bus_status {
 struct bus_frame {
     enum bus_kind kind;
     uint16_t version; /* HELLO */
-    uint64_t seq;     /* EVENT, ACK */
-    uint64_t run;     /* EVENT: the id's run and number, non-zero */
+    uint64_t seq;     /* EVENT, HISTORY, ACK */
+    uint64_t run;     /* EVENT, HISTORY: the id's run and number, non-zero; SYNC */
     uint64_t number;
-    const uint8_t *type; /* EVENT */
+    const uint8_t *type; /* EVENT, HISTORY */
     size_t type_len;
-    const uint8_t *message; /* EVENT */
+    const uint8_t *message; /* EVENT, HISTORY */
     size_t message_len;
 };
 
@@ -117,13 +138,16 @@ int bus_decoder_finish(const struct bus_decoder *dec, const uint8_t *buf, size_t
 /* Encoders write into caller-provided space and return the bytes written. */
 size_t bus_encode_hello(uint8_t out[BUS_HELLO_FRAME_LEN]);
 size_t bus_encode_ack(uint8_t out[BUS_ACK_FRAME_LEN], uint64_t seq);
+/* 0 when run is 0. */
+size_t bus_encode_sync(uint8_t out[BUS_SYNC_FRAME_LEN], uint64_t run, uint64_t number);
 
-/* Writes the header and the fixed part of an EVENT (everything up to the
- * message), so that the message text can follow on the wire without a copy.
- * Returns the bytes written, or 0 when run or number is 0, type_len is 0 or
- * over BUS_TYPE_MAX, or message_len is 0 or over BUS_MESSAGE_HARD_MAX. */
-size_t bus_encode_event_head(uint8_t out[BUS_EVENT_HEAD_MAX], uint64_t seq, uint64_t run,
-                             uint64_t number, const char *type, size_t type_len,
+/* Writes the header and the fixed part of an EVENT, or of a HISTORY frame
+ * when kind says so (everything up to the message), so that the message
+ * text can follow on the wire without a copy. Returns the bytes written, or
+ * 0 when kind is neither, run or number is 0, type_len is 0 or over
+ * BUS_TYPE_MAX, or message_len is 0 or over BUS_MESSAGE_HARD_MAX. */
+size_t bus_encode_event_head(uint8_t out[BUS_EVENT_HEAD_MAX], enum bus_kind kind, uint64_t seq,
+                             uint64_t run, uint64_t number, const char *type, size_t type_len,
                              size_t message_len);
 
 /* A short human reason for a status, for log lines. */

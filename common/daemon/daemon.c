@@ -151,3 +151,12 @@ out:
     cfg_free(spec->options, spec->option_count);
     return status;
 }
+
+struct history_limits daemon_history_limits(const struct daemon_settings *s)
+{
+    struct history_limits limits;
+    limits.max_events = (size_t)s->history_size;
+    limits.max_bytes = (size_t)s->history_bytes;
+    limits.ttl_ms = s->history_ttl_s * 1000;
+    return limits;
+}

@@ -45,6 +45,7 @@
 
 #include "auth/auth_settings.h"
 #include "auth/metrics_token.h"
+#include "bus/history_limits.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/process.h"
@@ -74,6 +75,7 @@ struct daemon_settings {
     char *key_file;
     enum log_level log_level;
     struct metrics_token_settings metrics;
+    uint64_t history_size, history_bytes, history_ttl_s; /* DAEMON_HISTORY_OPTIONS */
 };
 
 /* The cfg_option entries for s (a struct daemon_settings lvalue), in three
@@ -110,6 +112,33 @@ struct daemon_settings {
         "--log-level", "LOG_LEVEL", CFG_LOG_LEVEL, "info", "error, warn, info or debug",           \
             &(s).log_level, 0, 0                                                                   \
     }
+
+/* The history bounds (bus/history_limits.h): the same settings on both
+ * daemons, each keeping its own history of the events it carried. */
+#define DAEMON_HISTORY_OPTIONS(s)                                                                  \
+    {"--history-size",                                                                             \
+     "HISTORY_SIZE",                                                                               \
+     CFG_UINT,                                                                                     \
+     "10000",                                                                                      \
+     "recent events kept, so that subscribers resume exactly (init \"since\"); 0: none",           \
+     &(s).history_size,                                                                            \
+     0,                                                                                            \
+     10000000},                                                                                    \
+        {"--history-bytes",                                                                        \
+         "HISTORY_BYTES",                                                                          \
+         CFG_SIZE,                                                                                 \
+         "64M",                                                                                    \
+         "memory the kept events may hold (their messages, plus about 100 bytes each)",            \
+         &(s).history_bytes,                                                                       \
+         4096,                                                                                     \
+         (uint64_t)64 * 1024 * 1024 * 1024},                                                       \
+    {                                                                                              \
+        "--history-ttl-s", "HISTORY_TTL_S", CFG_UINT, "3600", "seconds an event is kept",          \
+            &(s).history_ttl_s, 1, 30 * 24 * 3600                                                  \
+    }
+
+/* The history bounds s holds. */
+struct history_limits daemon_history_limits(const struct daemon_settings *s);
 
 /* What daemon_run sets up for the daemon's own parts to use (the service
  * manager from spec->serve on). Everything is owned by daemon_run and

@@ -64,7 +64,13 @@ static void check_frame(const struct bus_decoder *dec, const uint8_t *frame, siz
     case BUS_KIND_ACK:
         n = bus_encode_ack(expect, f->seq);
         break;
+    case BUS_KIND_SYNC:
+        if (f->run == 0)
+            abort();
+        n = bus_encode_sync(expect, f->run, f->number);
+        break;
     case BUS_KIND_EVENT:
+    case BUS_KIND_HISTORY:
         check_inside(f->type, f->type_len, frame, frame_len);
         check_inside(f->message, f->message_len, frame, frame_len);
         if (f->type_len == 0 || f->type_len > BUS_TYPE_MAX || f->message_len == 0 ||
@@ -74,7 +80,7 @@ static void check_frame(const struct bus_decoder *dec, const uint8_t *frame, siz
             abort();
         if (f->run == 0 || f->number == 0)
             abort();
-        n = bus_encode_event_head(expect, f->seq, f->run, f->number, (const char *)f->type,
+        n = bus_encode_event_head(expect, f->kind, f->seq, f->run, f->number, (const char *)f->type,
                                   f->type_len, f->message_len);
         if (n == 0 || n + f->message_len != frame_len)
             abort();
@@ -82,7 +88,7 @@ static void check_frame(const struct bus_decoder *dec, const uint8_t *frame, siz
     default:
         abort();
     }
-    if (f->kind != BUS_KIND_EVENT && n != frame_len)
+    if (f->kind != BUS_KIND_EVENT && f->kind != BUS_KIND_HISTORY && n != frame_len)
         abort();
     if (memcmp(expect, frame, n) != 0)
         abort();

@@ -368,6 +368,148 @@ class ResumeAcrossDaemonsTest(ResumeCase):
                     await ws.close()
                 run(resume())
 
+    def restart_broadcast(self, b, sig):
+        """Stops b with sig and starts a broadcast daemon in its place (same
+        port, same bus path)."""
+        b.stop(sig)
+        return self.start_broadcast(port=b.port, bus=b.bus, name="again")
+
+    def test_exact_after_a_broadcast_daemon_restarts(self):
+        # The listen daemon sends a broadcast daemon that connects the events
+        # it retains, then SYNC: the new one holds the old one's history.
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with self.subTest(signal=sig.name):
+                b, l = self.pair()
+                kind, other = fresh_type(), fresh_type()
+
+                async def first():
+                    ws, _ = await subscribe(b.port, self.token, [kind], since="now")
+                    seen = self.publish_all(l, kind, [1, 2])
+                    self.assertEqual([json.loads(m)["id"] for m in await receive(ws, 2)], seen)
+                    await ws.close()
+                    return seen[-1]
+
+                last = run(first())
+                missed = [post(l.port, self.token, kind, 3), post(l.port, self.token, other, "x"),
+                          post(l.port, self.token, kind, 4)]
+                b2 = self.restart_broadcast(b, sig)
+
+                async def resume():
+                    # Whether the history has arrived yet or not: a resume
+                    # that comes first waits for it.
+                    ws, reply = await subscribe(b2.port, self.token, [kind], since=last)
+                    self.assertEqual(json.loads(reply), RESUMED)
+                    self.assertEqual(await receive(ws, 2),
+                                     [with_id(kind, missed[0], 3), with_id(kind, missed[2], 4)])
+                    live = post(l.port, self.token, kind, 5)
+                    self.assertEqual(await receive(ws, 1), [with_id(kind, live, 5)])
+                    await nothing_more(ws)
+                    await ws.close()
+                run(resume())
+                wait_for(lambda: metric(b2.port, "evs_broadcast_history_loaded_total") == 5,
+                         what="the five retained events loaded")
+                self.assertEqual(metric(l.port, "evs_listen_history_events"), 6)
+                self.assertGreaterEqual(metric(l.port, "evs_listen_history_sent_total"), 5)
+
+    def test_a_resume_that_comes_before_the_history_waits_for_it(self):
+        b, l = self.pair()
+        kind = fresh_type()
+        since = post(l.port, self.token, kind, 1)
+        missed = self.publish_all(l, kind, [2, 3])
+        os.kill(l.pid, signal.SIGSTOP)  # the listen daemon cannot reconnect yet
+        self.addCleanup(lambda: l.signal(signal.SIGCONT))
+        b2 = self.restart_broadcast(b, signal.SIGKILL)
+
+        async def go():
+            # A session that came before the history gets none of it live.
+            plain, reply = await subscribe(b2.port, self.token, [kind])
+            self.assertEqual(json.loads(reply), {"type": "init", "code": "OK"})
+            ws = await ws_connect(b2.port)
+            await ws.send(json.dumps({"authentication": f"Basic {self.token}", "events": [kind],
+                                      "since": since}))
+            wait_for(lambda: metric(b2.port, "evs_broadcast_resumes_held_total") == 1,
+                     what="the resume to be held")
+            os.kill(l.pid, signal.SIGCONT)
+            self.assertEqual(json.loads(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE)), RESUMED)
+            self.assertEqual(await receive(ws, 2), [with_id(kind, i, n) for i, n in zip(missed, (2, 3))])
+            live = post(l.port, self.token, kind, 4)
+            self.assertEqual(await receive(ws, 1), [with_id(kind, live, 4)])
+            self.assertEqual(await receive(plain, 1), [harness.event_text(kind, "4")])
+            await nothing_more(ws)
+            await nothing_more(plain, 0.1)
+            await ws.close()
+            await plain.close()
+        run(go())
+        self.assertEqual(metric(b2.port, "evs_broadcast_history_loaded_total"), 3)
+        self.assertEqual(metric(b2.port, 'evs_broadcast_resumes_total{result="resumed"}'), 1)
+
+    def test_unknown_once_both_daemons_restarted(self):
+        b, l = self.pair()
+        kind = fresh_type()
+        old = post(l.port, self.token, kind, 1)
+        l.stop(signal.SIGKILL)
+        b2 = self.restart_broadcast(b, signal.SIGKILL)
+        l2 = self.start_listen(bus=b2.bus, name="listen-again")
+        wait_for(lambda: harness.http_get(l2.port, "/healthz")[0] == 200, what="the new listen daemon")
+
+        async def go():
+            ws, reply = await subscribe(b2.port, self.token, [kind], since=old)
+            self.assertEqual(json.loads(reply), not_resumed("UNKNOWN"))
+            live = post(l2.port, self.token, kind, 2)
+            self.assertEqual(await receive(ws, 1), [with_id(kind, live, 2)])
+            await ws.close()
+        run(go())
+
+    def test_too_old_after_a_broadcast_restart_when_the_listen_daemon_keeps_no_history(self):
+        b, l = self.start_pair(listen_args=["--history-size", "0"])
+        kind = fresh_type()
+        old = post(l.port, self.token, kind, 1)
+        post(l.port, self.token, kind, 2)
+        b2 = self.restart_broadcast(b, signal.SIGTERM)
+        wait_for(lambda: metric(b2.port, "evs_broadcast_bus_peers") == 1, what="the listen daemon back")
+
+        async def go():
+            # SYNC told the new daemon the run and its last number, not the
+            # events: the id is this history's, and older than what it holds.
+            ws, reply = await subscribe(b2.port, self.token, [kind], since=old)
+            self.assertEqual(json.loads(reply), not_resumed("TOO_OLD"))
+            await ws.close()
+        run(go())
+        self.assertEqual(metric(l.port, "evs_listen_history_events"), 0)
+
+    def test_a_broadcast_daemon_that_lost_its_bus_connection_catches_up_in_order(self):
+        # b2 stops answering: the listen daemon drops it after the ack timeout
+        # and publishes to b1 alone; when b2 answers again it is sent the
+        # history, and its sessions get what they missed, once, in order.
+        b1 = self.start_broadcast(name="b1")
+        b2 = self.start_broadcast(name="b2")
+        l = self.start_listen("--bus-ack-timeout-ms", "500", bus=[b1.bus, b2.bus])
+        wait_for(lambda: harness.http_get(l.port, "/healthz")[0] == 200
+                 and metric(l.port, "evs_listen_bus_links_ready") == 2, what="both bus links")
+        kind = fresh_type()
+
+        async def go():
+            s1, _ = await subscribe(b1.port, self.token, [kind])
+            s2, _ = await subscribe(b2.port, self.token, [kind])
+            post(l.port, self.token, kind, 1)
+            os.kill(b2.pid, signal.SIGSTOP)
+            self.addCleanup(lambda: b2.signal(signal.SIGCONT))
+            status, _ = harness.publish(l.port, kind, 2, token=self.token)
+            self.assertEqual(status, 503)  # b2 never acked it; b1 delivers it
+            wait_for(lambda: metric(l.port, "evs_listen_bus_links_ready") == 1, what="b2's link dropped")
+            self.publish_all(l, kind, [3, 4])
+            os.kill(b2.pid, signal.SIGCONT)
+            wait_for(lambda: metric(l.port, "evs_listen_bus_links_ready") == 2, what="b2 back")
+            post(l.port, self.token, kind, 5)
+            want = [harness.event_text(kind, str(n)) for n in range(1, 6)]
+            self.assertEqual(await receive(s1, 5), want)
+            self.assertEqual(await receive(s2, 5), want)
+            await nothing_more(s2)
+            await s1.close()
+            await s2.close()
+        run(go())
+        self.assertGreaterEqual(metric(b2.port, "evs_broadcast_bus_history_frames_total"), 4)
+
     def test_two_broadcast_daemons_on_one_port_resume_on_either(self):
         port = harness.free_port()
         daemons = []

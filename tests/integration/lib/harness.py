@@ -285,7 +285,7 @@ async def ws_recv_json(ws, timeout=10.0):
 
 BUS_MAGIC = 0x45565342
 BUS_VERSION = 2
-KIND_HELLO, KIND_EVENT, KIND_ACK = 1, 2, 3
+KIND_HELLO, KIND_EVENT, KIND_ACK, KIND_HISTORY, KIND_SYNC = 1, 2, 3, 4, 5
 
 
 def bus_hello(version=BUS_VERSION):
@@ -320,6 +320,9 @@ class FakeBroadcast:
         self.send_hello = send_hello
         self.events = []        # (seq, type bytes, message bytes)
         self.ids = []           # the id text of each of them
+        self.history = []       # the id text of each HISTORY frame (sent before SYNC)
+        self.syncs = []         # the (run, number) of each SYNC frame
+        self.first_seqs = []    # the first sequence number of each connection
         self.connections = 0
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
@@ -362,14 +365,26 @@ class FakeBroadcast:
                 return
             if self.send_hello:
                 conn.sendall(bus_hello())
+            first = True
             while True:
                 header = self._recv_exact(conn, 8)
                 body_len, kind = struct.unpack(">IB", header[:5])
                 body = self._recv_exact(conn, body_len)
+                if kind == KIND_SYNC:
+                    with self.lock:
+                        self.syncs.append(struct.unpack(">QQ", body))
+                        self.cond.notify_all()
+                    continue
                 seq, run, number, tlen = struct.unpack(">QQQB", body[:25])
                 with self.lock:
-                    self.events.append((seq, body[25:25 + tlen], body[25 + tlen:]))
-                    self.ids.append(event_id(run, number))
+                    if first:
+                        self.first_seqs.append(seq)
+                        first = False
+                    if kind == KIND_HISTORY:
+                        self.history.append(event_id(run, number))
+                    else:
+                        self.events.append((seq, body[25:25 + tlen], body[25 + tlen:]))
+                        self.ids.append(event_id(run, number))
                     self.cond.notify_all()
                     hold = self.hold_acks
                 if not hold:

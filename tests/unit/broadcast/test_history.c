@@ -248,7 +248,7 @@ static void test_expire_evicts_entries_past_their_age_and_returns_next_expiry(vo
     history_free(h);
 }
 
-static void test_id_of_unknown_run_or_number_after_the_last_is_unknown(void **state)
+static void test_id_of_unknown_run_is_unknown_after_the_last_not_yet(void **state)
 {
     struct history *h = history_of(100, 1 << 20, 60000);
 
@@ -257,9 +257,9 @@ static void test_id_of_unknown_run_or_number_after_the_last_is_unknown(void **st
         assert_int_equal(append(h, RUN_A, n), 0);
     assert_int_equal(lookup(h, RUN_B, 1), HISTORY_UNKNOWN);
     assert_int_equal(lookup(h, RUN_B, 2), HISTORY_UNKNOWN);
-    /* Of another broadcast daemon's future, or of another bus: not ours. */
-    assert_int_equal(lookup(h, RUN_A, 4), HISTORY_UNKNOWN);
-    assert_int_equal(lookup(h, RUN_A, UINT64_MAX), HISTORY_UNKNOWN);
+    /* Of a run this daemon has, not received yet: it may be on its way. */
+    assert_int_equal(lookup(h, RUN_A, 4), HISTORY_NOT_YET);
+    assert_int_equal(lookup(h, RUN_A, UINT64_MAX), HISTORY_NOT_YET);
     history_free(h);
 }
 
@@ -340,7 +340,7 @@ static void test_number_not_after_the_last_is_a_gap(void **state)
     /* A repeated id names its newest event, which is right after the gap. */
     assert_int_equal(find(h, RUN_A, 2, &after), HISTORY_FOUND);
     assert_int_equal(after, 4);
-    assert_int_equal(lookup(h, RUN_A, 5), HISTORY_UNKNOWN);
+    assert_int_equal(lookup(h, RUN_A, 5), HISTORY_NOT_YET);
     history_free(h);
 }
 
@@ -568,7 +568,7 @@ static void test_many_appends_stay_bounded_by_max_events(void **state)
     assert_null(history_get(h, 99000));
     assert_int_equal(lookup(h, RUN_A, 99000), HISTORY_TOO_OLD);
     assert_int_equal(lookup(h, RUN_A, 1), HISTORY_TOO_OLD);
-    assert_int_equal(lookup(h, RUN_A, 100001), HISTORY_UNKNOWN);
+    assert_int_equal(lookup(h, RUN_A, 100001), HISTORY_NOT_YET);
     history_free(h);
     assert_int_equal(shared_frame_live_count(), 0);
 }
@@ -607,6 +607,45 @@ static void test_ring_growth_keeps_positions_after_wrapping(void **state)
     assert_int_equal(shared_frame_live_count(), 0);
 }
 
+static void test_sync_makes_a_run_known_and_marks_what_was_lost(void **state)
+{
+    struct history *h = history_of(100, 1 << 20, 60000);
+    uint64_t after, last;
+
+    /* A listen daemon that has sent nothing yet: its run is known, empty. */
+    assert_false(history_run_last(h, RUN_A, &last));
+    history_sync(h, RUN_A, 0);
+    assert_true(history_run_last(h, RUN_A, &last));
+    assert_true(last == 0);
+    assert_int_equal(lookup(h, RUN_A, 1), HISTORY_NOT_YET);
+    assert_int_equal(append(h, RUN_A, 1), 0);
+    assert_int_equal(append(h, RUN_A, 2), 0);
+    /* A sync that says what was received: nothing lost. */
+    history_sync(h, RUN_A, 2);
+    assert_int_equal(find(h, RUN_A, 1, &after), HISTORY_FOUND);
+    assert_int_equal(after, 1);
+    /* One that says more was sent than came: those are lost, and every
+     * resume from before them would skip them. */
+    history_sync(h, RUN_A, 5);
+    assert_true(history_run_last(h, RUN_A, &last));
+    assert_true(last == 5);
+    assert_int_equal(lookup(h, RUN_A, 2), HISTORY_TOO_OLD);
+    assert_int_equal(lookup(h, RUN_A, 4), HISTORY_TOO_OLD);
+    assert_int_equal(append(h, RUN_A, 6), 0);
+    assert_int_equal(find(h, RUN_A, 6, &after), HISTORY_FOUND);
+    /* A run first known by a sync with events before it: those are gone. */
+    history_sync(h, RUN_B, 7);
+    assert_int_equal(lookup(h, RUN_B, 7), HISTORY_TOO_OLD);
+    assert_int_equal(lookup(h, RUN_B, 8), HISTORY_NOT_YET);
+    history_free(h);
+
+    /* Off: a no-op. */
+    h = history_of(0, 1 << 20, 60000);
+    history_sync(h, RUN_A, 3);
+    assert_false(history_run_last(h, RUN_A, &last));
+    history_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -615,7 +654,8 @@ int main(void)
         cmocka_unit_test(test_eviction_by_count_keeps_the_newest_and_evicted_ids_are_too_old),
         cmocka_unit_test(test_eviction_by_bytes_counts_frame_and_entry_memory),
         cmocka_unit_test(test_expire_evicts_entries_past_their_age_and_returns_next_expiry),
-        cmocka_unit_test(test_id_of_unknown_run_or_number_after_the_last_is_unknown),
+        cmocka_unit_test(test_id_of_unknown_run_is_unknown_after_the_last_not_yet),
+        cmocka_unit_test(test_sync_makes_a_run_known_and_marks_what_was_lost),
         cmocka_unit_test(test_malformed_id_text_is_unknown),
         cmocka_unit_test(test_gap_within_a_run_makes_ids_before_it_too_old),
         cmocka_unit_test(test_number_not_after_the_last_is_a_gap),

@@ -210,6 +210,7 @@ static void fanout(struct fixture *f, const char *type, const char *message)
                            strlen(message),
                            1,
                            ++number,
+                           false,
                            false};
     hub_fanout(&f->hub, &ev);
 }

@@ -12,7 +12,8 @@ static inline size_t build_event(uint8_t *out, uint64_t seq, const char *type, c
 {
     uint8_t head[BUS_EVENT_HEAD_MAX];
     size_t message_len = strlen(message);
-    size_t head_len = bus_encode_event_head(head, seq, 1, seq, type, strlen(type), message_len);
+    size_t head_len =
+        bus_encode_event_head(head, BUS_KIND_EVENT, seq, 1, seq, type, strlen(type), message_len);
 
     assert_true(head_len > 0);
     memcpy(out, head, head_len);

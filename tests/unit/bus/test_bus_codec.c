@@ -99,7 +99,7 @@ static void test_event_round_trip_longest_type(void **state)
     size_t frame_len = 0;
 
     memset(type, 't', sizeof(type));
-    size_t head = bus_encode_event_head(buf, 7, 1, 1, type, sizeof(type), 1);
+    size_t head = bus_encode_event_head(buf, BUS_KIND_EVENT, 7, 1, 1, type, sizeof(type), 1);
     assert_int_equal(head, BUS_EVENT_HEAD_MAX);
     buf[head] = 'm';
     assert_int_equal(decode_any(buf, head + 1, MAX_MESSAGE, &f, &frame_len), BUS_OK);
@@ -208,7 +208,7 @@ static void test_unknown_kind_is_refused_early(void **state)
     uint8_t buf[BUS_HELLO_FRAME_LEN];
     struct bus_frame f;
     size_t frame_len;
-    static const uint8_t bad_kinds[] = {0, 4, 0x7f, 0xff};
+    static const uint8_t bad_kinds[] = {0, 6, 0x7f, 0xff};
 
     for (size_t i = 0; i < sizeof(bad_kinds); i++) {
         bus_encode_hello(buf);
@@ -319,8 +319,8 @@ static void test_event_id_round_trip_and_zero_refused(void **state)
     uint8_t buf[BUS_EVENT_HEAD_MAX + 8];
     struct bus_frame f;
     size_t frame_len;
-    size_t head =
-        bus_encode_event_head(buf, 3, 0x0102030405060708ull, 0x1112131415161718ull, "t", 1, 1);
+    size_t head = bus_encode_event_head(buf, BUS_KIND_EVENT, 3, 0x0102030405060708ull,
+                                        0x1112131415161718ull, "t", 1, 1);
     buf[head] = 'm';
     assert_int_equal(decode_any(buf, head + 1, MAX_MESSAGE, &f, &frame_len), BUS_OK);
     assert_true(f.seq == 3);
@@ -329,12 +329,61 @@ static void test_event_id_round_trip_and_zero_refused(void **state)
     /* Neither half of an id may be 0, on the wire or to the encoder. */
     memset(buf + BUS_HEADER_LEN + 8, 0, 8);
     assert_int_equal(decode_any(buf, head + 1, MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
-    head = bus_encode_event_head(buf, 3, 1, 1, "t", 1, 1);
+    head = bus_encode_event_head(buf, BUS_KIND_EVENT, 3, 1, 1, "t", 1, 1);
     buf[head] = 'm';
     memset(buf + BUS_HEADER_LEN + 16, 0, 8);
     assert_int_equal(decode_any(buf, head + 1, MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
-    assert_int_equal(bus_encode_event_head(buf, 1, 0, 1, "t", 1, 1), 0);
-    assert_int_equal(bus_encode_event_head(buf, 1, 1, 0, "t", 1, 1), 0);
+    assert_int_equal(bus_encode_event_head(buf, BUS_KIND_EVENT, 1, 0, 1, "t", 1, 1), 0);
+    assert_int_equal(bus_encode_event_head(buf, BUS_KIND_EVENT, 1, 1, 0, "t", 1, 1), 0);
+}
+
+static void test_history_frame_is_an_event_body_of_its_own_kind(void **state)
+{
+    uint8_t buf[BUS_EVENT_HEAD_MAX + 8];
+    const struct bus_decoder from_broadcast = {BUS_KINDS_FROM_BROADCAST, MAX_MESSAGE};
+    struct bus_frame f;
+    size_t frame_len;
+    size_t head = bus_encode_event_head(buf, BUS_KIND_HISTORY, 9, 5, 77, "news", 4, 2);
+    memcpy(buf + head, "{}", 2);
+    assert_int_equal(decode_any(buf, head + 2, MAX_MESSAGE, &f, &frame_len), BUS_OK);
+    assert_int_equal(f.kind, BUS_KIND_HISTORY);
+    assert_true(f.seq == 9 && f.run == 5 && f.number == 77);
+    assert_memory_equal(f.type, "news", 4);
+    assert_int_equal(f.message_len, 2);
+    assert_int_equal(frame_len, head + 2);
+    /* Only the listen daemon sends it. */
+    assert_int_equal(bus_decoder_next(&from_broadcast, buf, head + 2, &f, &frame_len),
+                     BUS_ERR_NOT_ALLOWED);
+    /* No other kind goes through the event encoder. */
+    assert_int_equal(bus_encode_event_head(buf, BUS_KIND_ACK, 1, 1, 1, "t", 1, 1), 0);
+    assert_int_equal(bus_encode_event_head(buf, BUS_KIND_SYNC, 1, 1, 1, "t", 1, 1), 0);
+}
+
+static void test_sync_round_trip_and_bounds(void **state)
+{
+    uint8_t buf[BUS_SYNC_FRAME_LEN + 8];
+    const struct bus_decoder from_broadcast = {BUS_KINDS_FROM_BROADCAST, MAX_MESSAGE};
+    struct bus_frame f;
+    size_t frame_len;
+    assert_int_equal(bus_encode_sync(buf, 0x0102030405060708ull, 0), BUS_SYNC_FRAME_LEN);
+    assert_int_equal(decode_any(buf, BUS_SYNC_FRAME_LEN, MAX_MESSAGE, &f, &frame_len), BUS_OK);
+    assert_int_equal(f.kind, BUS_KIND_SYNC);
+    assert_true(f.run == 0x0102030405060708ull && f.number == 0);
+    assert_int_equal(frame_len, BUS_SYNC_FRAME_LEN);
+    assert_int_equal(bus_decoder_next(&from_broadcast, buf, BUS_SYNC_FRAME_LEN, &f, &frame_len),
+                     BUS_ERR_NOT_ALLOWED);
+    /* A run of 0 is no run. */
+    assert_int_equal(bus_encode_sync(buf, 0, 1), 0);
+    bus_encode_sync(buf, 1, 1);
+    memset(buf + BUS_HEADER_LEN, 0, 8);
+    assert_int_equal(decode_any(buf, BUS_SYNC_FRAME_LEN, MAX_MESSAGE, &f, &frame_len),
+                     BUS_ERR_MALFORMED);
+    /* Its body is exactly 16 bytes, judged from the header alone. */
+    bus_encode_sync(buf, 1, 1);
+    put_be32(buf, 15);
+    assert_int_equal(decode_any(buf, 5, MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
+    put_be32(buf, 24);
+    assert_int_equal(decode_any(buf, 5, MAX_MESSAGE, &f, &frame_len), BUS_ERR_MALFORMED);
 }
 
 static void test_event_with_zero_type_len_is_malformed(void **state)
@@ -432,12 +481,15 @@ static void test_encoder_refuses_bad_lengths(void **state)
     char type[BUS_TYPE_MAX + 1];
 
     memset(type, 'a', sizeof(type));
-    assert_int_equal(bus_encode_event_head(buf, 1, 1, 1, type, 0, 10), 0);
-    assert_int_equal(bus_encode_event_head(buf, 1, 1, 1, type, BUS_TYPE_MAX + 1, 10), 0);
-    assert_int_equal(bus_encode_event_head(buf, 1, 1, 1, type, 3, 0), 0);
-    assert_int_equal(bus_encode_event_head(buf, 1, 1, 1, type, 3, BUS_MESSAGE_HARD_MAX + 1), 0);
-    assert_int_equal(bus_encode_event_head(buf, 1, 1, 1, type, 3, BUS_MESSAGE_HARD_MAX),
-                     BUS_HEADER_LEN + EVENT_FIXED + 3);
+    assert_int_equal(bus_encode_event_head(buf, BUS_KIND_EVENT, 1, 1, 1, type, 0, 10), 0);
+    assert_int_equal(
+        bus_encode_event_head(buf, BUS_KIND_EVENT, 1, 1, 1, type, BUS_TYPE_MAX + 1, 10), 0);
+    assert_int_equal(bus_encode_event_head(buf, BUS_KIND_EVENT, 1, 1, 1, type, 3, 0), 0);
+    assert_int_equal(
+        bus_encode_event_head(buf, BUS_KIND_EVENT, 1, 1, 1, type, 3, BUS_MESSAGE_HARD_MAX + 1), 0);
+    assert_int_equal(
+        bus_encode_event_head(buf, BUS_KIND_EVENT, 1, 1, 1, type, 3, BUS_MESSAGE_HARD_MAX),
+        BUS_HEADER_LEN + EVENT_FIXED + 3);
 }
 
 static void test_status_text_names_every_status(void **state)
@@ -679,6 +731,8 @@ int main(void)
         cmocka_unit_test(test_hello_with_nonzero_body_reserved_is_malformed),
         cmocka_unit_test(test_ack_with_wrong_size_is_malformed),
         cmocka_unit_test(test_event_id_round_trip_and_zero_refused),
+        cmocka_unit_test(test_history_frame_is_an_event_body_of_its_own_kind),
+        cmocka_unit_test(test_sync_round_trip_and_bounds),
         cmocka_unit_test(test_event_with_zero_type_len_is_malformed),
         cmocka_unit_test(test_event_with_type_len_beyond_body_is_malformed),
         cmocka_unit_test(test_event_without_message_bytes_is_malformed),

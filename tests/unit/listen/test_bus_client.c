@@ -52,6 +52,10 @@ struct peer {
     uint64_t run[MAX_EVENTS], number[MAX_EVENTS]; /* the events' ids */
     char type[MAX_EVENTS][32];
     char message[MAX_EVENTS][128];
+    size_t history; /* HISTORY frames received */
+    uint64_t history_seq[MAX_EVENTS], history_number[MAX_EVENTS];
+    size_t syncs; /* SYNC frames received, each after the HISTORY frames */
+    uint64_t sync_run, sync_number;
 };
 
 struct fixture {
@@ -121,6 +125,8 @@ static void peer_drop(struct peer *p)
     }
     p->len = 0;
     p->hello_seen = false;
+    p->history = 0;
+    p->syncs = 0;
 }
 
 static void peer_read_cb(evutil_socket_t fd, short what, void *arg)
@@ -141,6 +147,18 @@ static void peer_read_cb(evutil_socket_t fd, short what, void *arg)
             p->hello_seen = true;
             if (p->answer_hello)
                 peer_send_hello(p);
+        } else if (frame.kind == BUS_KIND_HISTORY) {
+            assert_true(p->hello_seen);
+            assert_int_equal(p->syncs, 0); /* the history comes first */
+            assert_true(p->history < MAX_EVENTS);
+            p->history_seq[p->history] = frame.seq;
+            p->history_number[p->history] = frame.number;
+            p->history++;
+        } else if (frame.kind == BUS_KIND_SYNC) {
+            assert_true(p->hello_seen);
+            p->syncs++;
+            p->sync_run = frame.run;
+            p->sync_number = frame.number;
         } else {
             assert_int_equal(frame.kind, BUS_KIND_EVENT);
             assert_true(p->hello_seen);
@@ -246,12 +264,21 @@ static int teardown(void **state)
     return 0;
 }
 
-static void start_client(struct fixture *f, unsigned wait_ms, const char *const *paths, size_t n)
+static void start_client_with(struct fixture *f, unsigned wait_ms, const char *const *paths,
+                              size_t n, const struct history_limits *history)
 {
     struct bus_client_config config = {
         .paths = paths, .path_count = n, .wait_ms = wait_ms, .ack_timeout_ms = 5000};
+    if (history)
+        config.history = *history;
     f->bus = bus_client_new(f->base, &config);
     assert_non_null(f->bus);
+}
+
+/* Without a history (max_events 0): a link that connects gets SYNC only. */
+static void start_client(struct fixture *f, unsigned wait_ms, const char *const *paths, size_t n)
+{
+    start_client_with(f, wait_ms, paths, n, NULL);
 }
 
 static struct bus_client_stats stats_of(struct fixture *f)
@@ -307,6 +334,11 @@ static bool is_done(struct fixture *f, const void *arg)
 static bool all_tried(struct fixture *f, const void *arg)
 {
     return bus_client_all_tried(f->bus);
+}
+
+static bool peer_synced(struct fixture *f, const void *arg)
+{
+    return f->peer.syncs > 0;
 }
 
 static bool peer_connected(struct fixture *f, const void *arg)
@@ -514,6 +546,56 @@ static void test_the_link_reconnects_and_counts_it(void **state)
     assert_int_equal(r.status, BUS_PUBLISH_OK);
 }
 
+/* A broadcast daemon that (re)connects is sent the retained events as
+ * HISTORY frames, oldest first and within the bounds, then SYNC with the
+ * last number given; the events that follow are EVENT frames whose
+ * sequence numbers go on after the history's. */
+static void test_a_link_that_connects_gets_the_history_then_sync(void **state)
+{
+    struct fixture *f = *state;
+    const char *paths[] = {f->peer.path};
+    const struct history_limits two = {2, 1 << 20, 3600 * 1000};
+    struct result r[4] = {{0}};
+    const size_t three = 3, one = 1;
+    struct bus_client_stats s;
+
+    peer_listen(&f->peer);
+    start_client_with(f, 5000, paths, 1, &two);
+    run_until(f, peer_synced, NULL, "SYNC on the first connection");
+    assert_int_equal(f->peer.history, 0); /* nothing sent yet */
+    assert_true(f->peer.sync_run == stats_of(f).run && f->peer.sync_run != 0);
+    assert_int_equal(f->peer.sync_number, 0);
+    for (int i = 0; i < 3; i++)
+        publish(f, "h", "{\"type\":\"event\",\"event\":\"h\"}", &r[i]);
+    run_until(f, peer_got_events, &three, "three EVENT frames at the peer");
+    peer_ack(&f->peer, 3);
+    run_until(f, is_done, &r[2], "the third publish to be done");
+    s = stats_of(f);
+    assert_int_equal(s.history_events, 2); /* the bound: the first went */
+    assert_true(s.history_bytes > 0);
+
+    peer_drop(&f->peer);
+    f->peer.events = 0;
+    run_until(f, peer_synced, NULL, "SYNC on the new connection");
+    assert_int_equal(f->peer.history, 2);
+    assert_int_equal(f->peer.history_number[0], 2);
+    assert_int_equal(f->peer.history_number[1], 3);
+    assert_int_equal(f->peer.history_seq[0], 1);
+    assert_int_equal(f->peer.history_seq[1], 2);
+    assert_int_equal(f->peer.sync_number, 3);
+    assert_int_equal(f->peer.events, 0);
+    assert_int_equal(stats_of(f).history_sent, 2);
+
+    publish(f, "h", "{\"type\":\"event\",\"event\":\"h\"}", &r[3]);
+    run_until(f, peer_got_events, &one, "the EVENT frame after the history");
+    assert_int_equal(f->peer.seq[0], 3);
+    assert_int_equal(f->peer.number[0], 4);
+    peer_ack(&f->peer, 3); /* one cumulative ack covers the history too */
+    run_until(f, is_done, &r[3], "the publish after the history to be done");
+    assert_int_equal(r[3].status, BUS_PUBLISH_OK);
+    assert_int_equal(stats_of(f).in_flight, 0);
+}
+
 static void test_a_publish_waits_for_a_ready_link_then_goes_out(void **state)
 {
     struct fixture *f = *state;
@@ -623,6 +705,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_ids_count_the_events_that_went_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_the_link_reconnects_and_counts_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_link_that_connects_gets_the_history_then_sync, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_a_publish_waits_for_a_ready_link_then_goes_out, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_publish_with_no_ready_link_fails_after_wait_ms,
