@@ -72,14 +72,15 @@ static const struct hub_limits fuzz_limits = {
 static void fuzz_fanout(struct hub *hub, const char *type, const char *message, size_t len)
 {
     static uint64_t number;
-    struct hub_event ev = {(const uint8_t *)type,
-                           strlen(type),
-                           (const uint8_t *)message,
-                           len,
-                           event_message_id_offset((const uint8_t *)message, len),
-                           1,
-                           ++number,
-                           false};
+    struct hub_event ev = {
+        .type = (const uint8_t *)type,
+        .type_len = strlen(type),
+        .message = (const uint8_t *)message,
+        .message_len = len,
+        .id_offset = event_message_id_offset((const uint8_t *)message, len),
+        .run = 1,
+        .number = ++number,
+    };
     if (ev.id_offset == 0)
         abort(); /* the bus side refuses such a message; the fuzzer never builds one */
     hub_fanout(hub, &ev);

@@ -23,9 +23,13 @@ What runs, for the whole traffic period:
     "stalled" ones on every type (small receive buffer) that read nothing at
     all for stall_s after their init (only sending a heartbeat pong each
     second), so that the server cuts them off, then read what is left and
-    come back.
+    come back, and "resuming" ones (python3-websockets) whose init carries
+    "since" ("now" the first time, then the id of the last event they got)
+    and that drop their connection at random, half the time with a close,
+    half the time abruptly, and resume at once.
     Each connection records its init-OK time, how and when it ended, and
-    every event it received, in order.
+    every event it received, in order; a resuming subscriber's record spans
+    all its connections, from one init to the next resume that is refused.
   - faults, in this order: the broadcast daemon is killed (SIGKILL), left
     down for longer than the listen daemon's bus wait, and restarted on the
     same port and bus socket; the listen daemon is killed and restarted;
@@ -47,7 +51,10 @@ Checked at the end (every time is CLOCK_MONOTONIC, shared by all processes):
     answered events were queued before the server read that close); a 1001
     close from a SIGTERM (events answered before the signal); anything else
     (cut-off, SIGKILL): events answered before the last event it received
-    was sent. A stalled subscriber that was cut off (a close 1013, or the
+    was sent. A resuming subscriber is checked as one connection across all
+    its drops and the faults, and every one of its resumes must answer
+    resumed:true (the listen daemon's history refills a broadcast daemon
+    that restarted). A stalled subscriber that was cut off (a close 1013, or the
     connection ended and the daemon's log names it a slow consumer) loses
     what came after; one that was not gets everything. Nothing arrives that
     was not published or not subscribed to, and no subscriber is told
@@ -105,6 +112,12 @@ WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
 INIT_OK = b'{"type":"init","code":"OK"}'
 EVENT_RE = re.compile(rb'\{"type":"event","event":"soak-(\d+)","data":\{"pub":(\d+),"seq":(\d+)(?:,"pad":"x*")?\}\}\Z')
+# An event message to a session whose init carried "since": the same with its id.
+ID_EVENT_RE = re.compile(rb'\{"type":"event","event":"soak-(\d+)","id":"([0-9A-Za-z._:-]{1,64})",'
+                         rb'"data":\{"pub":(\d+),"seq":(\d+)(?:,"pad":"x*")?\}\}\Z')
+INIT_NOW = INIT_OK  # the reply to since "now"
+INIT_RESUMED = b'{"type":"init","code":"OK","resumed":true}'
+INIT_NOT_RESUMED_RE = re.compile(rb'\{"type":"init","code":"OK","resumed":false,"reason":"([A-Z_]+)"\}\Z')
 SEQ_BITS, PUB_BITS = 40, 16
 
 
@@ -120,10 +133,11 @@ class Config:
     """Sizes and timings of one run. Times are seconds of real time; waits
     that depend on the daemons' speed are multiplied by TIME_SCALE."""
 
-    def __init__(self, seconds, steady, reconnecting, slow, stalled=0, publishers=4, types=12,
-                 sub_procs=2, rewrites=3):
+    def __init__(self, seconds, steady, reconnecting, slow, stalled=0, resuming=0, publishers=4,
+                 types=12, sub_procs=2, rewrites=3):
         self.seconds = seconds
         self.steady, self.reconnecting, self.slow, self.stalled = steady, reconnecting, slow, stalled
+        self.resuming = resuming
         self.publishers = publishers
         self.types = types
         self.sub_procs = sub_procs
@@ -138,16 +152,17 @@ class Config:
 
     @classmethod
     def short(cls):
-        return cls(seconds=45, steady=40, reconnecting=12, slow=8, stalled=4, rewrites=2)
+        return cls(seconds=45, steady=40, reconnecting=12, slow=8, stalled=4, resuming=8, rewrites=2)
 
     @classmethod
     def long(cls, minutes, subscribers=200):
-        steady = int(subscribers * 0.7)
+        steady = int(subscribers * 0.6)
         slow = max(2, subscribers // 10)
         stalled = max(2, subscribers // 20)
+        resuming = max(2, subscribers // 10)
         return cls(seconds=int(minutes * 60), steady=steady,
-                   reconnecting=subscribers - steady - slow - stalled, slow=slow, stalled=stalled,
-                   types=16, rewrites=max(3, int(minutes)))
+                   reconnecting=subscribers - steady - slow - stalled - resuming, slow=slow,
+                   stalled=stalled, resuming=resuming, types=16, rewrites=max(3, int(minutes)))
 
 
 # --- process figures ----------------------------------------------------------------------------
@@ -247,7 +262,7 @@ class ConnRecord:
     """One subscriber connection, from its init OK to its end."""
 
     __slots__ = ("sub", "kind", "types", "port", "t_start", "t_init", "t_end", "end", "code",
-                 "received", "problems")
+                 "received", "problems", "last_id")
 
     def __init__(self, sub, kind, types, port=None):
         self.sub, self.kind, self.types, self.port = sub, kind, types, port
@@ -259,6 +274,7 @@ class ConnRecord:
         self.code = None     # close code received
         self.received = array.array("Q")
         self.problems = []
+        self.last_id = None  # a resuming subscriber's: the id of the last event it received
 
     def text(self, payload):
         m = EVENT_RE.match(payload)
@@ -403,6 +419,7 @@ class SubscriberWorker:
         self.rng = random.Random(seed)
         self.records = []
         self.connect_failures = 0
+        self.resumes = []  # (sub, t, since, answer) of every init with since an id
 
     async def main(self):
         loop = asyncio.get_running_loop()
@@ -413,6 +430,8 @@ class SubscriberWorker:
         for sub, kind, types in self.specs:
             if kind == "reconnect":
                 tasks.append(asyncio.ensure_future(self.reconnecting(sub, types)))
+            elif kind == "resume":
+                tasks.append(asyncio.ensure_future(self.resuming(sub, types)))
             else:
                 tasks.append(asyncio.ensure_future(self.raw_loop(sub, kind, types)))
         await asyncio.gather(*tasks)
@@ -537,6 +556,92 @@ class SubscriberWorker:
                 rec.code = ws.close_code
             self.records.append(rec.state())
 
+    async def resuming(self, sub, types):
+        """A subscriber that drops its connection at random (half the time a close, half the
+        time an abrupt end) and comes back with "since" the last id it received: its record
+        spans every connection from one init to the next resume that is refused, so the
+        checks see one subscriber that must have received every event of its types once,
+        in order, across the drops and the faults."""
+        import websockets
+        url = f"ws://127.0.0.1:{self.port}/"
+        events = [f"soak-{t}" for t in types]
+        rec, last_id = None, None
+        while not self.stopping.done():
+            try:
+                ws = await websockets.connect(url, ping_interval=None, max_queue=None, max_size=1 << 24,
+                                              open_timeout=10 * TIME_SCALE, close_timeout=10 * TIME_SCALE)
+            except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException):
+                self.connect_failures += 1
+                await asyncio.sleep(0.05)
+                continue
+            since = last_id or "now"
+            try:
+                await ws.send(json.dumps({"authentication": f"Basic {self.token}", "events": events,
+                                          "since": since}))
+                # A resume may wait for a restarted daemon's history (at most 10 s).
+                reply = (await asyncio.wait_for(ws.recv(), 15 * TIME_SCALE)).encode()
+            except (asyncio.TimeoutError, websockets.exceptions.ConnectionClosed):
+                await ws.close()
+                continue
+            t_reply = time.monotonic()
+            refused = INIT_NOT_RESUMED_RE.match(reply)
+            if last_id:
+                self.resumes.append((sub, t_reply, last_id, refused[1].decode() if refused else
+                                     "resumed" if reply == INIT_RESUMED else reply[:80].decode("utf-8", "replace")))
+            if rec is None or refused or reply not in (INIT_RESUMED, INIT_NOW):
+                # A new stretch: from this init on, everything must arrive.
+                if rec is not None:
+                    self.records.append(rec.state())
+                rec = ConnRecord(sub, "resume", types)
+                if reply not in (INIT_RESUMED, INIT_NOW) and not refused:
+                    rec.problems.append(f"init reply {reply[:80]!r}")
+                    self.records.append(rec.state())
+                    rec = None
+                    await ws.close()
+                    continue
+                rec.t_init = t_reply
+            rec.end = rec.code = rec.t_end = None
+            reader = asyncio.ensure_future(self.id_reader(ws, rec))
+            life = self.rng.uniform(0.2, 1.5)
+            await asyncio.wait([reader, self.stopping], timeout=life, return_when=asyncio.FIRST_COMPLETED)
+            if not reader.done():
+                rec.t_end = time.monotonic()
+                if self.stopping.done() or self.rng.random() < 0.5:
+                    rec.end = "client"
+                    await ws.close()
+                else:
+                    rec.end = "dropped"  # the connection just ends: no close handshake
+                    ws.transport.abort()
+                await asyncio.wait([reader], timeout=10 * TIME_SCALE)
+                if not reader.done():
+                    rec.problems.append("reader still running after the close")
+                    reader.cancel()
+                rec.code = ws.close_code
+            last_id = rec.last_id or last_id
+        if rec is not None:
+            self.records.append(rec.state())
+
+    async def id_reader(self, ws, rec):
+        import websockets
+        try:
+            async for msg in ws:
+                payload = msg.encode() if isinstance(msg, str) else msg
+                m = ID_EVENT_RE.match(payload)
+                if not m:
+                    rec.problems.append(f"unexpected message {payload[:120]!r}")
+                    continue
+                t = int(m[1])
+                if t not in rec.types:
+                    rec.problems.append(f"event of type soak-{t}, not subscribed ({rec.types})")
+                rec.received.append(key_of(t, int(m[3]), int(m[4])))
+                rec.last_id = m[2].decode()
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        if rec.end is None:
+            rec.t_end = time.monotonic()
+            rec.code = ws.close_code
+            rec.end = "server" if ws.close_code not in (None, 1006) else "lost"
+
     async def ws_reader(self, ws, rec):
         import websockets
         try:
@@ -556,7 +661,8 @@ def subscriber_worker(cfg, port, token, specs, stop, out_path, seed):
     w = SubscriberWorker(cfg, port, token, specs, stop, seed)
     asyncio.run(w.main())
     with open(out_path, "wb") as f:
-        pickle.dump({"records": w.records, "connect_failures": w.connect_failures}, f)
+        pickle.dump({"records": w.records, "connect_failures": w.connect_failures,
+                     "resumes": w.resumes}, f)
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -685,6 +791,8 @@ class Soak:
             out.append((len(out), "slow", tuple(range(c.types))))  # every type: the most traffic
         for i in range(c.stalled):
             out.append((len(out), "stalled", tuple(range(c.types))))
+        for i in range(c.resuming):
+            out.append((len(out), "resume", tuple(sorted(rng.sample(range(c.types), rng.randint(1, 3))))))
         return out
 
     def run(self):
@@ -786,18 +894,20 @@ class Soak:
 
         with open(os.path.join(work, "pub.pkl"), "rb") as f:
             pubs = pickle.load(f)
-        records, connect_failures = [], 0
+        records, connect_failures, resumes = [], 0, []
         for k in range(c.sub_procs):
             with open(os.path.join(work, f"sub-{k}.pkl"), "rb") as f:
                 r = pickle.load(f)
             records += r["records"]
             connect_failures += r["connect_failures"]
+            resumes += r["resumes"]
 
         broadcast_logs = [d.log() for d in self.case.daemons if "broadcast" in d.argv[0]]
         slow_cuts = sum(log.count("slow consumer, over") for log in broadcast_logs)
         cut_ports = {int(p) for log in broadcast_logs
                      for p in re.findall(r"ws 127\.0\.0\.1:(\d+): slow consumer, over", log)}
         figures = self.check(pubs, records, cut_ports)
+        figures.update(self.check_resumes(resumes, records))
 
         # Clean exits (LeakSanitizer runs at exit in the sanitizer build).
         for d in (self.l, self.b):
@@ -937,6 +1047,10 @@ class Soak:
                 stalled_cuts += code == 1013 or port in cut_ports
             elif kind == "stalled" and end == "abandoned":
                 until = last_ts  # the run ended while it was still behind
+            elif kind == "resume" and not (end == "client" and code in (1000, 1001)):
+                # A stretch of resumes that ended with a refused resume (a problem of its own,
+                # see check_resumes): what it received until its last event is checked.
+                until = last_ts
             elif end == "client" and kind != "slow" and code in (1000, 1001):
                 # Its own close: every event answered before it started was queued before the
                 # server read that close. If a 1001 crossed it, the server's close came first:
@@ -1011,13 +1125,30 @@ class Soak:
                 "connection_ends": {f"{k[0]}/{k[1]}/{k[2]}": v for k, v in sorted(ends.items(), key=str)},
                 "faults_injected": len(self.faults)}
 
+    def check_resumes(self, resumes, records):
+        """Every resume of a resuming subscriber must have been exact (resumed:true): with
+        the listen daemon's history a broadcast daemon that restarted holds the events, and
+        the broadcast daemon's history spans a restart of the listen daemon. Its records
+        (one per stretch of resumes) were checked with the others: complete and in order."""
+        answers = {}
+        for sub, t, since, answer in resumes:
+            answers[answer] = answers.get(answer, 0) + 1
+            if answer != "resumed":
+                self.problem(f"subscriber {sub} (resume): since {since} at {t - self.t0:.3f} s "
+                             f"answered {answer}, not resumed")
+        stretches = [r for r in records if r[1] == "resume" and r[5] is not None]
+        if self.cfg.resuming and not resumes:
+            self.problem("no resuming subscriber ever resumed")
+        return {"resumes": len(resumes), "resume_answers": answers, "resume_stretches": len(stretches),
+                "resumed_events": sum(len(r[9]) for r in stretches)}
+
     def print_figures(self, fig):
         lines = [
             "== soak figures",
             f"  traffic: {fig['seconds']} s, {self.cfg.publishers} publishers, "
-            f"{self.cfg.steady + self.cfg.reconnecting + self.cfg.slow + self.cfg.stalled} subscribers "
+            f"{self.cfg.steady + self.cfg.reconnecting + self.cfg.slow + self.cfg.stalled + self.cfg.resuming} subscribers "
             f"({self.cfg.steady} steady, {self.cfg.reconnecting} reconnecting, {self.cfg.slow} slow, "
-            f"{self.cfg.stalled} stalled)",
+            f"{self.cfg.stalled} stalled, {self.cfg.resuming} resuming)",
             f"  events published: {fig['events_published']} (200: {fig['answered_200']}, "
             f"503: {fig['answered_503']}, connection errors: {fig['connection_errors']})",
             f"  deliveries checked: {fig['deliveries_checked']} (received in all: {fig['deliveries_received']}, "
@@ -1026,6 +1157,9 @@ class Soak:
             f"  slow-consumer cut-offs: {fig['slow_consumer_cutoffs']} (of stalled subscribers: "
             f"{fig['stalled_cutoffs']}); connect retries: {fig['connect_retries']}",
             f"  publishes answered 200 during a broadcast drain: {fig['drain_200']}",
+            f"  resumes: {fig['resumes']} {fig['resume_answers']}; {self.cfg.resuming} resuming subscribers "
+            f"in {fig['resume_stretches']} stretches, {fig['resumed_events']} events received by them, "
+            f"each checked complete and in order",
             f"  faults injected: {fig['faults_injected']}: "
             + ", ".join(f"{f.what}{' (restarted at once)' if f.what.startswith('broadcast') and not f.outage else ''}"
                         f" at {f.t_signal - self.t0:.1f} s" for f in self.faults),

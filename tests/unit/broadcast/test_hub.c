@@ -203,15 +203,15 @@ static size_t received(const struct test_sub *t, uint8_t *buf, size_t cap)
 static void fanout(struct fixture *f, const char *type, const char *message)
 {
     static uint64_t number;
-    struct hub_event ev = {(const uint8_t *)type,
-                           strlen(type),
-                           (const uint8_t *)message,
-                           strlen(message),
-                           strlen(message),
-                           1,
-                           ++number,
-                           false,
-                           false};
+    struct hub_event ev = {
+        .type = (const uint8_t *)type,
+        .type_len = strlen(type),
+        .message = (const uint8_t *)message,
+        .message_len = strlen(message),
+        .id_offset = strlen(message),
+        .run = 1,
+        .number = ++number,
+    };
     hub_fanout(&f->hub, &ev);
 }
 
