@@ -15,6 +15,14 @@ BUILD/bench/loadgen) and prints one table row per scenario:
   6      one 1 MiB event to 10,000 subscribers that read 4 KiB/s each
          (SO_RCVBUF 4 KiB), held for a while: peak RSS growth
   7a-7c  2a-2c over WSS (the broadcast daemon with --tls; publishing stays HTTP)
+  8      a resume storm: 1,000 events published, the broadcast daemon killed
+         and restarted (the listen daemon sends it its history), then 10,000
+         subscribers resume from before those events at once, while 1,000
+         others get 50 events/s: the time until every resumer has had its
+         1,000 events, and the others' latency meanwhile
+  9      a full history: 12,000 events of 8 KiB published, against the default
+         bounds (10,000 events, 64 MiB): what each daemon's history holds and
+         how much its RSS grew
 
 Rates are offered by 16 keep-alive publishers (one request in flight on
 each); a server that answers too slowly to take the rate gets a note.
@@ -64,7 +72,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from lib import harness, metrics  # noqa: E402  (daemon processes, free ports, tokens, waiting)
 
-ALL_SCENARIOS = ["1a", "1b", "2a", "2b", "2c", "3a", "3b", "4", "5", "6", "7a", "7b", "7c"]
+ALL_SCENARIOS = ["1a", "1b", "2a", "2b", "2c", "3a", "3b", "4", "5", "6", "7a", "7b", "7c", "8",
+                 "9"]
 NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
 
 
@@ -454,6 +463,10 @@ http {{
     def run_scenario(self, target, sid, run):
         """Runs scenario sid against target (evs, nchan-1w, nchan-2w) as run
         number run; appends its JSON line to the results."""
+        if sid == "8":
+            return self.run_resume_storm(target, run)
+        if sid == "9":
+            return self.run_history_memory(target, run)
         args, n_broadcast, min_workers, tls, skip = self.scenario_setup(sid)
         label = f"target={target};scenario={sid};run={run}"
         if skip:
@@ -490,26 +503,42 @@ http {{
         if sid == "6":
             note = f";hold={self.hold}"
 
+        print(f"  {target:<9} {sid:<3} run {run}/{self.o['repeat']} ...", end="",
+              file=sys.stderr, flush=True)
+        line, failed = self.load_tool(args, label + note)
+        if failed:
+            print(" load tool failed", file=sys.stderr)
+        else:
+            print(" done", file=sys.stderr)
+        self.finish_run(label, line, failed)
+
+    def load_tool(self, args, label, wait=True):
+        """Runs the load tool; returns its JSON line and whether it failed
+        (wait=False: returns a function that waits for both)."""
         def option(name, default):
             return float(args[args.index(name) + 1]) if name in args else default
         # The load tool bounds each of its phases; this bounds the load tool.
         limit = (option("--connect-timeout", 120) + option("--duration", 5) +
                  option("--drain", 10) + 120) * harness.TIME_SCALE
-        print(f"  {target:<9} {sid:<3} run {run}/{self.o['repeat']} ...", end="",
-              file=sys.stderr, flush=True)
-        with open(os.path.join(self.work, "loadgen.log"), "ab") as log:
+        log = open(os.path.join(self.work, "loadgen.log"), "ab")
+        proc = subprocess.Popen([self.loadgen, "run", *args, "--label", label],
+                                stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
+
+        def finish():
             try:
-                r = subprocess.run([self.loadgen, "run", *args, "--label", label + note],
-                                   stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                                   timeout=limit)
-                line, failed = r.stdout.decode().rstrip("\n"), r.returncode != 0
+                out, _ = proc.communicate(timeout=limit)
+                line, failed = out.decode().rstrip("\n"), proc.returncode != 0
             except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
                 log.write(f"{PROG}: the load tool did not finish within {limit:.0f} s\n".encode())
                 line, failed = "", True
-        if failed or not line.endswith("}"):
-            print(" load tool failed", file=sys.stderr)
-        else:
-            print(" done", file=sys.stderr)
+            log.close()
+            return line, failed or not line.endswith("}")
+        return finish() if wait else finish
+
+    def finish_run(self, label, line, failed, extra=None):
+        """Stops the run's servers and records its line (with extra fields)."""
         # A server that died under load is a finding, not a detail.
         for d in self.own:
             if not d.running():
@@ -518,10 +547,120 @@ http {{
         self.own = []
         for e in errors:
             print(f"  warning: {e}", file=sys.stderr)
-        if failed or not line.endswith("}"):
+        if failed:
             self.record_skip(label, "the load tool failed (see loadgen.log)")
         else:
-            self.record(f"{line[:-1]},\"server_errors\":{json.dumps(errors)}}}")
+            extra = dict(extra or {}, server_errors=errors)
+            self.record(line[:-1] + "," + json.dumps(extra, separators=(",", ":"))[1:])
+
+    def publish_one(self, event, data):
+        """Publishes one event; returns its Event-Id."""
+        body = json.dumps({"event": event, "data": data}, separators=(",", ":"))
+        status, answer, headers = harness.http_request(
+            self.pub_port, "POST", "/event", body, {"Authorization": f"Basic {self.token}"})
+        if status != 200:
+            raise Fatal(f"publishing {event} was answered {status} {answer}")
+        return {k.lower(): v for k, v in headers.items()}["event-id"]
+
+    def evs_metric(self, port, name):
+        try:
+            return metrics.metric(port, name)
+        except (AssertionError, OSError):
+            return None
+
+    def restart_broadcast(self):
+        """Kills the one broadcast daemon (SIGKILL) and starts it again, same
+        port, same bus socket; returns once the listen daemon is back on it."""
+        old = next(d for d in self.own if os.path.basename(d.argv[0]) == "event-broadcast")
+        old.stop(signal.SIGKILL)
+        self.started.remove(old)
+        self.own.remove(old)
+        d = self.start_process(old.log_path, old.argv)
+        self.server_pids = [d.pid if pid == old.pid else pid for pid in self.server_pids]
+        if not within(10, lambda: self.evs_metric(self.pub_port, "evs_listen_bus_links_ready") == 1):
+            self.fail_start("event-listen did not reconnect to the restarted broadcast daemon")
+        return d
+
+    def run_resume_storm(self, target, run):
+        """Scenario 8 (see the top of this file)."""
+        label = f"target={target};scenario=8;run={run}"
+        if target != "evs":
+            self.record_skip(label, "nchan replays without telling a lost id from a kept one")
+            return
+        resumers, replay, live = self.k10, self.k10 // 10, self.k1
+        live_s = "3" if self.o["smoke"] else "15"
+        print(f"  {target:<9} 8   run {run}/{self.o['repeat']} ...", end="", file=sys.stderr,
+              flush=True)
+        self.start_evs(1, False)
+        label += ";processes=1 broadcast + 1 listen"
+        common = ["--proto", "evs", "--sub-port", str(self.sub_port), "--pub-port",
+                  str(self.pub_port), "--token", self.token]
+        since = self.publish_one("storm", {"before": True})
+        line, failed = self.load_tool([*common, "--subs", "0", "--event", "storm", "--pubs", "1",
+                                       "--count", str(replay), "--duration", "60"],
+                                      label + ";part=preload")
+        if failed:
+            print(" load tool failed", file=sys.stderr)
+            self.finish_run(label, "", True)
+            return
+        self.restart_broadcast()
+        loaded = within(10, lambda: self.evs_metric(self.sub_port, "evs_broadcast_history_events")
+                        == replay + 1)
+        # The others: connected and receiving before the storm starts.
+        pids = [x for pid in self.server_pids for x in ("--server-pid", str(pid))]
+        others = self.load_tool([*common, "--subs", str(live), "--event", "live", "--pubs", "16",
+                                 "--rate", "50", "--duration", live_s], label + ";part=live",
+                                wait=False)
+        within(60, lambda: (self.evs_metric(self.sub_port, "evs_broadcast_sessions_authenticated")
+                            or 0) >= live)
+        line, failed = self.load_tool([*common, *pids, "--subs", str(resumers), "--event", "storm",
+                                       "--since", since, "--preloaded", str(replay),
+                                       "--pub-base", "1", "--pubs", "1", "--count", "1",
+                                       "--duration", "30", "--drain", "120"], label)
+        live_line, live_failed = others()
+        print(" load tool failed" if failed or live_failed else " done", file=sys.stderr)
+        extra = {"history_loaded": bool(loaded)}
+        if not live_failed:
+            o = json.loads(live_line)
+            extra.update(live_subs_ok=o["subs_ok"], live_e2e_p50_ms=o["e2e_p50_ms"],
+                         live_e2e_p99_ms=o["e2e_p99_ms"], live_e2e_max_ms=o["e2e_max_ms"],
+                         live_lost=o["lost"], live_s=o["pub_s"])
+        self.finish_run(label, line, failed or live_failed, extra)
+
+    def run_history_memory(self, target, run):
+        """Scenario 9 (see the top of this file)."""
+        label = f"target={target};scenario=9;run={run}"
+        if target != "evs":
+            self.record_skip(label, "nchan's history is per channel, in message counts")
+            return
+        print(f"  {target:<9} 9   run {run}/{self.o['repeat']} ...", end="", file=sys.stderr,
+              flush=True)
+        self.start_evs(1, False)
+        label += ";processes=1 broadcast + 1 listen"
+        names = {}
+        for d in self.own:
+            names[os.path.basename(d.argv[0])] = d.pid
+        before = {n: rss_kb(pid) for n, pid in names.items()}
+        pids = [x for pid in self.server_pids for x in ("--server-pid", str(pid))]
+        line, failed = self.load_tool(["--proto", "evs", "--sub-port", str(self.sub_port),
+                                       "--pub-port", str(self.pub_port), "--token", self.token,
+                                       *pids, "--subs", "0", "--event", "history", "--pubs", "16",
+                                       "--count", "12000", "--payload", "8192", "--duration", "60"],
+                                      label)
+        print(" load tool failed" if failed else " done", file=sys.stderr)
+        extra = {}
+        if not failed:
+            # The daemons keep their histories: what they hold now is the bound's doing.
+            extra = {
+                "broadcast_history_events": self.evs_metric(self.sub_port, "evs_broadcast_history_events"),
+                "broadcast_history_bytes": self.evs_metric(self.sub_port, "evs_broadcast_history_bytes"),
+                "listen_history_events": self.evs_metric(self.pub_port, "evs_listen_history_events"),
+                "listen_history_bytes": self.evs_metric(self.pub_port, "evs_listen_history_bytes"),
+                "history_bound_bytes": 64 * 1024 * 1024,
+                "broadcast_rss_growth_kb": rss_kb(names["event-broadcast"]) - before["event-broadcast"],
+                "listen_rss_growth_kb": rss_kb(names["event-listen"]) - before["event-listen"],
+            }
+        self.finish_run(label, line, failed, extra)
 
     # --- the run ------------------------------------------------------------------------------
 
@@ -568,6 +707,11 @@ http {{
                f"{load_before} before, {loadavg()} after")
 
 
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
 def loadavg():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
@@ -589,6 +733,8 @@ NAMES = {
     "7a": "WSS 1k subs x 50 ev/s",
     "7b": "WSS 1k subs x 200 ev/s",
     "7c": "WSS 1k subs, max (window 32)",
+    "8": "resume storm after a restart",
+    "9": "full history, 8 KiB events",
 }
 
 # Repeated runs of a scenario on a server become one row: the median of
@@ -641,7 +787,7 @@ def figures(d):
     sc = d["meta"]["scenario"]
     f = {}
     subs = d.get("subs", 0)
-    f["deliv"] = d["deliveries_per_s"] if subs and sc not in ("4", "6") else None
+    f["deliv"] = d["deliveries_per_s"] if subs and sc not in ("4", "6", "8") else None
     f["p99"] = d["e2e_p99_ms"] if subs and sc != "6" else None
     f["pubs"] = d["pub_rps"] if sc in ("1a", "1b") else None
     f["cpu_deliv"] = d["srv_cpu_us_per_delivery"] if d.get("received") else None
@@ -721,6 +867,25 @@ def report(path, machine, versions, elapsed, mode, load):
             notes.append("peak RSS since start (VmHWM could not be reset)")
         if sc in ("2c", "7c"):
             notes.append(f"{d['pub_rps']:.0f} events/s")
+        if sc == "8":
+            notes.append(f"{d['caught_up_subs']} of {d['subs_ok']} resumed {d['preloaded']} "
+                         f"events each: all live {d['caught_up_max_ms'] / 1000:.1f} s after they "
+                         f"started connecting (half by {d['caught_up_p50_ms'] / 1000:.1f} s)")
+            if "live_e2e_p99_ms" in d:
+                notes.append(f"meanwhile {d['live_subs_ok']} others at 50 ev/s for "
+                             f"{d['live_s']:.0f} s: p50 {d['live_e2e_p50_ms']:.1f} ms, p99 "
+                             f"{d['live_e2e_p99_ms']:.1f} ms, max {d['live_e2e_max_ms']:.0f} ms, "
+                             f"lost {d['live_lost']}")
+            if not d.get("history_loaded", True):
+                notes.append("HISTORY NOT LOADED before the storm")
+        if sc == "9" and d.get("broadcast_history_bytes") is not None:
+            mib = 1024 * 1024
+            notes.append(f"bound {d['history_bound_bytes'] / mib:.0f} MiB: broadcast holds "
+                         f"{d['broadcast_history_events']:.0f} events in "
+                         f"{d['broadcast_history_bytes'] / mib:.1f} MiB, RSS +"
+                         f"{d['broadcast_rss_growth_kb'] / 1024:.1f} MiB; listen "
+                         f"{d['listen_history_events']:.0f} in {d['listen_history_bytes'] / mib:.1f} "
+                         f"MiB, RSS +{d['listen_rss_growth_kb'] / 1024:.1f} MiB")
         if d["rate"] > 0 and d["pub_rps"] < 0.95 * d["rate"]:
             notes.append(f"RATE NOT TAKEN: {d['pub_rps']:.0f} of {d['rate']:.0f} events/s accepted")
         if d["tls"] and d.get("tls_suite"):
@@ -733,7 +898,7 @@ def report(path, machine, versions, elapsed, mode, load):
         lost = "-" if sc == "6" or not d["subs"] else str(d["lost"])
         subs = d["subs_ok"] if d["subs"] else "-"
         rss = f"{d['srv_rss_ready_kb']/1024:.0f}/{d['srv_hwm_kb']/1024:.0f}"
-        dl = d["deliveries_per_s"] if d["received"] else None
+        dl = f["deliv"] if d["received"] else None
         e2e = [d["e2e_p50_ms"], d["e2e_p99_ms"], d["e2e_max_ms"]] if d["received"] else [None] * 3
         cpu_d = d["srv_cpu_us_per_delivery"] if d["received"] else None
         print(f"{sc:<3} {name:<34} {tg:<8} {subs:>7} {fmt(dl, 0):>7} {fmt(e2e[0], 2):>7} "

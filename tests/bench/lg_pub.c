@@ -131,8 +131,8 @@ static void conn_send_next(struct pub_conn *c)
     size_t body_len;
     char *body;
 
-    data_len = snprintf(data, sizeof data, "{\"p\":%d,\"seq\":%u,\"t\":%lld", c->index, c->seq,
-                        (long long)lg_now_ns());
+    data_len = snprintf(data, sizeof data, "{\"p\":%d,\"seq\":%u,\"t\":%lld",
+                        cfg->pub_base + c->index, c->seq, (long long)lg_now_ns());
     /* The body goes after a header block of at most 1 KiB. */
     body = c->req + 1024;
     body_len = 0;

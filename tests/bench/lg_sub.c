@@ -52,6 +52,7 @@ struct sub {
     uint8_t prefix[PREFIX_CAP + 1];
     uint8_t ctrl[126];
     uint32_t received;
+    uint32_t preloaded; /* of them, events published before the run (a resume's replay) */
     /* output not yet written (upgrade request, init, pongs) */
     uint8_t *out;
     uint32_t out_len, out_off;
@@ -64,7 +65,9 @@ struct sub_proc {
     const struct lg_config *cfg;
     int first, count, epfd, to_driver, from_driver;
     struct sub *subs;
-    int32_t *last_seq; /* count x pubs: last seq seen per publisher connection */
+    int32_t *last_seq; /* count x (pub_base + pubs): last seq seen per publisher number */
+    int n_pubs;        /* pub_base + pubs */
+    int64_t start_ns;  /* CLOCK_REALTIME at the process's start (for caught_up_after) */
     int next_start, in_flight;
     bool ready_sent;
     uint64_t ready, failed;
@@ -285,7 +288,7 @@ static void handle_event(struct sub_proc *p, struct sub *s, uint64_t len, int64_
     p->r.bytes += len;
     data = p->cfg->proto == LG_PROTO_EVS ? strstr(text, "\"data\":") : text;
     if (!data || !find_number(data, "\"p\":", &pub) || !find_number(data, "\"seq\":", &seq) ||
-        !find_number(data, "\"t\":", &sent_ns) || pub < 0 || pub >= p->cfg->pubs) {
+        !find_number(data, "\"t\":", &sent_ns) || pub < 0 || pub >= p->n_pubs) {
         p->r.unparsed++;
         return;
     }
@@ -293,11 +296,18 @@ static void handle_event(struct sub_proc *p, struct sub *s, uint64_t len, int64_
     if (!p->r.first_recv_ns)
         p->r.first_recv_ns = now_ns;
     p->r.last_recv_ns = now_ns;
-    if (now_ns > sent_ns)
+    if (pub < p->cfg->pub_base) {
+        /* Replayed: its latency is the time since it was published before the run. */
+        if (++s->preloaded == (uint64_t)p->cfg->preloaded) {
+            p->r.caught_up++;
+            lg_hist_add(&p->r.caught_up_after, (uint64_t)(now_ns - p->start_ns) / 1000);
+        }
+    } else if (now_ns > sent_ns) {
         lg_hist_add(&p->r.latency, (uint64_t)(now_ns - sent_ns) / 1000);
-    else
+    } else {
         lg_hist_add(&p->r.latency, 0);
-    last = &p->last_seq[(size_t)(s - p->subs) * (size_t)p->cfg->pubs + (size_t)pub];
+    }
+    last = &p->last_seq[(size_t)(s - p->subs) * (size_t)p->n_pubs + (size_t)pub];
     if (seq == *last)
         p->r.duplicates++;
     else if (seq < *last)
@@ -316,7 +326,10 @@ static void handle_init_answer(struct sub_proc *p, struct sub *s)
 {
     const char *text = (const char *)s->prefix, *code;
     char why[96];
-    if (strstr(text, "\"type\":\"init\"") && strstr(text, "\"code\":\"OK\"")) {
+    bool by_id = p->cfg->since[0] && strcmp(p->cfg->since, "now") != 0 &&
+                 strcmp(p->cfg->since, "oldest") != 0;
+    if (strstr(text, "\"type\":\"init\"") && strstr(text, "\"code\":\"OK\"") &&
+        (!by_id || strstr(text, "\"resumed\":true"))) {
         sub_became_ready(p, s);
         return;
     }
@@ -746,13 +759,15 @@ int lg_sub_run(const struct lg_config *cfg, int first, int count, int to_driver,
     p->from_driver = from_driver;
     p->progress_sent = UINT64_MAX - 1;
     p->subs = calloc((size_t)count, sizeof *p->subs);
-    p->last_seq = malloc((size_t)count * (size_t)cfg->pubs * sizeof *p->last_seq);
+    p->n_pubs = cfg->pub_base + cfg->pubs;
+    p->start_ns = lg_now_ns();
+    p->last_seq = malloc((size_t)count * (size_t)p->n_pubs * sizeof *p->last_seq);
     p->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (!p->subs || !p->last_seq || p->epfd < 0) {
         fprintf(stderr, "loadgen: subscriber process: out of memory\n");
         return 1;
     }
-    memset(p->last_seq, 0xff, (size_t)count * (size_t)cfg->pubs * sizeof *p->last_seq);
+    memset(p->last_seq, 0xff, (size_t)count * (size_t)p->n_pubs * sizeof *p->last_seq);
     for (int i = 0; i < count; i++)
         p->subs[i].fd = -1;
     {
@@ -765,9 +780,19 @@ int lg_sub_run(const struct lg_config *cfg, int first, int count, int to_driver,
                                       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                                       "Sec-WebSocket-Version: 13\r\n\r\n",
                                       cfg->sub_path, cfg->host, cfg->sub_port);
-    init_len =
-        snprintf(init_text, sizeof init_text,
-                 "{\"authentication\":\"Basic %s\",\"events\":[\"%s\"]}", cfg->token, cfg->event);
+    if (cfg->since[0])
+        init_len =
+            snprintf(init_text, sizeof init_text,
+                     "{\"authentication\":\"Basic %s\",\"events\":[\"%s\"],\"since\":\"%s\"}",
+                     cfg->token, cfg->event, cfg->since);
+    else
+        init_len = snprintf(init_text, sizeof init_text,
+                            "{\"authentication\":\"Basic %s\",\"events\":[\"%s\"]}", cfg->token,
+                            cfg->event);
+    if (init_len < 0 || (size_t)init_len >= sizeof init_text) {
+        fprintf(stderr, "loadgen: the init message is too long\n");
+        return 1;
+    }
     p->init_frame_len =
         frame_encode(p->mask, 0x1, (const uint8_t *)init_text, (size_t)init_len, p->init_frame);
     if (cfg->tls && lg_tls_global_init() < 0) {

@@ -57,6 +57,10 @@ static void usage(FILE *out)
         "  --token T             event-server token\n"
         "  --event TYPE          event type; bench\n"
         "  --tls                 subscribers use WSS\n"
+        "  --since ID            event-server: the init's \"since\"; an id must be resumed\n"
+        "  --preloaded N         events published before, which each subscriber is replayed\n"
+        "                        first (their \"p\" is below --pub-base); 0\n"
+        "  --pub-base P          the publishers' first number in \"p\"; 0\n"
         "  --subs N              subscribers; 0\n"
         "  --procs N             subscriber processes; 0 = one per 15,000 subscribers\n"
         "  --src-addrs K         source addresses 127.0.0.1..127.0.0.K; 0 = one per 2,000\n"
@@ -111,6 +115,9 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg)
         O_TOKEN,
         O_EVENT,
         O_TLS,
+        O_SINCE,
+        O_PRELOADED,
+        O_PUB_BASE,
         O_SUBS,
         O_PROCS,
         O_SRC,
@@ -140,6 +147,9 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg)
         {"token", 1, 0, O_TOKEN},
         {"event", 1, 0, O_EVENT},
         {"tls", 0, 0, O_TLS},
+        {"since", 1, 0, O_SINCE},
+        {"preloaded", 1, 0, O_PRELOADED},
+        {"pub-base", 1, 0, O_PUB_BASE},
         {"subs", 1, 0, O_SUBS},
         {"procs", 1, 0, O_PROCS},
         {"src-addrs", 1, 0, O_SRC},
@@ -207,6 +217,15 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg)
         case O_TLS:
             cfg->tls = true;
             break;
+        case O_SINCE:
+            snprintf(cfg->since, sizeof cfg->since, "%s", optarg);
+            break;
+        case O_PRELOADED:
+            cfg->preloaded = atol(optarg);
+            break;
+        case O_PUB_BASE:
+            cfg->pub_base = atoi(optarg);
+            break;
         case O_SUBS:
             cfg->subs = atoi(optarg);
             break;
@@ -268,7 +287,8 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg)
     }
     if (optind != argc || cfg->sub_port <= 0 || cfg->pub_port <= 0 || cfg->subs < 0 ||
         cfg->pubs < 1 || cfg->pubs > LG_MAX_PUBS || cfg->payload < 0 || cfg->duration_s <= 0 ||
-        cfg->connect_window < 1)
+        cfg->pub_base < 0 || cfg->pub_base > LG_MAX_PUBS || cfg->preloaded < 0 ||
+        (cfg->preloaded > 0 && cfg->pub_base == 0) || cfg->connect_window < 1)
         return -1;
     if (cfg->procs <= 0)
         cfg->procs = cfg->subs > 0 ? (cfg->subs + 14999) / 15000 : 0;
@@ -471,7 +491,7 @@ static int run(const struct lg_config *cfg)
     }
     ps = lg_pub_stats(pub);
     pub_end_real = ps->end_ns ? ps->end_ns : lg_now_ns();
-    expected = ps->ok;
+    expected = ps->ok + (uint64_t)cfg->preloaded;
 
     /* Drain: every subscriber should get every accepted event. */
     {
@@ -536,6 +556,8 @@ static int run(const struct lg_config *cfg)
         total.closed_by_server += r->closed_by_server;
         total.dropped += r->dropped;
         total.pings += r->pings;
+        total.caught_up += r->caught_up;
+        lg_hist_merge(&total.caught_up_after, &r->caught_up_after);
         for (int k = 0; k < LG_CLOSE_CODES && r->close_code[k]; k++)
             for (int j = 0; j < LG_CLOSE_CODES; j++)
                 if (total.close_code[j] == r->close_code[k] || total.close_code[j] == 0) {
@@ -603,6 +625,10 @@ static int run(const struct lg_config *cfg)
            deliver_s > 0 ? (double)total.received / deliver_s : 0.0,
            ms(lg_hist_quantile(&total.latency, 0.5)), ms(lg_hist_quantile(&total.latency, 0.99)),
            ms(total.latency.max));
+    printf("\"preloaded\":%ld,\"caught_up_subs\":%llu,\"caught_up_p50_ms\":%.3f,"
+           "\"caught_up_max_ms\":%.3f,",
+           cfg->preloaded, (unsigned long long)total.caught_up,
+           ms(lg_hist_quantile(&total.caught_up_after, 0.5)), ms(total.caught_up_after.max));
     printf("\"srv_cpu_s\":%.3f,\"srv_cpu_us_per_delivery\":%.3f,\"srv_cpu_us_per_publish\":%.3f,"
            "\"srv_cpu_by_pid\":[",
            cpu_total, total.received ? cpu_total * 1e6 / (double)total.received : 0.0,

@@ -31,6 +31,7 @@ struct lg_config {
     char token[256];    /* event-server token */
     char event[256];    /* event type (event-server) */
     bool tls;           /* subscribers speak WSS */
+    char since[80];     /* event-server: the init's "since" (an id: its answer must be resumed) */
     /* subscribers */
     int subs;           /* total, over all subscriber processes */
     int procs;          /* subscriber processes */
@@ -40,9 +41,12 @@ struct lg_config {
     int rcvbuf;         /* > 0: SO_RCVBUF of each subscriber socket */
     double connect_timeout_s;
     /* publishers */
-    int pubs;    /* keep-alive connections */
-    double rate; /* events/s over all connections; 0 = flat out */
-    long count;  /* events to publish; 0 = until duration */
+    int pubs;       /* keep-alive connections */
+    int pub_base;   /* the first publisher number in the events' "p" (below it: preloaded ones) */
+    long preloaded; /* events published before this run, with "p" under pub_base, that each
+                     * subscriber is replayed first (a resume) */
+    double rate;    /* events/s over all connections; 0 = flat out */
+    long count;     /* events to publish; 0 = until duration */
     double duration_s;
     int window;          /* > 0: at most this many events ahead of the slowest subscriber */
     int payload;         /* bytes of padding in data */
@@ -95,6 +99,10 @@ struct lg_sub_result {
     uint64_t close_count[LG_CLOSE_CODES];
     uint64_t pings;
     int64_t first_recv_ns, last_recv_ns;
+    /* With preloaded events: subscribers that got them all, and when (from the process's
+     * start; the preloaded events' latency is not in latency) */
+    uint64_t caught_up;
+    struct lg_hist caught_up_after;
     char tls_suite[64];
     struct lg_hist latency;
 };

@@ -19,8 +19,9 @@ BENCH = os.path.join(ROOT, "tests", "bench", "bench.py")
 BUILD_DIR = os.environ.get("EVS_BUILD_DIR", "build")
 
 # Publishing flat out; 50 events/s to subscribers; publishers held back by
-# the slowest subscriber; two broadcast daemons sharing the port; WSS.
-SCENARIOS = ["1a", "2a", "2c", "3a", "7a"]
+# the slowest subscriber; two broadcast daemons sharing the port; WSS; a
+# resume storm after a broadcast restart.
+SCENARIOS = ["1a", "2a", "2c", "3a", "7a", "8"]
 
 
 class BenchSmokeTest(unittest.TestCase):
@@ -53,6 +54,12 @@ class BenchSmokeTest(unittest.TestCase):
                     self.assertEqual(row[zero], 0, zero)
                 self.assertTrue(row["drained"])
                 self.assertEqual(row["received"], row["subs_ok"] * row["expected_per_sub"])
+                if meta["scenario"] == "8":
+                    # Every resumer had the whole replay; the others lost nothing meanwhile.
+                    self.assertEqual(row["caught_up_subs"], row["subs_ok"])
+                    self.assertEqual(row["live_lost"], 0)
+                    self.assertEqual(row["live_subs_ok"] * 10, row["subs_ok"])
+                    self.assertTrue(row["history_loaded"])
                 # The table has the scenario's row.
                 subs = row["subs_ok"] or "-"
                 self.assertRegex(proc.stdout, rf"(?m)^{meta['scenario']} +\S.* evs +{subs} ")
