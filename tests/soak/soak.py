@@ -54,7 +54,8 @@ Checked at the end (every time is CLOCK_MONOTONIC, shared by all processes):
     was sent. A resuming subscriber is checked as one connection across all
     its drops and the faults, and every one of its resumes must answer
     resumed:true (the listen daemon's history refills a broadcast daemon
-    that restarted). A stalled subscriber that was cut off (a close 1013, or the
+    that restarted), unless both daemons died between the event it resumes
+    from and the resume (then UNKNOWN or TOO_OLD, and a new stretch). A stalled subscriber that was cut off (a close 1013, or the
     connection ended and the daemon's log names it a slow consumer) loses
     what came after; one that was not gets everything. Nothing arrives that
     was not published or not subscribed to, and no subscriber is told
@@ -262,7 +263,7 @@ class ConnRecord:
     """One subscriber connection, from its init OK to its end."""
 
     __slots__ = ("sub", "kind", "types", "port", "t_start", "t_init", "t_end", "end", "code",
-                 "received", "problems", "last_id")
+                 "received", "problems", "last_id", "t_last")
 
     def __init__(self, sub, kind, types, port=None):
         self.sub, self.kind, self.types, self.port = sub, kind, types, port
@@ -275,6 +276,7 @@ class ConnRecord:
         self.received = array.array("Q")
         self.problems = []
         self.last_id = None  # a resuming subscriber's: the id of the last event it received
+        self.t_last = None   # and when it came
 
     def text(self, payload):
         m = EVENT_RE.match(payload)
@@ -419,7 +421,7 @@ class SubscriberWorker:
         self.rng = random.Random(seed)
         self.records = []
         self.connect_failures = 0
-        self.resumes = []  # (sub, t, since, answer) of every init with since an id
+        self.resumes = []  # (sub, t, since, answer, when since came) of every init with since an id
 
     async def main(self):
         loop = asyncio.get_running_loop()
@@ -565,7 +567,7 @@ class SubscriberWorker:
         import websockets
         url = f"ws://127.0.0.1:{self.port}/"
         events = [f"soak-{t}" for t in types]
-        rec, last_id = None, None
+        rec, last_id, t_last = None, None, None
         while not self.stopping.done():
             try:
                 ws = await websockets.connect(url, ping_interval=None, max_queue=None, max_size=1 << 24,
@@ -587,7 +589,8 @@ class SubscriberWorker:
             refused = INIT_NOT_RESUMED_RE.match(reply)
             if last_id:
                 self.resumes.append((sub, t_reply, last_id, refused[1].decode() if refused else
-                                     "resumed" if reply == INIT_RESUMED else reply[:80].decode("utf-8", "replace")))
+                                     "resumed" if reply == INIT_RESUMED else reply[:80].decode("utf-8", "replace"),
+                                     t_last))
             if rec is None or refused or reply not in (INIT_RESUMED, INIT_NOW):
                 # A new stretch: from this init on, everything must arrive.
                 if rec is not None:
@@ -617,7 +620,8 @@ class SubscriberWorker:
                     rec.problems.append("reader still running after the close")
                     reader.cancel()
                 rec.code = ws.close_code
-            last_id = rec.last_id or last_id
+            if rec.last_id:
+                last_id, t_last = rec.last_id, rec.t_last
         if rec is not None:
             self.records.append(rec.state())
 
@@ -635,6 +639,7 @@ class SubscriberWorker:
                     rec.problems.append(f"event of type soak-{t}, not subscribed ({rec.types})")
                 rec.received.append(key_of(t, int(m[3]), int(m[4])))
                 rec.last_id = m[2].decode()
+                rec.t_last = time.monotonic()
         except websockets.exceptions.ConnectionClosed:
             pass
         if rec.end is None:
@@ -1128,14 +1133,23 @@ class Soak:
     def check_resumes(self, resumes, records):
         """Every resume of a resuming subscriber must have been exact (resumed:true): with
         the listen daemon's history a broadcast daemon that restarted holds the events, and
-        the broadcast daemon's history spans a restart of the listen daemon. Its records
-        (one per stretch of resumes) were checked with the others: complete and in order."""
+        the broadcast daemon's history spans a restart of the listen daemon. The one
+        exception: both daemons died between the event it resumes from and the resume, so
+        nobody holds that event any more; then the answer must be UNKNOWN or TOO_OLD, and
+        the subscriber's next stretch starts there. Its records (one per stretch) were
+        checked with the others: complete and in order."""
         answers = {}
-        for sub, t, since, answer in resumes:
+        deaths = {w: [f.t_dead for f in self.faults if f.what.startswith(w)]
+                  for w in ("broadcast", "listen")}
+        for sub, t, since, answer, t_since in resumes:
+            both_lost = all(any(t_since <= dead <= t for dead in deaths[w]) for w in deaths)
+            if answer != "resumed" and both_lost and answer in ("UNKNOWN", "TOO_OLD"):
+                answer += " (both daemons died since)"
+            elif answer != "resumed":
+                self.problem(f"subscriber {sub} (resume): since {since} (received at "
+                             f"{t_since - self.t0:.3f} s) answered {answer} at {t - self.t0:.3f} s, "
+                             f"not resumed")
             answers[answer] = answers.get(answer, 0) + 1
-            if answer != "resumed":
-                self.problem(f"subscriber {sub} (resume): since {since} at {t - self.t0:.3f} s "
-                             f"answered {answer}, not resumed")
         stretches = [r for r in records if r[1] == "resume" and r[5] is not None]
         if self.cfg.resuming and not resumes:
             self.problem("no resuming subscriber ever resumed")
