@@ -77,32 +77,34 @@ struct subscriber_replay {
 };
 
 struct subscriber {
-    const struct subscriber_ops *ops;
+    /* What a fan-out touches for each subscriber first, together: one event
+     * to ten thousand subscribers is bound by these cache lines. */
     struct hub *hub;
     struct bufferevent *bev; /* NULL once the connection was handed on */
     /* The frames bev's output holds by reference; NULL until the first. */
     struct shared_frame_tally *frames_referenced;
+    enum subscriber_state state;
+    bool with_ids;                   /* an init of it carried "since": its events carry their ids */
+    struct list_node deferred_node;  /* hub->deferred */
+    struct list_node unflushed_node; /* hub->unflushed */
+    const struct subscriber_ops *ops;
     struct subs_session_list subs;
     struct subscriber_replay *replay; /* NULL unless resuming */
-    enum subscriber_state state;
-    bool with_ids;               /* an init of it carried "since": its events carry their ids */
-    unsigned failed_credentials; /* inits refused for their credential, in a row */
-    struct rate_bucket inits;    /* the client's messages, against the init rate */
-    uint64_t source;             /* net_source_key of the peer */
+    unsigned failed_credentials;      /* inits refused for their credential, in a row */
+    struct rate_bucket inits;         /* the client's messages, against the init rate */
+    uint64_t source;                  /* net_source_key of the peer */
     /* The authentication text of the last successful init (owned): NULL
      * until one, which is what "authenticated" means. */
     char *credential;
     size_t credential_len;
-    struct event *expiry;            /* JWT credentials: fires at their end */
-    int64_t ends_at;                 /* JWT: wall-clock second from which it is refused */
-    unsigned depends_on;             /* AUTH_SOURCE_* bits its credential's check uses */
-    uint64_t auth_checked;           /* hub->auth_changes at that check */
-    uint64_t deadline_ms;            /* init or close deadline, by the list it is on */
-    struct list_node registry_node;  /* hub->sessions */
-    struct list_node deadline_node;  /* hub->init_wait or hub->closing */
-    struct list_node deferred_node;  /* hub->deferred */
-    struct list_node unflushed_node; /* hub->unflushed */
-    struct list_node replay_node;    /* hub->replaying */
+    struct event *expiry;           /* JWT credentials: fires at their end */
+    int64_t ends_at;                /* JWT: wall-clock second from which it is refused */
+    unsigned depends_on;            /* AUTH_SOURCE_* bits its credential's check uses */
+    uint64_t auth_checked;          /* hub->auth_changes at that check */
+    uint64_t deadline_ms;           /* init or close deadline, by the list it is on */
+    struct list_node registry_node; /* hub->sessions */
+    struct list_node deadline_node; /* hub->init_wait or hub->closing */
+    struct list_node replay_node;   /* hub->replaying */
     char peer[64];
 };
 
