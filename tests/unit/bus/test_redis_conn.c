@@ -1,0 +1,414 @@
+/* Unit tests for common/bus/redis_conn.c against a real redis-server
+ * (Debian's), started here in a temporary folder on a UNIX socket or a
+ * loopback port, with requirepass, and stopped by PID: the connection
+ * authenticates and selects its database, refuses to be ready with a wrong
+ * password, reports a lost server to every pending command, reconnects
+ * once the server is back, and drops a server that stops answering.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <event2/event.h>
+#include <netinet/in.h>
+
+#include "bus/redis_conn.h"
+#include "core/log.h"
+
+#define DEADLINE_S 10
+#define PASSWORD "test-password-of-a-decent-length"
+
+struct server {
+    pid_t pid;
+    char dir[64];
+    char sock[108];
+    int port;
+};
+
+struct fixture {
+    struct event_base *base;
+    struct event *tick;
+    struct server server;
+    struct redis_conn *conn;
+    int ready, lost;
+    char lost_reason[200];
+};
+
+/* What one command's done callback got. */
+struct answer {
+    int calls;
+    int type; /* -1: NULL */
+    char text[64];
+    long long integer;
+};
+
+static void on_ready(void *arg)
+{
+    ((struct fixture *)arg)->ready++;
+}
+
+static void on_lost(void *arg, const char *reason)
+{
+    struct fixture *f = arg;
+    f->lost++;
+    snprintf(f->lost_reason, sizeof f->lost_reason, "%s", reason);
+}
+
+static const struct redis_conn_events events = {on_ready, on_lost};
+
+static void on_done(void *arg, const redisReply *reply)
+{
+    struct answer *a = arg;
+    a->calls++;
+    a->type = reply ? reply->type : -1;
+    if (reply && reply->str)
+        snprintf(a->text, sizeof a->text, "%.*s", (int)reply->len, reply->str);
+    if (reply && reply->type == REDIS_REPLY_INTEGER)
+        a->integer = reply->integer;
+}
+
+static int free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+/* redis-server on s->sock and 127.0.0.1:s->port, with requirepass, no
+ * persistence; returns once its log says it accepts connections (read from
+ * its stdout; the pipe is closed then, and Redis ignores SIGPIPE). */
+static void server_start(struct server *s)
+{
+    char port[16], log[8192];
+    size_t have = 0;
+    int out[2];
+    time_t deadline = time(NULL) + DEADLINE_S;
+    snprintf(port, sizeof port, "%d", s->port);
+    assert_int_equal(pipe(out), 0);
+    s->pid = fork();
+    assert_true(s->pid >= 0);
+    if (s->pid == 0) {
+        dup2(out[1], 1);
+        dup2(out[1], 2);
+        close(out[0]);
+        close(out[1]);
+        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
+               "--unixsocket", s->sock, "--unixsocketperm", "700", "--requirepass", PASSWORD,
+               "--save", "", "--appendonly", "no", "--dir", s->dir, (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    for (;;) {
+        struct pollfd pfd = {out[0], POLLIN, 0};
+        ssize_t n;
+        log[have] = '\0';
+        if (strstr(log, "Ready to accept connections"))
+            break;
+        if (time(NULL) > deadline || have == sizeof log - 1)
+            fail_msg("redis-server did not start within %d s:\n%s", DEADLINE_S, log);
+        if (poll(&pfd, 1, 1000) <= 0)
+            continue;
+        n = read(out[0], log + have, sizeof log - 1 - have);
+        if (n <= 0)
+            fail_msg("redis-server exited (is it installed?):\n%s", log);
+        have += (size_t)n;
+    }
+    close(out[0]);
+}
+
+static void server_stop(struct server *s, int sig)
+{
+    if (s->pid > 0) {
+        kill(s->pid, sig);
+        waitpid(s->pid, NULL, 0);
+        s->pid = 0;
+    }
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg) {}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    struct timeval ten_ms = {0, 10000};
+    assert_non_null(f);
+    strcpy(f->server.dir, "/tmp/evs-redis-conn-XXXXXX");
+    assert_non_null(mkdtemp(f->server.dir));
+    snprintf(f->server.sock, sizeof f->server.sock, "%s/redis.sock", f->server.dir);
+    f->server.port = free_port();
+    f->base = event_base_new();
+    f->tick = event_new(f->base, -1, EV_PERSIST, tick_cb, NULL);
+    assert_int_equal(event_add(f->tick, &ten_ms), 0);
+    log_set_level(LOG_LEVEL_ERROR);
+    server_start(&f->server);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    char path[160];
+    redis_conn_free(f->conn);
+    server_stop(&f->server, SIGKILL);
+    event_free(f->tick);
+    event_base_free(f->base);
+    unlink(f->server.sock);
+    snprintf(path, sizeof path, "%s/dump.rdb", f->server.dir);
+    unlink(path);
+    rmdir(f->server.dir);
+    free(f);
+    return 0;
+}
+
+typedef bool (*condition_fn)(struct fixture *f, const void *arg);
+
+static void run_until(struct fixture *f, condition_fn cond, const void *arg, const char *what)
+{
+    time_t deadline = time(NULL) + DEADLINE_S;
+    while (!cond(f, arg)) {
+        if (time(NULL) > deadline)
+            fail_msg("timed out waiting for %s (last error: %s)", what,
+                     f->conn ? redis_conn_last_error(f->conn) : "-");
+        event_base_loop(f->base, EVLOOP_ONCE);
+    }
+}
+
+static bool ready_times(struct fixture *f, const void *arg)
+{
+    return f->ready >= *(const int *)arg && redis_conn_ready(f->conn);
+}
+
+static bool lost_times(struct fixture *f, const void *arg)
+{
+    return f->lost >= *(const int *)arg;
+}
+
+static bool answered(struct fixture *f, const void *arg)
+{
+    return ((const struct answer *)arg)->calls > 0;
+}
+
+static void connect_with(struct fixture *f, const char *url, const char *password,
+                         unsigned reply_timeout_ms)
+{
+    struct redis_conn_config config = {
+        .password = password, .connect_timeout_ms = 2000, .reply_timeout_ms = reply_timeout_ms};
+    char err[200];
+    if (redis_url_parse(url, &config.url, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    f->conn = redis_conn_new(f->base, &config, &events, f);
+    assert_non_null(f->conn);
+}
+
+static void command(struct fixture *f, struct answer *a, int argc, const char **argv)
+{
+    size_t lens[8];
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    memset(a, 0, sizeof *a);
+    assert_int_equal(redis_conn_command(f->conn, argc, argv, lens, 0, on_done, a), 0);
+}
+
+static void test_ready_after_auth_and_select_on_a_unix_socket(void **state)
+{
+    struct fixture *f = *state;
+    char url[160];
+    const int one = 1;
+    struct answer a;
+    struct redis_conn_stats s;
+    snprintf(url, sizeof url, "unix:%s?db=5", f->server.sock);
+    connect_with(f, url, PASSWORD, 2000);
+    assert_false(redis_conn_ready(f->conn));
+    run_until(f, ready_times, &one, "ready");
+
+    /* It is on database 5: a key set here is not on database 0. */
+    command(f, &a, 3, (const char *[]){"SET", "where", "five"});
+    run_until(f, answered, &a, "SET");
+    assert_int_equal(a.type, REDIS_REPLY_STATUS);
+    command(f, &a, 2, (const char *[]){"CLIENT", "INFO"});
+    run_until(f, answered, &a, "CLIENT INFO");
+    assert_int_equal(a.type, REDIS_REPLY_STRING);
+    command(f, &a, 1, (const char *[]){"DBSIZE"});
+    run_until(f, answered, &a, "DBSIZE");
+    assert_int_equal(a.integer, 1);
+    command(f, &a, 2, (const char *[]){"NOSUCHCOMMAND", "x"});
+    run_until(f, answered, &a, "an error reply");
+    assert_int_equal(a.type, REDIS_REPLY_ERROR);
+    redis_conn_get_stats(f->conn, &s);
+    assert_int_equal(s.connects, 1);
+    assert_int_equal(s.errors, 1);
+    assert_true(s.round_trips >= 4);
+    assert_int_equal(redis_conn_pending(f->conn), 0);
+}
+
+static void test_ready_over_tcp_on_loopback(void **state)
+{
+    struct fixture *f = *state;
+    char url[64];
+    const int one = 1;
+    struct answer a;
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", f->server.port);
+    connect_with(f, url, PASSWORD, 2000);
+    run_until(f, ready_times, &one, "ready over TCP");
+    command(f, &a, 2, (const char *[]){"ECHO", "hello"});
+    run_until(f, answered, &a, "ECHO");
+    assert_string_equal(a.text, "hello");
+}
+
+static void test_a_wrong_password_is_never_ready_and_says_why(void **state)
+{
+    struct fixture *f = *state;
+    char url[160];
+    const int two = 2;
+    snprintf(url, sizeof url, "unix:%s", f->server.sock);
+    connect_with(f, url, "not-the-password", 2000);
+    run_until(f, lost_times, &two, "two refused attempts"); /* it retries with backoff */
+    assert_int_equal(f->ready, 0);
+    assert_false(redis_conn_ready(f->conn));
+    if (!strstr(f->lost_reason, "AUTH refused"))
+        fail_msg("reason: %s", f->lost_reason);
+    assert_null(strstr(f->lost_reason, "not-the-password"));
+
+    /* No password at all: PING is refused with NOAUTH. */
+    redis_conn_free(f->conn);
+    f->lost = 0;
+    connect_with(f, url, NULL, 2000);
+    run_until(f, lost_times, &two, "two refused attempts without a password");
+    if (!strstr(f->lost_reason, "NOAUTH"))
+        fail_msg("reason: %s", f->lost_reason);
+}
+
+static void test_a_lost_server_fails_pending_commands_then_the_connection_comes_back(void **state)
+{
+    struct fixture *f = *state;
+    char url[160];
+    const int one = 1, two = 2;
+    struct answer blocked, after;
+    struct redis_conn_stats s;
+    size_t lens[3] = {5, 3, 1};
+    snprintf(url, sizeof url, "unix:%s", f->server.sock);
+    connect_with(f, url, PASSWORD, 2000);
+    run_until(f, ready_times, &one, "ready");
+
+    /* A blocking read with no data: pending until the server goes. */
+    memset(&blocked, 0, sizeof blocked);
+    assert_int_equal(redis_conn_command(f->conn, 3, (const char *[]){"BLPOP", "key", "0"}, lens,
+                                        60000, on_done, &blocked),
+                     0);
+    event_base_loop(f->base, EVLOOP_NONBLOCK);
+    assert_int_equal(redis_conn_pending(f->conn), 1);
+    server_stop(&f->server, SIGKILL);
+    run_until(f, answered, &blocked, "the pending command to fail");
+    assert_int_equal(blocked.type, -1);
+    assert_int_equal(f->lost, 1);
+    assert_false(redis_conn_ready(f->conn));
+    memset(&after, 0, sizeof after);
+    assert_int_equal(
+        redis_conn_command(f->conn, 1, (const char *[]){"PING"}, lens, 0, on_done, &after),
+        -1); /* not ready: refused, done never called */
+
+    server_start(&f->server);
+    run_until(f, ready_times, &two, "ready again");
+    command(f, &after, 1, (const char *[]){"PING"});
+    run_until(f, answered, &after, "PING after the restart");
+    assert_string_equal(after.text, "PONG");
+    redis_conn_get_stats(f->conn, &s);
+    assert_int_equal(s.connects, 2);
+    assert_true(s.failures >= 1);
+    assert_int_equal(after.calls, 1);
+}
+
+static void test_a_server_that_stops_answering_is_dropped_at_the_reply_timeout(void **state)
+{
+    struct fixture *f = *state;
+    char url[160];
+    const int one = 1, two = 2;
+    struct answer a;
+    struct redis_conn_stats s;
+    time_t sent;
+    snprintf(url, sizeof url, "unix:%s", f->server.sock);
+    connect_with(f, url, PASSWORD, 300);
+    run_until(f, ready_times, &one, "ready");
+
+    kill(f->server.pid, SIGSTOP); /* it still accepts (the kernel does), never answers */
+    sent = time(NULL);
+    command(f, &a, 1, (const char *[]){"PING"});
+    run_until(f, answered, &a, "the unanswered command to fail");
+    assert_int_equal(a.type, -1);
+    assert_true(time(NULL) - sent <= 2);
+    if (!strstr(f->lost_reason, "timeout"))
+        fail_msg("reason: %s", f->lost_reason);
+    redis_conn_get_stats(f->conn, &s);
+    assert_int_equal(s.timeouts, 1);
+
+    kill(f->server.pid, SIGCONT);
+    run_until(f, ready_times, &two, "ready once it answers again");
+}
+
+static void test_free_reports_every_pending_command_once(void **state)
+{
+    struct fixture *f = *state;
+    char url[160];
+    const int one = 1;
+    struct answer a[3];
+    size_t lens[3] = {5, 1, 1};
+    snprintf(url, sizeof url, "unix:%s", f->server.sock);
+    connect_with(f, url, PASSWORD, 2000);
+    run_until(f, ready_times, &one, "ready");
+    for (int i = 0; i < 3; i++) {
+        memset(&a[i], 0, sizeof a[i]);
+        assert_int_equal(redis_conn_command(f->conn, 3, (const char *[]){"BLPOP", "k", "0"}, lens,
+                                            60000, on_done, &a[i]),
+                         0);
+    }
+    redis_conn_free(f->conn);
+    f->conn = NULL;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(a[i].calls, 1);
+        assert_int_equal(a[i].type, -1);
+    }
+    assert_int_equal(f->lost, 0); /* no events once freed */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_ready_after_auth_and_select_on_a_unix_socket, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ready_over_tcp_on_loopback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_wrong_password_is_never_ready_and_says_why, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_lost_server_fails_pending_commands_then_the_connection_comes_back, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_server_that_stops_answering_is_dropped_at_the_reply_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_reports_every_pending_command_once, setup,
+                                        teardown),
+    };
+    signal(SIGPIPE, SIG_IGN);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
