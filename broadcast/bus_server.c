@@ -30,6 +30,10 @@ struct bus_peer {
     uint64_t last_seq; /* of the last EVENT fanned out */
     uint64_t run;      /* of its events' ids: one per connection; 0 before the first */
     uint64_t sync_run; /* the run its SYNC named; 0 before it came */
+    /* SYNC came, or an EVENT came first: a listen daemon that keeps no
+     * history to send (an older one) sends none, and resumes need not wait
+     * for it. */
+    bool synced;
     /* Its HISTORY frames, as the first one found them: of a run this daemon
      * had events of before (missed ones are delivered), or of one it never
      * had (kept for resumes only: its sessions came after them). */
@@ -64,7 +68,7 @@ static void peer_free(struct bus_peer *peer)
     if (peer->next)
         peer->next->prev = peer->prev;
     server->counters.peers_connected--;
-    if (peer->greeted && !peer->sync_run)
+    if (peer->greeted && !peer->synced)
         hub_bus_peer_lost_unsynced(server->hub);
     bufferevent_free(peer->bev);
     free(peer);
@@ -151,10 +155,11 @@ static bool other_run_live(struct bus_peer *peer, uint64_t run)
 /* SYNC: the peer's history has all come (bus_codec.h). */
 static bool peer_handle_sync(struct bus_peer *peer, const struct bus_frame *frame)
 {
-    if (peer->sync_run) {
-        peer_fail(peer, "a second SYNC");
+    if (peer->synced) {
+        peer_fail(peer, "SYNC after SYNC or after events");
         return false;
     }
+    peer->synced = true;
     peer->sync_run = frame->run;
     history_sync(peer->server->hub->history, frame->run, frame->number);
     hub_bus_peer_synced(peer->server->hub);
@@ -188,8 +193,8 @@ static bool peer_handle_frame(struct bus_peer *peer, const struct bus_frame *fra
     }
     if (frame->kind == BUS_KIND_SYNC)
         return peer_handle_sync(peer, frame);
-    if (frame->kind == BUS_KIND_HISTORY && peer->sync_run) {
-        peer_fail(peer, "HISTORY after SYNC");
+    if (frame->kind == BUS_KIND_HISTORY && peer->synced) {
+        peer_fail(peer, "HISTORY after SYNC or after events");
         return false;
     }
     if (frame->seq != peer->last_seq + 1) {
@@ -217,6 +222,10 @@ static bool peer_handle_frame(struct bus_peer *peer, const struct bus_frame *fra
         ev.history_only = peer->history_mode == HISTORY_ONLY;
     } else {
         peer->server->counters.events++;
+        if (!peer->synced) {
+            peer->synced = true;
+            hub_bus_peer_synced(peer->server->hub);
+        }
     }
     /* Before this peer counts as having sent events of its run. */
     ev.other_run_live = other_run_live(peer, frame->run);

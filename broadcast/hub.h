@@ -186,7 +186,8 @@ enum hub_resume {
 #define HUB_RESUME_HOLD_MAX_MS 10000
 
 /* The bus side's news for held resumes: a listen daemon connected (its
- * history and SYNC follow), synced, or went away before its SYNC. */
+ * history and SYNC follow), synced (or sent an event with no SYNC before:
+ * it has no history to send), or went away before either. */
 void hub_bus_peer_greeted(struct hub *hub);
 void hub_bus_peer_synced(struct hub *hub);
 void hub_bus_peer_lost_unsynced(struct hub *hub);

@@ -29,7 +29,10 @@
  *            the listen daemon still retains has now been sent on this
  *            connection (as HISTORY or EVENT); those before were dropped
  *            by its history's bounds. Sent once, after the HISTORY frames
- *            that follow HELLO; run non-zero, number 0 when none was sent.
+ *            that follow HELLO and before any EVENT; run non-zero, number 0
+ *            when none was sent. A listen daemon that sends no SYNC (one
+ *            with nothing to replay, or an older one) goes straight to its
+ *            EVENTs; the first of them ends the wait for a SYNC.
  *   ACK      u64 seq                                                body_len 8
  *            (broadcast -> listen). Cumulative: every EVENT and HISTORY
  *            frame of this connection with a sequence number up to and

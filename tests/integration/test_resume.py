@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import sys
 import threading
 import unittest
@@ -476,6 +477,26 @@ class ResumeAcrossDaemonsTest(ResumeCase):
             await ws.close()
         run(go())
         self.assertEqual(metric(l.port, "evs_listen_history_events"), 0)
+
+    def test_a_listen_daemon_that_sends_no_sync_does_not_hold_resumes(self):
+        # One that keeps no history to send (an older version) goes straight
+        # to its events: the first of them counts as its SYNC.
+        b = self.start_broadcast()
+        kind = fresh_type()
+        bus = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(bus.close)
+        bus.connect(b.bus)
+        bus.sendall(harness.bus_hello())
+        message = harness.event_text(kind, "1").encode()
+        bus.sendall(harness.bus_event(1, kind, message, run=0x1234, number=1))
+        wait_for(lambda: metric(b.port, "evs_broadcast_events_total") == 1, what="the event")
+
+        async def go():
+            ws, reply = await subscribe(b.port, self.token, [kind], since=harness.event_id(0x99, 5))
+            self.assertEqual(json.loads(reply), not_resumed("UNKNOWN"))
+            await ws.close()
+        run(go())
+        self.assertEqual(metric(b.port, "evs_broadcast_resumes_held_total"), 0)
 
     def test_a_broadcast_daemon_that_lost_its_bus_connection_catches_up_in_order(self):
         # b2 stops answering: the listen daemon drops it after the ack timeout
