@@ -30,21 +30,15 @@
 
 #include "bus/redis_conn.h"
 #include "core/log.h"
+#include "redis_test_server.h"
 
 #define DEADLINE_S 10
-#define PASSWORD "test-password-of-a-decent-length"
-
-struct server {
-    pid_t pid;
-    char dir[64];
-    char sock[108];
-    int port;
-};
+#define PASSWORD REDIS_TEST_PASSWORD
 
 struct fixture {
     struct event_base *base;
     struct event *tick;
-    struct server server;
+    struct redis_test_server server;
     struct redis_conn *conn;
     int ready, lost;
     char lost_reason[200];
@@ -83,70 +77,6 @@ static void on_done(void *arg, const redisReply *reply)
         a->integer = reply->integer;
 }
 
-static int free_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-    assert_true(fd >= 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
-/* redis-server on s->sock and 127.0.0.1:s->port, with requirepass, no
- * persistence; returns once its log says it accepts connections (read from
- * its stdout; the pipe is closed then, and Redis ignores SIGPIPE). */
-static void server_start(struct server *s)
-{
-    char port[16], log[8192];
-    size_t have = 0;
-    int out[2];
-    time_t deadline = time(NULL) + DEADLINE_S;
-    snprintf(port, sizeof port, "%d", s->port);
-    assert_int_equal(pipe(out), 0);
-    s->pid = fork();
-    assert_true(s->pid >= 0);
-    if (s->pid == 0) {
-        dup2(out[1], 1);
-        dup2(out[1], 2);
-        close(out[0]);
-        close(out[1]);
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
-               "--unixsocket", s->sock, "--unixsocketperm", "700", "--requirepass", PASSWORD,
-               "--save", "", "--appendonly", "no", "--dir", s->dir, (char *)NULL);
-        _exit(127);
-    }
-    close(out[1]);
-    for (;;) {
-        struct pollfd pfd = {out[0], POLLIN, 0};
-        ssize_t n;
-        log[have] = '\0';
-        if (strstr(log, "Ready to accept connections"))
-            break;
-        if (time(NULL) > deadline || have == sizeof log - 1)
-            fail_msg("redis-server did not start within %d s:\n%s", DEADLINE_S, log);
-        if (poll(&pfd, 1, 1000) <= 0)
-            continue;
-        n = read(out[0], log + have, sizeof log - 1 - have);
-        if (n <= 0)
-            fail_msg("redis-server exited (is it installed?):\n%s", log);
-        have += (size_t)n;
-    }
-    close(out[0]);
-}
-
-static void server_stop(struct server *s, int sig)
-{
-    if (s->pid > 0) {
-        kill(s->pid, sig);
-        waitpid(s->pid, NULL, 0);
-        s->pid = 0;
-    }
-}
-
 static void tick_cb(evutil_socket_t fd, short what, void *arg) {}
 
 static int setup(void **state)
@@ -154,15 +84,11 @@ static int setup(void **state)
     struct fixture *f = calloc(1, sizeof *f);
     struct timeval ten_ms = {0, 10000};
     assert_non_null(f);
-    strcpy(f->server.dir, "/tmp/evs-redis-conn-XXXXXX");
-    assert_non_null(mkdtemp(f->server.dir));
-    snprintf(f->server.sock, sizeof f->server.sock, "%s/redis.sock", f->server.dir);
-    f->server.port = free_port();
     f->base = event_base_new();
     f->tick = event_new(f->base, -1, EV_PERSIST, tick_cb, NULL);
     assert_int_equal(event_add(f->tick, &ten_ms), 0);
     log_set_level(LOG_LEVEL_ERROR);
-    server_start(&f->server);
+    redis_test_server_open(&f->server, "evs-redis-conn");
     *state = f;
     return 0;
 }
@@ -170,15 +96,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    char path[160];
     redis_conn_free(f->conn);
-    server_stop(&f->server, SIGKILL);
+    redis_test_server_close(&f->server);
     event_free(f->tick);
     event_base_free(f->base);
-    unlink(f->server.sock);
-    snprintf(path, sizeof path, "%s/dump.rdb", f->server.dir);
-    unlink(path);
-    rmdir(f->server.dir);
     free(f);
     return 0;
 }
@@ -320,7 +241,7 @@ static void test_a_lost_server_fails_pending_commands_then_the_connection_comes_
                      0);
     event_base_loop(f->base, EVLOOP_NONBLOCK);
     assert_int_equal(redis_conn_pending(f->conn), 1);
-    server_stop(&f->server, SIGKILL);
+    redis_test_server_stop(&f->server, SIGKILL);
     run_until(f, answered, &blocked, "the pending command to fail");
     assert_int_equal(blocked.type, -1);
     assert_int_equal(f->lost, 1);
@@ -330,7 +251,7 @@ static void test_a_lost_server_fails_pending_commands_then_the_connection_comes_
         redis_conn_command(f->conn, 1, (const char *[]){"PING"}, lens, 0, on_done, &after),
         -1); /* not ready: refused, done never called */
 
-    server_start(&f->server);
+    redis_test_server_start(&f->server);
     run_until(f, ready_times, &two, "ready again");
     command(f, &after, 1, (const char *[]){"PING"});
     run_until(f, answered, &after, "PING after the restart");

@@ -1,0 +1,140 @@
+#include "redis_publisher.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus/event_id.h"
+#include "core/error_message.h"
+
+/* See redis_publisher.h. KEYS: stream, meta. ARGV: epoch, max_len, type,
+ * message. */
+static const char SCRIPT[] =
+    "redis.call('HSETNX', KEYS[2], 'epoch', ARGV[1]) "
+    "local e = redis.call('HGET', KEYS[2], 'epoch') "
+    "local n = redis.call('HINCRBY', KEYS[2], 'seq', 1) "
+    "redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], n .. '-1', 'e', e, 't', ARGV[3], 'm', "
+    "ARGV[4]) "
+    "return {e, n}";
+
+struct redis_publisher {
+    struct redis_conn *conn;
+    char stream[REDIS_STREAM_MAX + 1];
+    char meta[REDIS_STREAM_MAX + sizeof ":meta"];
+    char epoch[17]; /* this daemon's run, offered as the epoch */
+    char max_len[24];
+};
+
+/* One publish waiting for its reply. */
+struct publish {
+    redis_publish_done_fn done;
+    void *arg;
+};
+
+struct redis_publisher *redis_publisher_new(struct redis_conn *conn,
+                                            const struct redis_publisher_config *config, char *err,
+                                            size_t err_len)
+{
+    size_t len = config->stream ? strnlen(config->stream, REDIS_STREAM_MAX + 1) : 0;
+    struct redis_publisher *p;
+    if (len == 0 || len > REDIS_STREAM_MAX) {
+        error_message_format(err, err_len, "REDIS_STREAM must be 1 to %d bytes", REDIS_STREAM_MAX);
+        return NULL;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char)config->stream[i] <= 0x20 || config->stream[i] == 0x7f) {
+            error_message_format(err, err_len, "REDIS_STREAM holds a space or a control character");
+            return NULL;
+        }
+    }
+    if (!(p = calloc(1, sizeof *p))) {
+        error_message_format(err, err_len, "out of memory");
+        return NULL;
+    }
+    p->conn = conn;
+    memcpy(p->stream, config->stream, len);
+    snprintf(p->meta, sizeof p->meta, "%s:meta", p->stream);
+    snprintf(p->epoch, sizeof p->epoch, "%016" PRIx64, event_id_new_run());
+    snprintf(p->max_len, sizeof p->max_len, "%zu", config->max_len ? config->max_len : 1);
+    return p;
+}
+
+void redis_publisher_free(struct redis_publisher *p)
+{
+    free(p);
+}
+
+static bool parse_hex64(const char *s, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (len != 16)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
+                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+                                            : 16;
+        if (d == 16)
+            return false;
+        v = v << 4 | d;
+    }
+    *out = v;
+    return true;
+}
+
+int redis_publisher_parse_reply(const redisReply *r, uint64_t *run, uint64_t *number)
+{
+    const redisReply *e, *n;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !r->element)
+        return -1;
+    e = r->element[0];
+    n = r->element[1];
+    if (!e || !n || e->type != REDIS_REPLY_STRING || !e->str || n->type != REDIS_REPLY_INTEGER)
+        return -1;
+    if (!parse_hex64(e->str, e->len, run) || *run == 0 || n->integer < 1)
+        return -1;
+    *number = (uint64_t)n->integer;
+    return 0;
+}
+
+static void publish_done(void *arg, const redisReply *reply)
+{
+    struct publish *pub = arg;
+    uint64_t run = 0, number = 0;
+    if (!reply)
+        pub->done(pub->arg, REDIS_PUBLISH_UNAVAILABLE, 0, 0);
+    else if (redis_publisher_parse_reply(reply, &run, &number) < 0)
+        pub->done(pub->arg, REDIS_PUBLISH_REFUSED, 0, 0);
+    else
+        pub->done(pub->arg, REDIS_PUBLISH_OK, run, number);
+    free(pub);
+}
+
+int redis_publisher_publish(struct redis_publisher *p, const char *type, size_t type_len,
+                            const char *message, size_t message_len, redis_publish_done_fn done,
+                            void *arg)
+{
+    const char *argv[9] = {"EVAL",   SCRIPT,     "2",  p->stream, p->meta,
+                           p->epoch, p->max_len, type, message};
+    size_t lens[9] = {4,
+                      sizeof SCRIPT - 1,
+                      1,
+                      strlen(p->stream),
+                      strlen(p->meta),
+                      strlen(p->epoch),
+                      strlen(p->max_len),
+                      type_len,
+                      message_len};
+    struct publish *pub = malloc(sizeof *pub);
+    if (!pub)
+        return -1;
+    pub->done = done;
+    pub->arg = arg;
+    if (redis_conn_command(p->conn, 9, argv, lens, 0, publish_done, pub) < 0) {
+        free(pub);
+        return -1;
+    }
+    return 0;
+}
