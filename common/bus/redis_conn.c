@@ -229,6 +229,7 @@ static void conn_start(struct redis_conn *c)
         return;
     }
     ac->data = c;
+    ac->c.reader->fn = &redis_reply_bounded; /* before any byte of a reply */
     if (redisLibeventAttach(ac, c->base) != REDIS_OK) {
         redisAsyncFree(ac);
         conn_gone(c, "connect: attaching to the event loop failed");
@@ -350,15 +351,4 @@ void redis_conn_get_stats(const struct redis_conn *c, struct redis_conn_stats *o
 const char *redis_conn_last_error(const struct redis_conn *c)
 {
     return c->last_error;
-}
-
-bool redis_reply_is_status(const redisReply *r, const char *text)
-{
-    return r && r->type == REDIS_REPLY_STATUS && r->str && r->len == strlen(text) &&
-           memcmp(r->str, text, r->len) == 0;
-}
-
-bool redis_reply_is_error(const redisReply *r)
-{
-    return r && r->type == REDIS_REPLY_ERROR;
 }

@@ -12,8 +12,8 @@
  * answering is as good as gone, and the owner hears of it at once instead
  * of after the kernel's TCP timeout.
  *
- * Replies are Redis's: the callers check their types and sizes before use
- * (redis_reply_* below help). Single-threaded, on the caller's event_base.
+ * Replies are Redis's: bounded while they are read (bus/redis_reply.h), and
+ * the callers check their types and sizes before use. Single-threaded, on the caller's event_base.
  */
 #ifndef EVS_REDIS_CONN_H
 #define EVS_REDIS_CONN_H
@@ -25,6 +25,7 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 
+#include "bus/redis_reply.h"
 #include "bus/redis_url.h"
 
 #define REDIS_CONN_BACKOFF_MIN_MS 50
@@ -83,9 +84,5 @@ void redis_conn_get_stats(const struct redis_conn *c, struct redis_conn_stats *o
 
 /* Why the last attempt or connection ended (empty when none did). */
 const char *redis_conn_last_error(const struct redis_conn *c);
-
-/* Checks on an untrusted reply. */
-bool redis_reply_is_status(const redisReply *r, const char *text); /* +text */
-bool redis_reply_is_error(const redisReply *r);
 
 #endif

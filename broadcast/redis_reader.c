@@ -1,0 +1,316 @@
+#include "redis_reader.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus/event_id.h"
+#include "core/error_message.h"
+#include "core/log.h"
+
+#define STREAM_MAX 200
+#define ID_MAX 44 /* "<u64>-<u64>" */
+#define REPLY_MARGIN_MS 2000
+#define ERROR_RETRY_MS 1000 /* after a refused read: no loop of refusals */
+
+struct redis_reader {
+    struct redis_conn *conn;
+    struct redis_conn_events conn_events;
+    struct redis_reader_config config;
+    char stream[STREAM_MAX + 1];
+    char block[16], count[16];
+    redis_reader_event_fn on_event;
+    void *arg;
+    bool started;        /* has its starting point */
+    bool in_flight;      /* a command of it is waiting for its reply */
+    struct event *retry; /* after an error reply */
+    char last_id[ID_MAX + 1];
+    struct redis_reader_stats stats;
+};
+
+static void read_next(struct redis_reader *r);
+static void ready_cb(void *arg);
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    ready_cb(arg);
+}
+
+static void retry_later(struct redis_reader *r)
+{
+    struct timeval tv = {ERROR_RETRY_MS / 1000, (ERROR_RETRY_MS % 1000) * 1000};
+    event_add(r->retry, &tv);
+}
+
+static bool is_string(const redisReply *x)
+{
+    return x && (x->type == REDIS_REPLY_STRING || x->type == REDIS_REPLY_STATUS) && x->str;
+}
+
+static bool field_is(const redisReply *x, const char *name)
+{
+    return is_string(x) && x->len == strlen(name) && memcmp(x->str, name, x->len) == 0;
+}
+
+/* "<n>-1" with n from 1: the ids listen/redis_publisher.c gives. */
+static bool parse_our_id(const char *s, size_t len, uint64_t *n)
+{
+    uint64_t v = 0;
+    size_t i = 0;
+    if (len < 3 || s[0] == '0')
+        return false;
+    for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (i == 0 || len - i != 2 || s[i] != '-' || s[i + 1] != '1')
+        return false;
+    *n = v;
+    return true;
+}
+
+static bool parse_epoch(const redisReply *x, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (!is_string(x) || x->len != 16)
+        return false;
+    for (size_t i = 0; i < 16; i++) {
+        char c = x->str[i];
+        unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
+                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+                                            : 16;
+        if (d == 16)
+            return false;
+        v = v << 4 | d;
+    }
+    *out = v;
+    return v != 0;
+}
+
+int redis_reader_parse_entry(const redisReply *entry, size_t max_message,
+                             struct redis_reader_event *ev, const char **id, size_t *id_len)
+{
+    const redisReply *rid, *fields;
+    memset(ev, 0, sizeof *ev);
+    if (!entry || entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 || !entry->element)
+        return -1;
+    rid = entry->element[0];
+    fields = entry->element[1];
+    if (!is_string(rid) || rid->len > ID_MAX || !fields || fields->type != REDIS_REPLY_ARRAY ||
+        (fields->elements && !fields->element))
+        return -1;
+    *id = rid->str;
+    *id_len = rid->len;
+    if (!parse_our_id(rid->str, rid->len, &ev->number) || fields->elements != 6 ||
+        !field_is(fields->element[0], "e") || !parse_epoch(fields->element[1], &ev->run) ||
+        !field_is(fields->element[2], "t") || !is_string(fields->element[3]) ||
+        !field_is(fields->element[4], "m") || !is_string(fields->element[5]))
+        return 0;
+    ev->type = fields->element[3]->str;
+    ev->type_len = fields->element[3]->len;
+    ev->message = fields->element[5]->str;
+    ev->message_len = fields->element[5]->len;
+    if (ev->type_len < 1 || ev->type_len > 255 || ev->message_len > max_message ||
+        !(ev->id_offset = event_message_id_offset((const uint8_t *)ev->message, ev->message_len)))
+        return 0;
+    return 1;
+}
+
+/* One stream entry: delivered when it is ours, skipped when not. Returns
+ * false when it is not even an entry (the reply is not the stream's). */
+static bool take_entry(struct redis_reader *r, const redisReply *entry)
+{
+    struct redis_reader_event ev;
+    const char *id;
+    size_t id_len;
+    int rc = redis_reader_parse_entry(entry, r->config.max_message, &ev, &id, &id_len);
+    if (rc < 0)
+        return false;
+    memcpy(r->last_id, id, id_len);
+    r->last_id[id_len] = '\0';
+    if (rc == 0) {
+        if (r->stats.skipped++ % REDIS_READER_LOG_EVERY == 0)
+            log_warn("redis: stream %s: entry %s is not an event of ours: skipped (%" PRIu64
+                     " so far)",
+                     r->stream, r->last_id, r->stats.skipped);
+        return true;
+    }
+    r->stats.entries++;
+    r->on_event(r->arg, &ev);
+    return true;
+}
+
+static void read_reply(void *arg, const redisReply *reply)
+{
+    struct redis_reader *r = arg;
+    const redisReply *streams, *entries;
+    r->in_flight = false;
+    if (!reply)
+        return; /* the connection is gone: ready_cb goes on from last_id */
+    r->stats.reads++;
+    if (reply->type == REDIS_REPLY_NIL) {
+        read_next(r); /* BLOCK ran out with nothing new */
+        return;
+    }
+    streams = reply;
+    if (streams->type != REDIS_REPLY_ARRAY || streams->elements != 1 ||
+        streams->element[0]->type != REDIS_REPLY_ARRAY || streams->element[0]->elements != 2 ||
+        (entries = streams->element[0]->element[1])->type != REDIS_REPLY_ARRAY) {
+        r->stats.errors++;
+        log_warn("redis: XREAD on %s: %s", r->stream,
+                 reply->type == REDIS_REPLY_ERROR ? reply->str : "a reply of another shape");
+        retry_later(r);
+        return;
+    }
+    for (size_t i = 0; i < entries->elements; i++) {
+        if (!take_entry(r, entries->element[i])) {
+            r->stats.errors++;
+            log_warn("redis: XREAD on %s: an entry of another shape", r->stream);
+            break;
+        }
+    }
+    read_next(r);
+}
+
+static void read_next(struct redis_reader *r)
+{
+    const char *argv[7] = {"XREAD", "BLOCK", r->block, "COUNT", r->count, "STREAMS", NULL};
+    const char *full[8];
+    size_t lens[8];
+    if (r->in_flight || !redis_conn_ready(r->conn))
+        return;
+    memcpy(full, argv, 6 * sizeof *argv);
+    full[6] = r->stream;
+    full[7] = r->last_id;
+    for (int i = 0; i < 8; i++)
+        lens[i] = strlen(full[i]);
+    if (redis_conn_command(r->conn, 8, full, lens, r->config.block_ms + REPLY_MARGIN_MS, read_reply,
+                           r) == 0)
+        r->in_flight = true;
+}
+
+/* XREVRANGE <stream> + - COUNT 1: where a new reader starts. */
+static void start_reply(void *arg, const redisReply *reply)
+{
+    struct redis_reader *r = arg;
+    r->in_flight = false;
+    if (!reply)
+        return;
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        r->stats.errors++;
+        log_warn("redis: XREVRANGE on %s: %s", r->stream,
+                 reply->type == REDIS_REPLY_ERROR ? reply->str : "a reply of another shape");
+        retry_later(r);
+        return;
+    }
+    if (reply->elements > 0) {
+        const redisReply *entry = reply->element[0];
+        if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 ||
+            !is_string(entry->element[0]) || entry->element[0]->len > ID_MAX) {
+            r->stats.errors++;
+            retry_later(r);
+            return;
+        }
+        memcpy(r->last_id, entry->element[0]->str, entry->element[0]->len);
+        r->last_id[entry->element[0]->len] = '\0';
+    }
+    r->started = true;
+    log_info("redis: reading stream %s after %s", r->stream, r->last_id);
+    read_next(r);
+}
+
+static void ready_cb(void *arg)
+{
+    struct redis_reader *r = arg;
+    const char *argv[6] = {"XREVRANGE", r->stream, "+", "-", "COUNT", "1"};
+    size_t lens[6];
+    if (r->in_flight || !redis_conn_ready(r->conn))
+        return; /* a retry that came after a reconnect, or after the connection went */
+    if (r->started) {
+        read_next(r);
+        return;
+    }
+    for (int i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    if (redis_conn_command(r->conn, 6, argv, lens, 0, start_reply, r) == 0)
+        r->in_flight = true;
+}
+
+static void lost_cb(void *arg, const char *reason)
+{
+    struct redis_reader *r = arg;
+    r->in_flight = false;
+    log_warn("redis: reading %s: %s (again after a backoff)", r->stream, reason);
+}
+
+struct redis_reader *redis_reader_new(struct event_base *base,
+                                      const struct redis_reader_config *config,
+                                      redis_reader_event_fn on_event, void *arg, char *err,
+                                      size_t err_len)
+{
+    size_t len = config->stream ? strnlen(config->stream, STREAM_MAX + 1) : 0;
+    struct redis_reader *r;
+    struct redis_conn_config conn = config->conn;
+    if (len == 0 || len > STREAM_MAX) {
+        error_message_format(err, err_len, "REDIS_STREAM must be 1 to %d bytes", STREAM_MAX);
+        return NULL;
+    }
+    if (config->block_ms < 1 || config->block_ms > 60000 || config->count < 1 ||
+        config->count > REDIS_READER_COUNT_MAX) {
+        error_message_format(err, err_len,
+                             "the stream reader's block time or count is out of range");
+        return NULL;
+    }
+    if (!(r = calloc(1, sizeof *r))) {
+        error_message_format(err, err_len, "out of memory");
+        return NULL;
+    }
+    r->config = *config;
+    memcpy(r->stream, config->stream, len);
+    r->config.stream = r->stream;
+    snprintf(r->block, sizeof r->block, "%u", config->block_ms);
+    snprintf(r->count, sizeof r->count, "%u", config->count);
+    snprintf(r->last_id, sizeof r->last_id, "0-0");
+    r->on_event = on_event;
+    r->arg = arg;
+    r->conn_events.ready = ready_cb;
+    r->conn_events.lost = lost_cb;
+    conn.reply_timeout_ms = conn.reply_timeout_ms ? conn.reply_timeout_ms : REPLY_MARGIN_MS;
+    r->retry = evtimer_new(base, retry_cb, r);
+    if (!r->retry || !(r->conn = redis_conn_new(base, &conn, &r->conn_events, r))) {
+        if (r->retry)
+            event_free(r->retry);
+        free(r);
+        error_message_format(err, err_len, "out of memory");
+        return NULL;
+    }
+    return r;
+}
+
+void redis_reader_free(struct redis_reader *r)
+{
+    if (!r)
+        return;
+    redis_conn_free(r->conn); /* its pending read is answered NULL: nothing follows */
+    event_free(r->retry);
+    free(r);
+}
+
+bool redis_reader_reading(const struct redis_reader *r)
+{
+    return r->started && redis_conn_ready(r->conn);
+}
+
+const char *redis_reader_last_id(const struct redis_reader *r)
+{
+    return r->last_id;
+}
+
+void redis_reader_get_stats(const struct redis_reader *r, struct redis_reader_stats *out)
+{
+    *out = r->stats;
+    redis_conn_get_stats(r->conn, &out->conn);
+}

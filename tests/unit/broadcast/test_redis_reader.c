@@ -1,0 +1,294 @@
+/* Unit tests for broadcast/redis_reader.c against a real redis-server, fed
+ * by listen/redis_publisher.c: a new reader starts at the stream's end,
+ * then gets every event once, in order, with its id; entries that are not
+ * ours are skipped and counted; a reader whose connection is killed comes
+ * back and gets what was appended meanwhile, once, in order.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include <event2/event.h>
+
+#include "../bus/redis_test_server.h"
+#include "core/log.h"
+#include "redis_publisher.h"
+#include "redis_reader.h"
+
+#define DEADLINE_S 10
+#define STREAM "test:events"
+#define MAX_SEEN 64
+
+struct fixture {
+    struct event_base *base;
+    struct event *tick;
+    struct redis_test_server server;
+    struct redis_conn_config conn_config;
+    struct redis_conn *conn; /* the publishing side's, and the tests' own commands */
+    struct redis_publisher *pub;
+    struct redis_reader *reader;
+    size_t seen;
+    uint64_t run[MAX_SEEN], number[MAX_SEEN];
+    char message[MAX_SEEN][64];
+    int published, publish_failed;
+};
+
+static void on_event(void *arg, const struct redis_reader_event *ev)
+{
+    struct fixture *f = arg;
+    assert_true(f->seen < MAX_SEEN);
+    assert_true(ev->message_len < sizeof f->message[0]);
+    f->run[f->seen] = ev->run;
+    f->number[f->seen] = ev->number;
+    memcpy(f->message[f->seen], ev->message, ev->message_len);
+    f->message[f->seen][ev->message_len] = '\0';
+    assert_true(ev->id_offset > 0 && ev->id_offset <= ev->message_len);
+    f->seen++;
+}
+
+static void on_published(void *arg, enum redis_publish_status status, uint64_t run, uint64_t number)
+{
+    struct fixture *f = arg;
+    if (status == REDIS_PUBLISH_OK)
+        f->published++;
+    else
+        f->publish_failed++; /* the tests wait for their publishes; teardown frees the rest */
+}
+
+static void on_answer(void *arg, const redisReply *r)
+{
+    (*(int *)arg)++;
+}
+
+static void on_ready(void *arg) {}
+static void on_lost(void *arg, const char *reason) {}
+static const struct redis_conn_events events = {on_ready, on_lost};
+static void tick_cb(evutil_socket_t fd, short what, void *arg) {}
+
+typedef bool (*condition_fn)(struct fixture *f, size_t n);
+
+static void run_until(struct fixture *f, condition_fn cond, size_t n, const char *what)
+{
+    time_t deadline = time(NULL) + DEADLINE_S;
+    while (!cond(f, n)) {
+        if (time(NULL) > deadline)
+            fail_msg("timed out waiting for %s", what);
+        event_base_loop(f->base, EVLOOP_ONCE);
+    }
+}
+
+static bool conn_ready(struct fixture *f, size_t n)
+{
+    return redis_conn_ready(f->conn);
+}
+
+static bool reading(struct fixture *f, size_t n)
+{
+    return redis_reader_reading(f->reader);
+}
+
+static bool seen_at_least(struct fixture *f, size_t n)
+{
+    return f->seen >= n;
+}
+
+static bool published_at_least(struct fixture *f, size_t n)
+{
+    return (size_t)f->published >= n;
+}
+
+static bool skipped_at_least(struct fixture *f, size_t n)
+{
+    struct redis_reader_stats s;
+    redis_reader_get_stats(f->reader, &s);
+    return s.skipped >= n;
+}
+
+static void publish(struct fixture *f, int value)
+{
+    char message[64];
+    int len = snprintf(message, sizeof message, "{\"type\":\"event\",\"event\":\"t\",\"data\":%d}",
+                       value);
+    assert_int_equal(redis_publisher_publish(f->pub, "t", 1, message, (size_t)len, on_published, f),
+                     0);
+}
+
+/* A command on the tests' connection, run to its reply. */
+static void command(struct fixture *f, int argc, const char **argv)
+{
+    size_t lens[12];
+    int calls = 0;
+    time_t deadline = time(NULL) + DEADLINE_S;
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    assert_int_equal(redis_conn_command(f->conn, argc, argv, lens, 0, on_answer, &calls), 0);
+    while (calls == 0) {
+        if (time(NULL) > deadline)
+            fail_msg("no reply to %s", argv[0]);
+        event_base_loop(f->base, EVLOOP_ONCE);
+    }
+}
+
+static void start_reader(struct fixture *f)
+{
+    struct redis_reader_config config = {
+        .conn = f->conn_config, .stream = STREAM, .block_ms = 200, .count = 3, .max_message = 1024};
+    char err[160];
+    f->reader = redis_reader_new(f->base, &config, on_event, f, err, sizeof err);
+    if (!f->reader)
+        fail_msg("%s", err);
+    run_until(f, reading, 0, "the reader to start");
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    struct timeval ten_ms = {0, 10000};
+    struct redis_publisher_config pub = {STREAM, 10000};
+    char url[160], err[160];
+    assert_non_null(f);
+    log_set_level(LOG_LEVEL_ERROR);
+    redis_test_server_open(&f->server, "evs-redis-reader");
+    f->base = event_base_new();
+    f->tick = event_new(f->base, -1, EV_PERSIST, tick_cb, NULL);
+    assert_int_equal(event_add(f->tick, &ten_ms), 0);
+    snprintf(url, sizeof url, "unix:%s", f->server.sock);
+    assert_int_equal(redis_url_parse(url, &f->conn_config.url, err, sizeof err), 0);
+    f->conn_config.password = REDIS_TEST_PASSWORD;
+    f->conn_config.connect_timeout_ms = 2000;
+    f->conn_config.reply_timeout_ms = 2000;
+    f->conn = redis_conn_new(f->base, &f->conn_config, &events, f);
+    run_until(f, conn_ready, 0, "the publishing connection");
+    f->pub = redis_publisher_new(f->conn, &pub, err, sizeof err);
+    assert_non_null(f->pub);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    redis_reader_free(f->reader);
+    redis_publisher_free(f->pub);
+    redis_conn_free(f->conn);
+    redis_test_server_close(&f->server);
+    event_free(f->tick);
+    event_base_free(f->base);
+    free(f);
+    return 0;
+}
+
+static void test_a_new_reader_starts_at_the_end_then_gets_each_event_once_in_order(void **state)
+{
+    struct fixture *f = *state;
+    for (int i = 1; i <= 3; i++)
+        publish(f, i);
+    run_until(f, published_at_least, 3, "three events before the reader");
+    start_reader(f);
+    assert_string_equal(redis_reader_last_id(f->reader), "3-1");
+    for (int i = 4; i <= 10; i++) /* more than one COUNT's worth */
+        publish(f, i);
+    run_until(f, seen_at_least, 7, "seven events");
+    for (size_t i = 0; i < 7; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "{\"type\":\"event\",\"event\":\"t\",\"data\":%zu}", i + 4);
+        assert_int_equal(f->number[i], i + 4);
+        assert_true(f->run[i] == f->run[0] && f->run[0] != 0);
+        assert_string_equal(f->message[i], want);
+    }
+    run_until(f, published_at_least, 10, "every publish answered");
+    event_base_loop(f->base, EVLOOP_NONBLOCK);
+    assert_int_equal(f->seen, 7);
+    assert_int_equal(f->publish_failed, 0);
+}
+
+static void test_an_empty_stream_is_read_from_its_start(void **state)
+{
+    struct fixture *f = *state;
+    start_reader(f);
+    assert_string_equal(redis_reader_last_id(f->reader), "0-0");
+    publish(f, 1);
+    run_until(f, seen_at_least, 1, "the first event");
+    assert_int_equal(f->number[0], 1);
+    run_until(f, published_at_least, 1, "the publish answered");
+    assert_int_equal(f->publish_failed, 0);
+}
+
+static void test_entries_that_are_not_ours_are_skipped_and_counted(void **state)
+{
+    struct fixture *f = *state;
+    struct redis_reader_stats s;
+    start_reader(f);
+    publish(f, 1);
+    run_until(f, seen_at_least, 1, "the first event");
+    /* Foreign entries, each wrong in one way, with ids after ours. */
+    command(f, 9,
+            (const char *[]){"XADD", STREAM, "2-1", "e", "00000000000000ff", "t", "t", "x", "y"});
+    command(f, 9,
+            (const char *[]){"XADD", STREAM, "3-1", "e", "00000000000000FF", "t", "t", "m",
+                             "{\"type\":\"event\",\"event\":\"t\"}"});
+    command(f, 9,
+            (const char *[]){"XADD", STREAM, "4-1", "e", "00000000000000ff", "t", "t", "m",
+                             "not json"});
+    command(f, 9,
+            (const char *[]){"XADD", STREAM, "5-7", "e", "00000000000000ff", "t", "t", "m",
+                             "{\"type\":\"event\",\"event\":\"t\"}"});
+    command(f, 5, (const char *[]){"XADD", STREAM, "6-1", "only", "this"});
+    run_until(f, skipped_at_least, 5, "five skipped entries");
+    assert_int_equal(f->seen, 1);
+    assert_string_equal(redis_reader_last_id(f->reader), "6-1");
+    redis_reader_get_stats(f->reader, &s);
+    assert_int_equal(s.entries, 1);
+    assert_int_equal(s.skipped, 5);
+    run_until(f, published_at_least, 1, "the publish answered");
+    assert_int_equal(f->publish_failed, 0);
+}
+
+static void test_a_reader_cut_off_gets_what_came_meanwhile_once_in_order(void **state)
+{
+    struct fixture *f = *state;
+    struct redis_reader_stats s;
+    start_reader(f);
+    publish(f, 1);
+    run_until(f, seen_at_least, 1, "the first event");
+    /* Kill the reader's connection (the one blocked in XREAD); publish while
+     * it reconnects. */
+    command(f, 4, (const char *[]){"CLIENT", "KILL", "SKIPME", "yes"});
+    run_until(f, conn_ready, 0, "the tests' connection again");
+    for (int i = 2; i <= 6; i++)
+        publish(f, i);
+    run_until(f, seen_at_least, 6, "the events published meanwhile");
+    for (size_t i = 0; i < 6; i++)
+        assert_int_equal(f->number[i], i + 1);
+    redis_reader_get_stats(f->reader, &s);
+    assert_true(s.conn.connects >= 2);
+    run_until(f, published_at_least, 6, "every publish answered");
+    event_base_loop(f->base, EVLOOP_NONBLOCK);
+    assert_int_equal(f->seen, 6);
+    assert_int_equal(f->publish_failed, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_a_new_reader_starts_at_the_end_then_gets_each_event_once_in_order, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(test_an_empty_stream_is_read_from_its_start, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_entries_that_are_not_ours_are_skipped_and_counted,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_reader_cut_off_gets_what_came_meanwhile_once_in_order, setup, teardown),
+    };
+    signal(SIGPIPE, SIG_IGN);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
