@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 
 #include "core/clock.h"
@@ -48,6 +47,91 @@ struct redis_conn {
 };
 
 static void conn_start(struct redis_conn *c);
+static void conn_drop(struct redis_conn *c, const char *reason);
+
+/* --- the event loop's side of a hiredis context ---------------------------
+ *
+ * hiredis's own libevent adapter, with one check more: hiredis keeps a reply
+ * that is still arriving in its reader's buffer, as long as the length it
+ * announced ("$100000000000"), so before each read the bytes it holds are
+ * held to REDIS_CONN_UNREAD_MAX: past it the connection drops. */
+
+struct adapter {
+    redisAsyncContext *ac;
+    struct event *read, *write;
+};
+
+static void adapter_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct adapter *a = arg;
+    const redisReader *reader = a->ac->c.reader;
+    if (reader && reader->len - reader->pos > REDIS_CONN_UNREAD_MAX) {
+        struct redis_conn *c = a->ac->data;
+        if (c) {
+            conn_drop(c, "a reply over the size limit");
+            return;
+        }
+    }
+    redisAsyncHandleRead(a->ac);
+}
+
+static void adapter_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    redisAsyncHandleWrite(((struct adapter *)arg)->ac);
+}
+
+static void adapter_add_read(void *arg)
+{
+    event_add(((struct adapter *)arg)->read, NULL);
+}
+
+static void adapter_del_read(void *arg)
+{
+    event_del(((struct adapter *)arg)->read);
+}
+
+static void adapter_add_write(void *arg)
+{
+    event_add(((struct adapter *)arg)->write, NULL);
+}
+
+static void adapter_del_write(void *arg)
+{
+    event_del(((struct adapter *)arg)->write);
+}
+
+static void adapter_cleanup(void *arg)
+{
+    struct adapter *a = arg;
+    event_free(a->read);
+    event_free(a->write);
+    free(a);
+}
+
+static int adapter_attach(redisAsyncContext *ac, struct event_base *base)
+{
+    struct adapter *a = calloc(1, sizeof *a);
+    if (!a)
+        return -1;
+    a->ac = ac;
+    a->read = event_new(base, ac->c.fd, EV_READ | EV_PERSIST, adapter_read_cb, a);
+    a->write = event_new(base, ac->c.fd, EV_WRITE | EV_PERSIST, adapter_write_cb, a);
+    if (!a->read || !a->write) {
+        if (a->read)
+            event_free(a->read);
+        if (a->write)
+            event_free(a->write);
+        free(a);
+        return -1;
+    }
+    ac->ev.addRead = adapter_add_read;
+    ac->ev.delRead = adapter_del_read;
+    ac->ev.addWrite = adapter_add_write;
+    ac->ev.delWrite = adapter_del_write;
+    ac->ev.cleanup = adapter_cleanup;
+    ac->ev.data = a;
+    return 0;
+}
 
 static void arm_deadline(struct redis_conn *c)
 {
@@ -230,7 +314,7 @@ static void conn_start(struct redis_conn *c)
     }
     ac->data = c;
     ac->c.reader->fn = &redis_reply_bounded; /* before any byte of a reply */
-    if (redisLibeventAttach(ac, c->base) != REDIS_OK) {
+    if (adapter_attach(ac, c->base) < 0) {
         redisAsyncFree(ac);
         conn_gone(c, "connect: attaching to the event loop failed");
         return;

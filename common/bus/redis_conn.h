@@ -31,6 +31,8 @@
 #define REDIS_CONN_BACKOFF_MIN_MS 50
 #define REDIS_CONN_BACKOFF_MAX_MS 1000
 #define REDIS_CONN_PASSWORD_MAX 512
+/* Bytes of replies not yet whole that a connection holds before it drops. */
+#define REDIS_CONN_UNREAD_MAX (REDIS_REPLY_STRING_MAX + 1024u * 1024)
 
 struct redis_conn_config {
     struct redis_url url;

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -314,6 +315,106 @@ static void test_free_reports_every_pending_command_once(void **state)
     assert_int_equal(f->lost, 0); /* no events once freed */
 }
 
+/* A server that is not Redis at the URL: it answers the handshake's PING,
+ * then answers the next command with a string announced as 100 GB and
+ * sends bytes of it for as long as the connection lasts. */
+struct flood {
+    int listen_fd, fd;
+    struct event *accept_ev, *io_ev;
+    bool ponged, flooding;
+    size_t sent;
+    char chunk[1 << 16];
+};
+
+static void flood_io_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct flood *fl = arg;
+    char buf[4096];
+    if (what & EV_READ) {
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) {
+            event_free(fl->io_ev);
+            fl->io_ev = NULL;
+            close(fl->fd);
+            fl->fd = -1;
+            return;
+        }
+        if (!fl->ponged) {
+            fl->ponged = true;
+            assert_int_equal(send(fd, "+PONG\r\n", 7, MSG_NOSIGNAL), 7);
+        } else if (!fl->flooding) {
+            fl->flooding = true;
+            assert_int_equal(send(fd, "$100000000000\r\n", 15, MSG_NOSIGNAL), 15);
+        }
+    }
+    if (fl->flooding && (what & EV_WRITE)) {
+        ssize_t n = send(fd, fl->chunk, sizeof fl->chunk, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0)
+            fl->sent += (size_t)n;
+    }
+}
+
+static void flood_accept_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct flood *fl = arg;
+    struct event_base *base = event_get_base(fl->accept_ev);
+    if (fl->fd >= 0) { /* one connection at a time: a reconnect replaces it */
+        event_free(fl->io_ev);
+        close(fl->fd);
+    }
+    fl->ponged = fl->flooding = false;
+    fl->fd = accept(fd, NULL, NULL);
+    assert_true(fl->fd >= 0);
+    evutil_make_socket_nonblocking(fl->fd);
+    fl->io_ev = event_new(base, fl->fd, EV_READ | EV_WRITE | EV_PERSIST, flood_io_cb, fl);
+    event_add(fl->io_ev, NULL);
+}
+
+static bool lost_once(struct fixture *f, const void *arg)
+{
+    return f->lost >= 1;
+}
+
+static void test_a_reply_over_the_size_limit_drops_the_connection(void **state)
+{
+    struct fixture *f = *state;
+    struct flood *fl = calloc(1, sizeof *fl);
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    char url[160];
+    const int one = 1;
+    struct answer a;
+    assert_non_null(fl);
+    memset(fl->chunk, 'x', sizeof fl->chunk);
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s/flood.sock", f->server.dir);
+    fl->listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    fl->fd = -1;
+    assert_int_equal(bind(fl->listen_fd, (struct sockaddr *)&sun, sizeof sun), 0);
+    assert_int_equal(listen(fl->listen_fd, 4), 0);
+    fl->accept_ev = event_new(f->base, fl->listen_fd, EV_READ | EV_PERSIST, flood_accept_cb, fl);
+    event_add(fl->accept_ev, NULL);
+    snprintf(url, sizeof url, "unix:%s", sun.sun_path);
+    connect_with(f, url, NULL, 60000);
+    run_until(f, ready_times, &one, "ready at the impostor");
+    command(f, &a, 1, (const char *[]){"PING"});
+    run_until(f, answered, &a, "the command to fail");
+    assert_int_equal(a.type, -1);
+    run_until(f, lost_once, NULL, "the connection to drop");
+    if (!strstr(f->lost_reason, "size limit"))
+        fail_msg("reason: %s", f->lost_reason);
+    /* It read about the limit, not what was sent after. */
+    assert_true(fl->sent >= REDIS_CONN_UNREAD_MAX);
+    redis_conn_free(f->conn);
+    f->conn = NULL;
+    if (fl->io_ev)
+        event_free(fl->io_ev);
+    event_free(fl->accept_ev);
+    if (fl->fd >= 0)
+        close(fl->fd);
+    close(fl->listen_fd);
+    unlink(sun.sun_path);
+    free(fl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -329,6 +430,8 @@ int main(void)
             test_a_server_that_stops_answering_is_dropped_at_the_reply_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_reports_every_pending_command_once, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_a_reply_over_the_size_limit_drops_the_connection,
+                                        setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);
