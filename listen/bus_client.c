@@ -1,5 +1,7 @@
 #include "bus_client.h"
 
+#include <stdio.h>
+
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 #include "bus_link.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "sent_history.h"
 
 /* One event on its way. It is freed when it has completed (reported to the
@@ -351,3 +354,71 @@ int bus_client_all_tried(const struct bus_client *bus)
 {
     return bus->tried_count >= bus->link_count;
 }
+
+/* --- behind bus.h ---------------------------------------------------------- */
+
+static void *ops_publish(void *engine, struct publish_event *event, bus_publish_done_fn done,
+                         void *arg)
+{
+    return bus_client_publish(engine, event, done, arg);
+}
+
+static void ops_cancel(void *publish)
+{
+    bus_client_publish_cancel(publish);
+}
+
+static void ops_abort(void *engine)
+{
+    bus_client_abort(engine);
+}
+
+static bool ops_all_tried(const void *engine)
+{
+    return bus_client_all_tried(engine);
+}
+
+static bool ops_available(const void *engine)
+{
+    struct bus_client_stats s;
+    bus_client_get_stats(engine, &s);
+    return s.ready > 0;
+}
+
+static void ops_write_metrics(const void *engine, struct evbuffer *out)
+{
+    struct bus_client_stats bus;
+    bus_client_get_stats(engine, &bus);
+    metrics_single(out, "evs_listen_bus_links", "gauge", "configured broadcast daemons", bus.links);
+    metrics_single(out, "evs_listen_bus_links_ready", "gauge",
+                   "broadcast daemons connected and ready", bus.ready);
+    metrics_single(out, "evs_listen_bus_reconnects_total", "counter",
+                   "bus connections re-established after a loss", bus.reconnects);
+    metrics_single(out, "evs_listen_bus_events_in_flight", "gauge",
+                   "events sent on the bus and not yet acked", bus.in_flight);
+    metrics_single(out, "evs_listen_bus_events_waiting", "gauge",
+                   "events waiting for a broadcast daemon", bus.waiting);
+    metrics_single(out, "evs_listen_history_events", "gauge",
+                   "events kept for broadcast daemons that connect later", bus.history_events);
+    metrics_single(out, "evs_listen_history_bytes", "gauge",
+                   "memory those events hold, as HISTORY_BYTES counts it", bus.history_bytes);
+    metrics_single(out, "evs_listen_history_sent_total", "counter",
+                   "kept events sent to broadcast daemons that connected", bus.history_sent);
+}
+
+static void ops_status(const void *engine, char *buf, size_t len)
+{
+    struct bus_client_stats bus;
+    bus_client_get_stats(engine, &bus);
+    snprintf(buf, len, "%zu/%zu broadcast daemons connected", bus.ready, bus.links);
+}
+
+static void ops_free(void *engine)
+{
+    bus_client_free(engine);
+}
+
+const struct bus_ops bus_client_ops = {
+    ops_publish,   ops_cancel,        ops_abort,  ops_all_tried,
+    ops_available, ops_write_metrics, ops_status, ops_free,
+};

@@ -1,9 +1,7 @@
-/* The listen daemon's side of the bus: hands each accepted event to every
- * connected broadcast daemon and reports when all of them have acked it.
- *
- * This is the transport-neutral interface the publish handler uses; the
- * UNIX-socket connections behind it are bus_link.h. A second transport (a
- * broker) would be another kind of link behind the same calls.
+/* The listen daemon's side of the UNIX-socket bus: hands each accepted
+ * event to every connected broadcast daemon and reports when all of them
+ * have acked it. The publish handler reaches it through bus.h
+ * (bus_client_ops); the connections behind it are bus_link.h.
  *
  * Semantics (the publisher's 200 depends on them):
  *  - An event goes to every link that is ready (handshake done) at the
@@ -22,12 +20,13 @@
  *    an event that never went out takes none: a broadcast daemon that sees
  *    a number skipped knows it missed an event.
  */
-#ifndef EVS_LISTEN_BUS_H
-#define EVS_LISTEN_BUS_H
+#ifndef EVS_LISTEN_BUS_CLIENT_H
+#define EVS_LISTEN_BUS_CLIENT_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bus.h"
 #include "bus/history_limits.h"
 #include "publish_body.h"
 
@@ -43,15 +42,10 @@ struct bus_client_config {
     struct history_limits history; /* of the events kept for links that connect later */
 };
 
-enum bus_publish_status {
-    BUS_PUBLISH_OK = 0,
-    BUS_PUBLISH_UNAVAILABLE = -1,
-};
-
-/* status: BUS_PUBLISH_OK or BUS_PUBLISH_UNAVAILABLE; id: the event's id
- * (EVENT_ID_LEN characters, NUL-terminated, borrowed for the call) when OK,
- * else NULL. */
-typedef void (*bus_client_publish_done_fn)(void *arg, int status, const char *id);
+/* status: BUS_PUBLISH_OK or BUS_PUBLISH_UNAVAILABLE (bus.h); id: the
+ * event's id (EVENT_ID_LEN characters, NUL-terminated, borrowed for the
+ * call) when OK, else NULL. */
+typedef bus_publish_done_fn bus_client_publish_done_fn;
 
 struct bus_client_stats {
     size_t links;          /* configured */
@@ -91,5 +85,8 @@ void bus_client_get_stats(const struct bus_client *bus, struct bus_client_stats 
 
 /* true once every link has been tried at least once (start-up readiness). */
 int bus_client_all_tried(const struct bus_client *bus);
+
+/* This engine behind bus.h: engine is a struct bus_client *. */
+extern const struct bus_ops bus_client_ops;
 
 #endif

@@ -77,7 +77,7 @@ static const struct cfg_program program = {
 struct listen_daemon {
     struct daemon daemon;
     struct http_server *http;
-    struct bus_client *bus;
+    struct bus bus;
     struct publish_api api;
     struct event *ready_timer, *abort_timer;
     int http_fd;
@@ -96,11 +96,10 @@ static int listen_check_settings(char *err, size_t err_len)
 static void listen_status_line(void *arg, char *buf, unsigned len)
 {
     struct listen_daemon *d = arg;
-    struct bus_client_stats bus;
-    bus_client_get_stats(d->bus, &bus);
-    snprintf(buf, len,
-             "%zu/%zu broadcast daemons connected, %llu publishes in flight, %llu accepted",
-             bus.ready, bus.links, (unsigned long long)d->api.counters.in_flight,
+    char bus[160];
+    d->bus.ops->status(d->bus.engine, bus, sizeof bus);
+    snprintf(buf, len, "%s, %llu publishes in flight, %llu accepted", bus,
+             (unsigned long long)d->api.counters.in_flight,
              (unsigned long long)d->api.counters.accepted);
 }
 
@@ -110,7 +109,7 @@ static void ready_check_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct listen_daemon *d = arg;
     struct timeval tick = {0, 10 * 1000};
-    if (!bus_client_all_tried(d->bus)) {
+    if (!d->bus.ops->all_tried(d->bus.engine)) {
         evtimer_add(d->ready_timer, &tick);
         return;
     }
@@ -124,7 +123,7 @@ static void abort_bus_cb(evutil_socket_t fd, short what, void *arg)
     struct listen_daemon *d = arg;
     log_warn("shutdown grace ending: answering %llu publishes still in flight with 503",
              (unsigned long long)d->api.counters.in_flight);
-    bus_client_abort(d->bus);
+    d->bus.ops->abort(d->bus.engine);
 }
 
 static void listen_stop(struct daemon *daemon, int sig, void *arg)
@@ -167,13 +166,14 @@ static int listen_start(struct daemon *daemon, void *arg)
     bus_config.wait_ms = (unsigned)settings.bus_wait_ms;
     bus_config.ack_timeout_ms = (unsigned)settings.bus_ack_timeout_ms;
     bus_config.history = daemon_history_limits(&settings.daemon);
-    d->bus = bus_client_new(daemon->base, &bus_config);
+    d->bus.ops = &bus_client_ops;
+    d->bus.engine = bus_client_new(daemon->base, &bus_config);
     d->api.auth = daemon->auth;
-    d->api.bus = d->bus;
+    d->api.bus = &d->bus;
     d->api.metrics_token = daemon->metrics_token;
     d->http = http_server_new(daemon->base, &limits, publish_api_handle, &d->api);
     d->api.http = d->http;
-    if (!d->bus || !d->http) {
+    if (!d->bus.engine || !d->http) {
         log_error("out of memory during start-up");
         return -1;
     }
@@ -206,7 +206,8 @@ static void listen_teardown(void *arg)
 {
     struct listen_daemon *d = arg;
     http_server_free(d->http);
-    bus_client_free(d->bus);
+    if (d->bus.engine)
+        d->bus.ops->free(d->bus.engine);
     if (d->ready_timer)
         event_free(d->ready_timer);
     if (d->abort_timer)

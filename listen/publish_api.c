@@ -8,7 +8,7 @@
 
 #include "auth/auth_store.h"
 #include "bus/event_id.h"
-#include "bus_client.h"
+#include "bus.h"
 #include "core/clock.h"
 #include "net/http_server.h"
 #include "core/log.h"
@@ -21,7 +21,7 @@
 struct pending_publish {
     struct publish_api *api;
     struct http_exchange *ex;
-    struct bus_client_publish *publish;
+    void *publish;    /* the bus engine's handle */
     uint64_t started; /* clock_now_ns() when handling began */
 };
 
@@ -74,7 +74,7 @@ static void pending_cancel_cb(void *arg)
 {
     struct pending_publish *pending = arg;
     pending->api->counters.in_flight--;
-    bus_client_publish_cancel(pending->publish);
+    pending->api->bus->ops->cancel(pending->publish);
     free(pending);
 }
 
@@ -172,7 +172,7 @@ static void handle_publish(struct publish_api *api, struct http_exchange *ex)
     pending->started = started;
     log_debug("publish from %s: event type of %zu bytes, message of %zu bytes",
               http_exchange_peer(ex), event.type_len, event.message_len);
-    pending->publish = bus_client_publish(api->bus, &event, pending_done_cb, pending);
+    pending->publish = api->bus->ops->publish(api->bus->engine, &event, pending_done_cb, pending);
     if (!pending->publish) {
         free(pending);
         http_exchange_respond_code(ex, 500, "INTERNAL_ERROR");
@@ -184,9 +184,7 @@ static void handle_publish(struct publish_api *api, struct http_exchange *ex)
 
 static void handle_healthz(struct publish_api *api, struct http_exchange *ex)
 {
-    struct bus_client_stats stats;
-    bus_client_get_stats(api->bus, &stats);
-    if (stats.ready > 0)
+    if (api->bus->ops->available(api->bus->engine))
         http_exchange_respond_code(ex, 200, "OK");
     else
         http_exchange_respond_code(ex, 503, "BROADCAST_UNAVAILABLE");
@@ -196,9 +194,6 @@ static void write_metrics(struct publish_api *api, struct evbuffer *out)
 {
     const struct http_server_stats *http = http_server_stats(api->http);
     const struct publish_api_counters *c = &api->counters;
-    struct bus_client_stats bus;
-    bus_client_get_stats(api->bus, &bus);
-
     metrics_family(out, "evs_listen_publishes_total", "counter", "POST /event answers, by code");
     metrics_sample(out, "evs_listen_publishes_total", "code=\"OK\"", c->accepted);
     metrics_sample(out, "evs_listen_publishes_total", "code=\"UNAUTHENTICATED\"",
@@ -242,21 +237,7 @@ static void write_metrics(struct publish_api *api, struct evbuffer *out)
                    "HTTP connections accepted", http->accepted_connections);
     metrics_single(out, "evs_listen_connections_refused_total", "counter",
                    "HTTP connections refused over the connection cap", http->refused_connections);
-    metrics_single(out, "evs_listen_bus_links", "gauge", "configured broadcast daemons", bus.links);
-    metrics_single(out, "evs_listen_bus_links_ready", "gauge",
-                   "broadcast daemons connected and ready", bus.ready);
-    metrics_single(out, "evs_listen_bus_reconnects_total", "counter",
-                   "bus connections re-established after a loss", bus.reconnects);
-    metrics_single(out, "evs_listen_bus_events_in_flight", "gauge",
-                   "events sent on the bus and not yet acked", bus.in_flight);
-    metrics_single(out, "evs_listen_bus_events_waiting", "gauge",
-                   "events waiting for a broadcast daemon", bus.waiting);
-    metrics_single(out, "evs_listen_history_events", "gauge",
-                   "events kept for broadcast daemons that connect later", bus.history_events);
-    metrics_single(out, "evs_listen_history_bytes", "gauge",
-                   "memory those events hold, as HISTORY_BYTES counts it", bus.history_bytes);
-    metrics_single(out, "evs_listen_history_sent_total", "counter",
-                   "kept events sent to broadcast daemons that connected", bus.history_sent);
+    api->bus->ops->write_metrics(api->bus->engine, out);
 }
 
 static void write_metrics_cb(void *arg, struct evbuffer *out)

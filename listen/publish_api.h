@@ -20,7 +20,7 @@
 struct http_exchange;
 struct http_server;
 struct auth_store;
-struct bus_client;
+struct bus;
 struct metrics_token;
 
 struct publish_api_counters {
@@ -37,7 +37,7 @@ struct publish_api_counters {
 
 struct publish_api {
     struct auth_store *auth;                   /* borrowed */
-    struct bus_client *bus;                    /* borrowed */
+    const struct bus *bus;                     /* borrowed */
     struct http_server *http;                  /* borrowed, for its counters */
     const struct metrics_token *metrics_token; /* borrowed; NULL or none set: open */
     struct publish_api_counters counters;
