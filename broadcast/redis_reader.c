@@ -152,7 +152,9 @@ static void read_reply(void *arg, const redisReply *reply)
         return; /* the connection is gone: ready_cb goes on from last_id */
     r->stats.reads++;
     if (reply->type == REDIS_REPLY_NIL) {
-        read_next(r); /* BLOCK ran out with nothing new */
+        /* BLOCK ran out with nothing new: a moment to see whether the
+         * stream was reset, which XREAD from our id would never show. */
+        ready_cb(r);
         return;
     }
     streams = reply;
@@ -192,9 +194,36 @@ static void read_next(struct redis_reader *r)
         r->in_flight = true;
 }
 
-/* XREVRANGE <stream> + - COUNT 1: where a new reader starts. */
+/* A stream entry id, "<ms>-<seq>", as two numbers; false if it is not one. */
+static bool parse_stream_id(const char *s, uint64_t *ms, uint64_t *seq)
+{
+    char *end;
+    if (*s < '0' || *s > '9')
+        return false;
+    *ms = strtoull(s, &end, 10);
+    if (*end != '-' || end[1] < '0' || end[1] > '9')
+        return false;
+    *seq = strtoull(end + 1, &end, 10);
+    return *end == '\0';
+}
+
+/* Whether id a comes before id b in a stream. */
+static bool stream_id_before(const char *a, const char *b)
+{
+    uint64_t am, as, bm, bs;
+    if (!parse_stream_id(a, &am, &as) || !parse_stream_id(b, &bm, &bs))
+        return false;
+    return am < bm || (am == bm && as < bs);
+}
+
+/* XREVRANGE <stream> + - COUNT 1: where a new reader starts, and, for one
+ * that reads already, whether the stream was reset since (deleted,
+ * flushed, or a Redis restarted without its data): its last entry is then
+ * before the last one read, and it is read again from its start (the
+ * entries carry a new epoch, so the history sees a new run). */
 static void start_reply(void *arg, const redisReply *reply)
 {
+    char top[ID_MAX + 1] = "0-0";
     struct redis_reader *r = arg;
     r->in_flight = false;
     if (!reply)
@@ -214,11 +243,20 @@ static void start_reply(void *arg, const redisReply *reply)
             retry_later(r);
             return;
         }
-        memcpy(r->last_id, entry->element[0]->str, entry->element[0]->len);
-        r->last_id[entry->element[0]->len] = '\0';
+        memcpy(top, entry->element[0]->str, entry->element[0]->len);
+        top[entry->element[0]->len] = '\0';
     }
-    r->started = true;
-    log_info("redis: reading stream %s after %s", r->stream, r->last_id);
+    if (!r->started) {
+        snprintf(r->last_id, sizeof r->last_id, "%s", top);
+        r->started = true;
+        log_info("redis: reading stream %s after %s", r->stream, r->last_id);
+    } else if (stream_id_before(top, r->last_id)) {
+        r->stats.resets++;
+        log_warn("redis: stream %s was reset (its last entry %s is before %s, the last read): "
+                 "reading it from its start",
+                 r->stream, top, r->last_id);
+        snprintf(r->last_id, sizeof r->last_id, "0-0");
+    }
     read_next(r);
 }
 
@@ -229,10 +267,6 @@ static void ready_cb(void *arg)
     size_t lens[6];
     if (r->in_flight || !redis_conn_ready(r->conn))
         return; /* a retry that came after a reconnect, or after the connection went */
-    if (r->started) {
-        read_next(r);
-        return;
-    }
     for (int i = 0; i < 6; i++)
         lens[i] = strlen(argv[i]);
     if (redis_conn_command(r->conn, 6, argv, lens, 0, start_reply, r) == 0)

@@ -6,7 +6,11 @@
  * entry's id, read with XREVRANGE, so that nothing appended between that
  * read and the first XREAD is missed); from then on it reads with XREAD
  * BLOCK from the last id it read, across lost connections: events appended
- * while it was cut off arrive when it is back, in order, once.
+ * while it was cut off arrive when it is back, in order, once. At every
+ * connection and whenever a BLOCK runs out it looks at the stream's last
+ * entry: one before the last it read means the stream was reset (deleted,
+ * flushed, a Redis restarted without its data), and it reads it from its
+ * start.
  *
  * Entries are Redis's and anyone may XADD to the stream: an entry is taken
  * only when its id is "<n>-1" with n from 1, and its fields are exactly
@@ -54,6 +58,7 @@ struct redis_reader_stats {
     uint64_t entries; /* delivered */
     uint64_t skipped; /* entries that were not ours */
     uint64_t errors;  /* error replies and replies of another shape */
+    uint64_t resets;  /* times the stream was found reset and read from its start */
     struct redis_conn_stats conn;
 };
 

@@ -9,10 +9,16 @@
 #include "bus/event_id.h"
 #include "core/error_message.h"
 
-/* See redis_publisher.h. KEYS: stream, meta. ARGV: epoch, max_len, type,
- * message. */
+/* See redis_publisher.h. KEYS: stream, meta. ARGV: 3 random hex digits,
+ * max_len, type, message. A new epoch is Redis's clock (seconds, then
+ * microseconds, in hex) and the 3 digits: 16 hex digits, never 0, and new
+ * each time the meta key is made again. */
 static const char SCRIPT[] =
-    "redis.call('HSETNX', KEYS[2], 'epoch', ARGV[1]) "
+    "if redis.call('HEXISTS', KEYS[2], 'epoch') == 0 then "
+    "local t = redis.call('TIME') "
+    "redis.call('HSET', KEYS[2], 'epoch', string.format('%08x%05x%s', tonumber(t[1]), "
+    "tonumber(t[2]), ARGV[1])) "
+    "end "
     "local e = redis.call('HGET', KEYS[2], 'epoch') "
     "local n = redis.call('HINCRBY', KEYS[2], 'seq', 1) "
     "redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], n .. '-1', 'e', e, 't', ARGV[3], 'm', "
@@ -23,7 +29,7 @@ struct redis_publisher {
     struct redis_conn *conn;
     char stream[REDIS_STREAM_MAX + 1];
     char meta[REDIS_STREAM_MAX + sizeof ":meta"];
-    char epoch[17]; /* this daemon's run, offered as the epoch */
+    char salt[4]; /* 3 random hex digits, the end of a new epoch */
     char max_len[24];
 };
 
@@ -56,7 +62,7 @@ struct redis_publisher *redis_publisher_new(struct redis_conn *conn,
     p->conn = conn;
     memcpy(p->stream, config->stream, len);
     snprintf(p->meta, sizeof p->meta, "%s:meta", p->stream);
-    snprintf(p->epoch, sizeof p->epoch, "%016" PRIx64, event_id_new_run());
+    snprintf(p->salt, sizeof p->salt, "%03x", (unsigned)(event_id_new_run() & 0xfff));
     snprintf(p->max_len, sizeof p->max_len, "%zu", config->max_len ? config->max_len : 1);
     return p;
 }
@@ -116,14 +122,14 @@ int redis_publisher_publish(struct redis_publisher *p, const char *type, size_t 
                             const char *message, size_t message_len, redis_publish_done_fn done,
                             void *arg)
 {
-    const char *argv[9] = {"EVAL",   SCRIPT,     "2",  p->stream, p->meta,
-                           p->epoch, p->max_len, type, message};
+    const char *argv[9] = {"EVAL",  SCRIPT,     "2",  p->stream, p->meta,
+                           p->salt, p->max_len, type, message};
     size_t lens[9] = {4,
                       sizeof SCRIPT - 1,
                       1,
                       strlen(p->stream),
                       strlen(p->meta),
-                      strlen(p->epoch),
+                      strlen(p->salt),
                       strlen(p->max_len),
                       type_len,
                       message_len};

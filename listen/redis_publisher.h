@@ -4,8 +4,9 @@
  * One Lua script per event, run atomically by Redis, keeps the ids of the
  * UNIX bus (bus/event_id.h: a run and a number that counts up by one):
  *
- *   HSETNX <stream>:meta epoch <a new run>   the first listen daemon's run
- *   e = HGET <stream>:meta epoch            stays the stream's epoch
+ *   unless <stream>:meta has an epoch:      a new one: Redis's TIME (seconds,
+ *     HSET <stream>:meta epoch <new>        microseconds) and 3 random hex digits
+ *   e = HGET <stream>:meta epoch            the stream's epoch
  *   n = HINCRBY <stream>:meta seq 1         numbers in the order Redis took them
  *   XADD <stream> MAXLEN ~ <max_len> <n>-1 e <e> t <type> m <message>
  *   return {e, n}

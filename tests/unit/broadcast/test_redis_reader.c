@@ -2,7 +2,9 @@
  * by listen/redis_publisher.c: a new reader starts at the stream's end,
  * then gets every event once, in order, with its id; entries that are not
  * ours are skipped and counted; a reader whose connection is killed comes
- * back and gets what was appended meanwhile, once, in order.
+ * back and gets what was appended meanwhile, once, in order; a stream
+ * that was reset (FLUSHALL) is read again from its start, under its new
+ * epoch.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -276,6 +278,29 @@ static void test_a_reader_cut_off_gets_what_came_meanwhile_once_in_order(void **
     assert_int_equal(f->publish_failed, 0);
 }
 
+static void test_a_stream_that_was_reset_is_read_again_from_its_start(void **state)
+{
+    struct fixture *f = *state;
+    struct redis_reader_stats s;
+    uint64_t old_run;
+    start_reader(f);
+    for (int i = 1; i <= 3; i++)
+        publish(f, i);
+    run_until(f, seen_at_least, 3, "three events");
+    run_until(f, published_at_least, 3, "every publish answered");
+    old_run = f->run[0];
+    /* Redis loses everything while the reader is connected and blocked. */
+    command(f, 1, (const char *[]){"FLUSHALL"});
+    publish(f, 4);
+    run_until(f, seen_at_least, 4, "the first event of the new stream");
+    assert_int_equal(f->number[3], 1); /* numbered from 1 again */
+    assert_true(f->run[3] != old_run); /* under a new epoch */
+    redis_reader_get_stats(f->reader, &s);
+    assert_int_equal(s.resets, 1);
+    run_until(f, published_at_least, 4, "every publish answered");
+    assert_int_equal(f->publish_failed, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -288,6 +313,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_a_reader_cut_off_gets_what_came_meanwhile_once_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_stream_that_was_reset_is_read_again_from_its_start,
+                                        setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);
