@@ -9,7 +9,9 @@
 
 #include <event2/event.h>
 
+#include "bus/bus_codec.h"
 #include "bus_server.h"
+#include "redis_reader.h"
 #include "daemon/daemon.h"
 #include "hub.h"
 #include "net/http_server.h"
@@ -65,6 +67,7 @@ static const struct cfg_option options[] = {
     {"--max-subscriptions", "MAX_SUBSCRIPTIONS", CFG_UINT, "1024",
      "event types one subscriber may subscribe to", &settings.max_subscriptions, 1, 1000000},
     DAEMON_HISTORY_OPTIONS(settings.daemon),
+    DAEMON_REDIS_OPTIONS(settings.daemon),
     {"--max-connections", "MAX_CONNECTIONS", CFG_UINT, "0",
      "open connections allowed (0: the file limit minus a reserve)", &settings.max_connections, 0,
      10000000},
@@ -87,11 +90,25 @@ static const struct cfg_program program = {
     DAEMON_USAGE_NOTES,
 };
 
+/* The Redis engine's connection settings, when REDIS_URL is set. */
+static struct redis_conn_config redis_config;
+static char redis_password[REDIS_CONN_PASSWORD_MAX + 1];
+static bool use_redis;
+
+static int broadcast_check_settings(char *err, size_t err_len)
+{
+    int redis = daemon_redis_config(&settings.daemon, &redis_config, redis_password,
+                                    sizeof redis_password, err, err_len);
+    use_redis = redis == 1;
+    return redis < 0 ? -1 : 0;
+}
+
 struct broadcast_daemon {
     struct daemon daemon;
     struct http_server *http;
     struct http_server *admin;
-    struct bus_server *bus;
+    struct bus_server *bus;     /* the UNIX bus, or NULL */
+    struct redis_reader *redis; /* the Redis stream, or NULL */
     struct hub hub;
     struct ws_api api;
     struct http_server_limits limits;
@@ -156,6 +173,23 @@ static void ensure_socket_folder(const char *path)
         log_warn("cannot create %s: %s", folder, strerror(errno));
 }
 
+/* An event from the Redis stream: fanned out as one from the UNIX bus is
+ * (bus_server.c), the stream having ordered everything. */
+static void on_redis_event(void *arg, const struct redis_reader_event *e)
+{
+    struct broadcast_daemon *d = arg;
+    struct hub_event ev = {
+        .type = (const uint8_t *)e->type,
+        .type_len = e->type_len,
+        .message = (const uint8_t *)e->message,
+        .message_len = e->message_len,
+        .id_offset = e->id_offset,
+        .run = e->run,
+        .number = e->number,
+    };
+    hub_fanout(&d->hub, &ev);
+}
+
 static void broadcast_stop(struct daemon *daemon, int sig, void *arg)
 {
     struct broadcast_daemon *d = arg;
@@ -164,7 +198,8 @@ static void broadcast_stop(struct daemon *daemon, int sig, void *arg)
     http_server_shutdown(d->http);
     if (d->admin)
         http_server_shutdown(d->admin);
-    bus_server_stop(d->bus);
+    if (d->bus)
+        bus_server_stop(d->bus);
     d->hub.stopping = true;
     hub_close_all(&d->hub, 1001, "server shutting down");
 }
@@ -187,8 +222,8 @@ static int broadcast_start(struct daemon *daemon, void *arg)
     }
     /* Sockets passed by the service manager outlive a restart of this
      * daemon, so that listen daemons reconnect into a socket kept open. */
-    bus_fd = service_manager_take_socket("bus");
-    if (bus_fd < 0) {
+    bus_fd = use_redis ? -1 : service_manager_take_socket("bus");
+    if (bus_fd < 0 && !use_redis) {
         ensure_socket_folder(settings.bus_socket);
         bus_fd = net_listen_unix(settings.bus_socket, 64, err, sizeof err);
         if (bus_fd < 0) {
@@ -227,13 +262,30 @@ static int broadcast_start(struct daemon *daemon, void *arg)
     }
     d->hub_ready = true;
     auth_store_set_change_callback(daemon->auth, on_credentials_changed, d);
-    d->bus = bus_server_new(daemon->base, bus_fd, &d->hub);
+    if (use_redis) {
+        struct redis_reader_config config = {.conn = redis_config,
+                                             .stream = settings.daemon.redis_stream,
+                                             .block_ms = 5000,
+                                             .count = 1000,
+                                             .max_message = BUS_MESSAGE_HARD_MAX};
+        d->redis = redis_reader_new(daemon->base, &config, on_redis_event, d, err, sizeof err);
+        if (!d->redis) {
+            log_error("%s", err);
+            return -1;
+        }
+        /* The stream is read from its end: no listen daemon's history to wait for. */
+        hub_bus_peer_greeted(&d->hub);
+        hub_bus_peer_synced(&d->hub);
+    } else {
+        d->bus = bus_server_new(daemon->base, bus_fd, &d->hub);
+    }
     d->http = http_server_new(daemon->base, limits, ws_api_handle, &d->api);
     d->api.hub = &d->hub;
     d->api.bus = d->bus;
+    d->api.redis = d->redis;
     d->api.http = d->http;
     d->api.metrics_token = daemon->metrics_token;
-    if (!d->bus || !d->http) {
+    if ((!d->bus && !d->redis) || !d->http) {
         log_error("out of memory during start-up");
         return -1;
     }
@@ -264,9 +316,11 @@ static int broadcast_serve(struct daemon *daemon, void *arg)
     if (daemon->tls)
         http_server_set_bev_factory(d->http, tls_server_wrap, daemon->tls);
 
-    log_info("listening for subscribers on %s port %u (max %zu connections); bus socket %s",
+    log_info("listening for subscribers on %s port %u (max %zu connections); bus: %s %s",
              *settings.daemon.bind ? settings.daemon.bind : "all addresses",
-             (unsigned)net_local_port(d->tcp_fd), d->limits.max_connections, settings.bus_socket);
+             (unsigned)net_local_port(d->tcp_fd), d->limits.max_connections,
+             use_redis ? "Redis stream" : "socket",
+             use_redis ? settings.daemon.redis_stream : settings.bus_socket);
     service_manager_ready(daemon->manager);
     return 0;
 }
@@ -277,6 +331,7 @@ static void broadcast_teardown(void *arg)
     http_server_free(d->http);
     http_server_free(d->admin);
     bus_server_free(d->bus);
+    redis_reader_free(d->redis);
     if (d->hub_ready)
         hub_free(&d->hub);
     if (d->bus_socket_created)
@@ -289,6 +344,7 @@ int main(int argc, char **argv)
         DAEMON_SPEC_SETTINGS(program, options, settings.daemon),
         .shutdown_grace_ms = SHUTDOWN_GRACE_MS,
         .drain_check_ms = DRAIN_CHECK_MS,
+        .check = broadcast_check_settings,
         .start = broadcast_start,
         .serve = broadcast_serve,
         .stop = broadcast_stop,

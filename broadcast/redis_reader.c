@@ -27,6 +27,7 @@ struct redis_reader {
     bool in_flight;      /* a command of it is waiting for its reply */
     struct event *retry; /* after an error reply */
     char last_id[ID_MAX + 1];
+    uint64_t last_run; /* the epoch of the last event of ours read; 0 before one */
     struct redis_reader_stats stats;
 };
 
@@ -139,6 +140,7 @@ static bool take_entry(struct redis_reader *r, const redisReply *entry)
         return true;
     }
     r->stats.entries++;
+    r->last_run = ev.run;
     r->on_event(r->arg, &ev);
     return true;
 }
@@ -224,6 +226,7 @@ static bool stream_id_before(const char *a, const char *b)
 static void start_reply(void *arg, const redisReply *reply)
 {
     char top[ID_MAX + 1] = "0-0";
+    uint64_t top_run = 0;
     struct redis_reader *r = arg;
     r->in_flight = false;
     if (!reply)
@@ -245,16 +248,24 @@ static void start_reply(void *arg, const redisReply *reply)
         }
         memcpy(top, entry->element[0]->str, entry->element[0]->len);
         top[entry->element[0]->len] = '\0';
+        {
+            struct redis_reader_event ev;
+            const char *id;
+            size_t id_len;
+            if (redis_reader_parse_entry(entry, r->config.max_message, &ev, &id, &id_len) == 1)
+                top_run = ev.run;
+        }
     }
     if (!r->started) {
         snprintf(r->last_id, sizeof r->last_id, "%s", top);
         r->started = true;
         log_info("redis: reading stream %s after %s", r->stream, r->last_id);
-    } else if (stream_id_before(top, r->last_id)) {
+    } else if (stream_id_before(top, r->last_id) ||
+               (top_run && r->last_run && top_run != r->last_run)) {
         r->stats.resets++;
-        log_warn("redis: stream %s was reset (its last entry %s is before %s, the last read): "
-                 "reading it from its start",
-                 r->stream, top, r->last_id);
+        log_warn("redis: stream %s was reset (its last entry %s, epoch %016" PRIx64
+                 ", against %s, epoch %016" PRIx64 ", the last read): reading it from its start",
+                 r->stream, top, top_run, r->last_id, r->last_run);
         snprintf(r->last_id, sizeof r->last_id, "0-0");
     }
     read_next(r);

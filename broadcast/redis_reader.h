@@ -8,9 +8,9 @@
  * BLOCK from the last id it read, across lost connections: events appended
  * while it was cut off arrive when it is back, in order, once. At every
  * connection and whenever a BLOCK runs out it looks at the stream's last
- * entry: one before the last it read means the stream was reset (deleted,
- * flushed, a Redis restarted without its data), and it reads it from its
- * start.
+ * entry: one before the last it read, or of another epoch, means the stream
+ * was reset (deleted, flushed, a Redis restarted without its data), and it
+ * reads it from its start.
  *
  * Entries are Redis's and anyone may XADD to the stream: an entry is taken
  * only when its id is "<n>-1" with n from 1, and its fields are exactly

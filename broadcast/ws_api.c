@@ -7,6 +7,7 @@
 
 #include "auth/auth_store.h"
 #include "bus_server.h"
+#include "redis_reader.h"
 #include "net/http_server.h"
 #include "hub.h"
 #include "core/log.h"
@@ -27,7 +28,9 @@ static bool path_is(const struct http_request_head *head, const char *path)
 static void write_metrics(struct ws_api *api, struct evbuffer *out)
 {
     const struct hub_counters *c = &api->hub->counters;
-    const struct bus_server_counters *bus = bus_server_counters(api->bus);
+    static const struct bus_server_counters no_bus_server;
+    const struct bus_server_counters *bus =
+        api->bus ? bus_server_counters(api->bus) : &no_bus_server;
     const struct http_server_stats *http = http_server_stats(api->http);
     struct history_stats history;
 
@@ -123,6 +126,28 @@ static void write_metrics(struct ws_api *api, struct evbuffer *out)
     metrics_single(out, "evs_broadcast_shared_frame_bytes", "gauge",
                    "bytes held by event frames still queued somewhere", shared_frame_live_bytes());
     auth_store_write_metrics(api->hub->auth, out, "evs_broadcast");
+    if (api->redis) {
+        struct redis_reader_stats r;
+        redis_reader_get_stats(api->redis, &r);
+        metrics_single(out, "evs_broadcast_bus_peers", "gauge",
+                       "bus sources read from (Redis: 1 while its stream is read)",
+                       redis_reader_reading(api->redis) ? 1 : 0);
+        metrics_single(out, "evs_broadcast_redis_reads_total", "counter", "XREAD replies", r.reads);
+        metrics_single(out, "evs_broadcast_redis_entries_total", "counter",
+                       "stream entries delivered", r.entries);
+        metrics_single(out, "evs_broadcast_redis_skipped_total", "counter",
+                       "stream entries that were not events of ours", r.skipped);
+        metrics_single(out, "evs_broadcast_redis_errors_total", "counter",
+                       "error replies and replies of another shape", r.errors);
+        metrics_single(out, "evs_broadcast_redis_resets_total", "counter",
+                       "times the stream was found reset and read from its start", r.resets);
+        metrics_single(out, "evs_broadcast_redis_reconnects_total", "counter",
+                       "connections to Redis re-established after a loss",
+                       r.conn.connects ? r.conn.connects - 1 : 0);
+        metrics_single(out, "evs_broadcast_redis_failures_total", "counter",
+                       "connection attempts that failed and connections lost", r.conn.failures);
+        return;
+    }
     metrics_single(out, "evs_broadcast_bus_peers", "gauge", "listen daemons connected",
                    bus->peers_connected);
     metrics_single(out, "evs_broadcast_bus_protocol_errors_total", "counter",

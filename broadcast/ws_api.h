@@ -11,11 +11,13 @@ struct http_exchange;
 struct http_server;
 struct hub;
 struct bus_server;
+struct redis_reader;
 struct metrics_token;
 
 struct ws_api {
     struct hub *hub;                           /* borrowed */
-    struct bus_server *bus;                    /* borrowed, for its counters */
+    struct bus_server *bus;                    /* borrowed, for its counters; NULL with Redis */
+    struct redis_reader *redis;                /* borrowed; NULL on the UNIX bus */
     struct http_server *http;                  /* borrowed, for its counters */
     const struct metrics_token *metrics_token; /* borrowed; NULL or none set: open */
 };

@@ -7,6 +7,7 @@
 
 #include "bus/bus_codec.h"
 #include "bus_client.h"
+#include "bus_redis.h"
 #include "daemon/daemon.h"
 #include "net/http_server.h"
 #include "net/net.h"
@@ -31,6 +32,10 @@ struct listen_settings {
 };
 
 static struct listen_settings settings;
+/* The Redis engine's connection settings, when REDIS_URL is set. */
+static struct redis_conn_config redis_config;
+static char redis_password[REDIS_CONN_PASSWORD_MAX + 1];
+static bool use_redis;
 
 static const struct cfg_option options[] = {
     {"--port", "LISTEN_PORT", CFG_PORT, "8080", "TCP port for publishers", &settings.port, 0, 0},
@@ -47,6 +52,7 @@ static const struct cfg_option options[] = {
      &settings.bus_ack_timeout_ms, 100, 3600000},
     DAEMON_LOG_LEVEL_OPTION(settings.daemon),
     DAEMON_HISTORY_OPTIONS(settings.daemon),
+    DAEMON_REDIS_OPTIONS(settings.daemon),
     {"--max-body-size", "MAX_BODY_SIZE", CFG_SIZE, "1M",
      "largest publish body accepted (bytes, decoded if chunked; k/M suffixes); larger gets 413",
      &settings.max_body, 64, BUS_MESSAGE_HARD_MAX - 1024},
@@ -86,11 +92,51 @@ struct listen_daemon {
 
 static int listen_check_settings(char *err, size_t err_len)
 {
-    if (settings.max_bodies >= settings.max_body)
+    int redis;
+    if (settings.max_bodies < settings.max_body) {
+        snprintf(err, err_len, "--max-bodies-size (%llu) is below --max-body-size (%llu)",
+                 (unsigned long long)settings.max_bodies, (unsigned long long)settings.max_body);
+        return -1;
+    }
+    redis = daemon_redis_config(&settings.daemon, &redis_config, redis_password,
+                                sizeof redis_password, err, err_len);
+    use_redis = redis == 1;
+    return redis < 0 ? -1 : 0;
+}
+
+/* The bus engine the settings name: Redis with REDIS_URL, else the UNIX bus. */
+static int start_bus(struct listen_daemon *d, struct event_base *base)
+{
+    char err[256];
+    if (use_redis) {
+        struct bus_redis_config config = {.conn = redis_config,
+                                          .stream = settings.daemon.redis_stream,
+                                          .max_len = (size_t)settings.daemon.history_size,
+                                          .wait_ms = (unsigned)settings.bus_wait_ms};
+        if (config.max_len == 0)
+            config.max_len = 1;
+        d->bus.ops = &bus_redis_ops;
+        d->bus.engine = bus_redis_new(base, &config, err, sizeof err);
+        if (!d->bus.engine) {
+            log_error("%s", err);
+            return -1;
+        }
         return 0;
-    snprintf(err, err_len, "--max-bodies-size (%llu) is below --max-body-size (%llu)",
-             (unsigned long long)settings.max_bodies, (unsigned long long)settings.max_body);
-    return -1;
+    } else {
+        struct bus_client_config config;
+        config.paths = (const char *const *)settings.bus_sockets.items;
+        config.path_count = settings.bus_sockets.count;
+        config.wait_ms = (unsigned)settings.bus_wait_ms;
+        config.ack_timeout_ms = (unsigned)settings.bus_ack_timeout_ms;
+        config.history = daemon_history_limits(&settings.daemon);
+        d->bus.ops = &bus_client_ops;
+        d->bus.engine = bus_client_new(base, &config);
+    }
+    if (!d->bus.engine) {
+        log_error("out of memory during start-up");
+        return -1;
+    }
+    return 0;
 }
 
 static void listen_status_line(void *arg, char *buf, unsigned len)
@@ -141,7 +187,6 @@ static int listen_start(struct daemon *daemon, void *arg)
 {
     struct listen_daemon *d = arg;
     struct http_server_limits limits;
-    struct bus_client_config bus_config;
     char err[512];
 
     d->http_fd = service_manager_take_socket("http");
@@ -161,13 +206,8 @@ static int listen_start(struct daemon *daemon, void *arg)
     limits.max_connections = process_connection_cap(
         (size_t)settings.max_connections, daemon->file_limit, 64 + settings.bus_sockets.count);
     d->max_connections = limits.max_connections;
-    bus_config.paths = (const char *const *)settings.bus_sockets.items;
-    bus_config.path_count = settings.bus_sockets.count;
-    bus_config.wait_ms = (unsigned)settings.bus_wait_ms;
-    bus_config.ack_timeout_ms = (unsigned)settings.bus_ack_timeout_ms;
-    bus_config.history = daemon_history_limits(&settings.daemon);
-    d->bus.ops = &bus_client_ops;
-    d->bus.engine = bus_client_new(daemon->base, &bus_config);
+    if (start_bus(d, daemon->base) < 0)
+        return -1;
     d->api.auth = daemon->auth;
     d->api.bus = &d->bus;
     d->api.metrics_token = daemon->metrics_token;
@@ -192,12 +232,16 @@ static int listen_serve(struct daemon *daemon, void *arg)
     if (daemon->tls)
         http_server_set_bev_factory(d->http, tls_server_wrap, daemon->tls);
 
-    log_info("listening for publishers on %s port %u (max %zu connections, body limit %llu "
-             "bytes, %llu for all bodies); %zu bus socket(s)",
-             *settings.daemon.bind ? settings.daemon.bind : "all addresses",
-             (unsigned)net_local_port(d->http_fd), d->max_connections,
-             (unsigned long long)settings.max_body, (unsigned long long)settings.max_bodies,
-             settings.bus_sockets.count);
+    {
+        char bus[200];
+        d->bus.ops->status(d->bus.engine, bus, sizeof bus);
+        log_info("listening for publishers on %s port %u (max %zu connections, body limit %llu "
+                 "bytes, %llu for all bodies); bus: %s",
+                 *settings.daemon.bind ? settings.daemon.bind : "all addresses",
+                 (unsigned)net_local_port(d->http_fd), d->max_connections,
+                 (unsigned long long)settings.max_body, (unsigned long long)settings.max_bodies,
+                 use_redis ? bus : "UNIX sockets");
+    }
     ready_check_cb(-1, 0, d);
     return 0;
 }

@@ -1,11 +1,15 @@
 #include "daemon/daemon.h"
 
+#include <errno.h>
+#include <sys/stat.h>
+
 #include <stdio.h>
 #include <string.h>
 
 #include <event2/event.h>
 
 #include "auth/auth_store.h"
+#include "bus/redis_conn.h"
 #include "net/conn_flush.h"
 #include "net/tls.h"
 
@@ -150,6 +154,48 @@ out:
         event_base_free(d->base);
     cfg_free(spec->options, spec->option_count);
     return status;
+}
+
+int daemon_redis_config(const struct daemon_settings *s, struct redis_conn_config *config,
+                        char *password, size_t password_size, char *err, size_t err_len)
+{
+    const char *file = s->redis_password_file;
+    memset(config, 0, sizeof *config);
+    password[0] = '\0';
+    if (!s->redis_url || !*s->redis_url)
+        return 0;
+    if (redis_url_parse(s->redis_url, &config->url, err, err_len) < 0)
+        return -1;
+    if (file && *file) {
+        struct stat st;
+        size_t len;
+        FILE *f = fopen(file, "r");
+        if (!f) {
+            snprintf(err, err_len, "REDIS_PASSWORD_FILE %s: %s", file, strerror(errno));
+            return -1;
+        }
+        len = fread(password, 1, password_size - 1, f);
+        if (fstat(fileno(f), &st) == 0 && (st.st_mode & S_IROTH))
+            log_warn("REDIS_PASSWORD_FILE %s is readable by other users", file);
+        if (!feof(f) && fgetc(f) != EOF) {
+            fclose(f);
+            snprintf(err, err_len, "REDIS_PASSWORD_FILE %s: over %zu bytes", file,
+                     password_size - 1);
+            return -1;
+        }
+        fclose(f);
+        password[len] = '\0';
+        while (len > 0 && (password[len - 1] == '\n' || password[len - 1] == '\r'))
+            password[--len] = '\0';
+        if (len == 0 || strpbrk(password, "\r\n")) {
+            snprintf(err, err_len, "REDIS_PASSWORD_FILE %s: one line, not empty", file);
+            return -1;
+        }
+        config->password = password;
+    }
+    config->connect_timeout_ms = 5000;
+    config->reply_timeout_ms = 5000;
+    return 1;
 }
 
 struct history_limits daemon_history_limits(const struct daemon_settings *s)

@@ -75,7 +75,8 @@ struct daemon_settings {
     char *key_file;
     enum log_level log_level;
     struct metrics_token_settings metrics;
-    uint64_t history_size, history_bytes, history_ttl_s; /* DAEMON_HISTORY_OPTIONS */
+    uint64_t history_size, history_bytes, history_ttl_s;  /* DAEMON_HISTORY_OPTIONS */
+    char *redis_url, *redis_password_file, *redis_stream; /* DAEMON_REDIS_OPTIONS */
 };
 
 /* The cfg_option entries for s (a struct daemon_settings lvalue), in three
@@ -139,6 +140,38 @@ struct daemon_settings {
 
 /* The history bounds s holds. */
 struct history_limits daemon_history_limits(const struct daemon_settings *s);
+
+/* The Redis engine (bus/redis_conn.h): the same settings on both daemons. */
+#define DAEMON_REDIS_OPTIONS(s)                                                                    \
+    {"--redis-url",                                                                                \
+     "REDIS_URL",                                                                                  \
+     CFG_STRING,                                                                                   \
+     "",                                                                                           \
+     "redis://[user@]host[:port][/db] or unix:/path[?db=N]: the bus is that Redis's stream "       \
+     "(empty: the UNIX bus)",                                                                      \
+     &(s).redis_url,                                                                               \
+     0,                                                                                            \
+     0},                                                                                           \
+        {"--redis-password-file",                                                                  \
+         "REDIS_PASSWORD_FILE",                                                                    \
+         CFG_STRING,                                                                               \
+         "",                                                                                       \
+         "file holding the Redis password, one line (empty: no AUTH)",                             \
+         &(s).redis_password_file,                                                                 \
+         0,                                                                                        \
+         0},                                                                                       \
+    {                                                                                              \
+        "--redis-stream", "REDIS_STREAM", CFG_STRING, "event-server:events",                       \
+            "the Redis stream the events go through", &(s).redis_stream, 0, 0                      \
+    }
+
+/* Fills config from s's Redis settings, reading the password file (at most
+ * REDIS_CONN_PASSWORD_MAX bytes, one line; a warning when other users may
+ * read it). Returns 1 when REDIS_URL is set, 0 when it is not (the UNIX
+ * bus), or -1 with the reason in err. */
+struct redis_conn_config;
+int daemon_redis_config(const struct daemon_settings *s, struct redis_conn_config *config,
+                        char *password, size_t password_size, char *err, size_t err_len);
 
 /* What daemon_run sets up for the daemon's own parts to use (the service
  * manager from spec->serve on). Everything is owned by daemon_run and

@@ -186,6 +186,26 @@ class ServiceCase(unittest.TestCase):
             self.assertTrue(d.running(), d.log())
         return d
 
+    def start_redis(self, password="redis-test-password-long-enough", name="redis"):
+        """Debian's redis-server on a UNIX socket and a loopback port, with
+        requirepass and no persistence; returns once its log says it accepts
+        connections. d.url is the unix: REDIS_URL, d.tcp_url the redis://
+        one, d.password_file a file holding the password (mode 0600)."""
+        port = free_port()
+        sock = os.path.join(self.dir, f"{name}.sock")
+        argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--unixsocket", sock,
+                "--unixsocketperm", "700", "--requirepass", password, "--save", "",
+                "--appendonly", "no", "--dir", self.dir]
+        d = Daemon(argv, self.env(), os.path.join(self.dir, f"{name}.log"))
+        d.url, d.tcp_url, d.port, d.sock = f"unix:{sock}", f"redis://127.0.0.1:{port}", port, sock
+        d.password_file = os.path.join(self.dir, f"{name}.password")
+        with open(d.password_file, "w") as f:
+            f.write(password + "\n")
+        os.chmod(d.password_file, 0o600)
+        self.daemons.append(d)
+        d.wait_log("Ready to accept connections")
+        return d
+
     def start_pair(self, broadcast_args=(), listen_args=()):
         """Both daemons, with the listen daemon connected to the bus."""
         b = self.start_broadcast(*broadcast_args)
