@@ -75,20 +75,7 @@ static bool parse_our_id(const char *s, size_t len, uint64_t *n)
 
 static bool parse_epoch(const redisReply *x, uint64_t *out)
 {
-    uint64_t v = 0;
-    if (!is_string(x) || x->len != 16)
-        return false;
-    for (size_t i = 0; i < 16; i++) {
-        char c = x->str[i];
-        unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
-                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
-                                            : 16;
-        if (d == 16)
-            return false;
-        v = v << 4 | d;
-    }
-    *out = v;
-    return v != 0;
+    return is_string(x) && event_id_parse_run(x->str, x->len, out) == 0;
 }
 
 int redis_reader_parse_entry(const redisReply *entry, size_t max_message,

@@ -1,6 +1,5 @@
 #include "redis_publisher.h"
 
-#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,24 +71,6 @@ void redis_publisher_free(struct redis_publisher *p)
     free(p);
 }
 
-static bool parse_hex64(const char *s, size_t len, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (len != 16)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
-                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
-                                            : 16;
-        if (d == 16)
-            return false;
-        v = v << 4 | d;
-    }
-    *out = v;
-    return true;
-}
-
 int redis_publisher_parse_reply(const redisReply *r, uint64_t *run, uint64_t *number)
 {
     const redisReply *e, *n;
@@ -99,7 +80,7 @@ int redis_publisher_parse_reply(const redisReply *r, uint64_t *run, uint64_t *nu
     n = r->element[1];
     if (!e || !n || e->type != REDIS_REPLY_STRING || !e->str || n->type != REDIS_REPLY_INTEGER)
         return -1;
-    if (!parse_hex64(e->str, e->len, run) || *run == 0 || n->integer < 1)
+    if (event_id_parse_run(e->str, e->len, run) < 0 || n->integer < 1)
         return -1;
     *number = (uint64_t)n->integer;
     return 0;

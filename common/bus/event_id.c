@@ -53,6 +53,15 @@ static int unhex16(const char *text, uint64_t *out)
     return 0;
 }
 
+int event_id_parse_run(const char *text, size_t len, uint64_t *run)
+{
+    uint64_t r;
+    if (len != 16 || unhex16(text, &r) < 0 || r == 0)
+        return -1;
+    *run = r;
+    return 0;
+}
+
 int event_id_parse(const char *text, size_t len, uint64_t *run, uint64_t *number)
 {
     uint64_t r, n;

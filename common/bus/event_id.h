@@ -40,6 +40,11 @@ size_t event_id_format(char out[EVENT_ID_LEN + 1], uint64_t run, uint64_t number
  * non-hex digits, no '-' between, or number 0). */
 int event_id_parse(const char *text, size_t len, uint64_t *run, uint64_t *number);
 
+/* Reads a run alone, as event_id_format writes it (16 lower-case hex
+ * digits): the epoch the Redis engine keeps in its stream. Returns 0 and
+ * sets *run, or -1 when text[0..len) is not one or is run 0. */
+int event_id_parse_run(const char *text, size_t len, uint64_t *run);
+
 /* A new run for a starting listen daemon (never 0). */
 uint64_t event_id_new_run(void);
 
