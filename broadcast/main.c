@@ -186,8 +186,16 @@ static void on_redis_event(void *arg, const struct redis_reader_event *e)
         .id_offset = e->id_offset,
         .run = e->run,
         .number = e->number,
+        .history_only = e->history_only,
     };
     hub_fanout(&d->hub, &ev);
+}
+
+/* The stream's past is in the history: resumes held meanwhile are answered. */
+static void on_redis_loaded(void *arg)
+{
+    struct broadcast_daemon *d = arg;
+    hub_bus_peer_synced(&d->hub);
 }
 
 static void broadcast_stop(struct daemon *daemon, int sig, void *arg)
@@ -267,15 +275,16 @@ static int broadcast_start(struct daemon *daemon, void *arg)
                                              .stream = settings.daemon.redis_stream,
                                              .block_ms = 5000,
                                              .count = 1000,
-                                             .max_message = BUS_MESSAGE_HARD_MAX};
+                                             .max_message = BUS_MESSAGE_HARD_MAX,
+                                             .load_history = history_enabled(d->hub.history),
+                                             .on_loaded = on_redis_loaded};
         d->redis = redis_reader_new(daemon->base, &config, on_redis_event, d, err, sizeof err);
         if (!d->redis) {
             log_error("%s", err);
             return -1;
         }
-        /* The stream is read from its end: no listen daemon's history to wait for. */
+        /* Resumes wait (HUB_RESUME_HELD) until the stream's past is loaded. */
         hub_bus_peer_greeted(&d->hub);
-        hub_bus_peer_synced(&d->hub);
     } else {
         d->bus = bus_server_new(daemon->base, bus_fd, &d->hub);
     }

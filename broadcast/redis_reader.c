@@ -27,11 +27,14 @@ struct redis_reader {
     bool in_flight;      /* a command of it is waiting for its reply */
     struct event *retry; /* after an error reply */
     char last_id[ID_MAX + 1];
-    uint64_t last_run; /* the epoch of the last event of ours read; 0 before one */
+    char load_end[ID_MAX + 1];  /* the stream's end at the start, while loading; else "" */
+    char load_from[ID_MAX + 2]; /* where the load's next XRANGE starts: "-", then "(<id>" */
+    uint64_t last_run; /* the epoch of the last live event read, or of the end at the start */
     struct redis_reader_stats stats;
 };
 
 static void read_next(struct redis_reader *r);
+static void load_next(struct redis_reader *r);
 static void ready_cb(void *arg);
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -107,9 +110,12 @@ int redis_reader_parse_entry(const redisReply *entry, size_t max_message,
     return 1;
 }
 
-/* One stream entry: delivered when it is ours, skipped when not. Returns
- * false when it is not even an entry (the reply is not the stream's). */
-static bool take_entry(struct redis_reader *r, const redisReply *entry)
+/* One stream entry: delivered when it is ours, skipped when not; its id
+ * goes to last (ID_MAX + 1 bytes). history_only: one the load reads.
+ * Returns false when it is not even an entry (the reply is not the
+ * stream's). */
+static bool take_entry(struct redis_reader *r, const redisReply *entry, bool history_only,
+                       char *last)
 {
     struct redis_reader_event ev;
     const char *id;
@@ -117,19 +123,85 @@ static bool take_entry(struct redis_reader *r, const redisReply *entry)
     int rc = redis_reader_parse_entry(entry, r->config.max_message, &ev, &id, &id_len);
     if (rc < 0)
         return false;
-    memcpy(r->last_id, id, id_len);
-    r->last_id[id_len] = '\0';
+    memcpy(last, id, id_len);
+    last[id_len] = '\0';
     if (rc == 0) {
         if (r->stats.skipped++ % REDIS_READER_LOG_EVERY == 0)
             log_warn("redis: stream %s: entry %s is not an event of ours: skipped (%" PRIu64
                      " so far)",
-                     r->stream, r->last_id, r->stats.skipped);
+                     r->stream, last, r->stats.skipped);
         return true;
     }
     r->stats.entries++;
-    r->last_run = ev.run;
+    if (history_only) {
+        r->stats.loaded++;
+    } else {
+        r->last_run = ev.run;
+    }
+    ev.history_only = history_only;
     r->on_event(r->arg, &ev);
     return true;
+}
+
+static bool loading(const struct redis_reader *r)
+{
+    return r->load_end[0] != '\0';
+}
+
+/* The start is over (loaded, or nothing to load): live reading follows. */
+static void load_done(struct redis_reader *r)
+{
+    r->load_end[0] = '\0';
+    log_info("redis: reading stream %s after %s (%" PRIu64 " events of its history loaded)",
+             r->stream, r->last_id, r->stats.loaded);
+    if (r->config.on_loaded)
+        r->config.on_loaded(r->arg);
+}
+
+/* XRANGE <stream> <load_from> <load_end> COUNT <count>: the next part of
+ * the stream's past. */
+static void load_reply(void *arg, const redisReply *reply)
+{
+    struct redis_reader *r = arg;
+    r->in_flight = false;
+    if (!reply)
+        return; /* the connection is gone: ready_cb goes on from load_from */
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        r->stats.errors++;
+        log_warn("redis: XRANGE on %s: %s", r->stream,
+                 reply->type == REDIS_REPLY_ERROR ? reply->str : "a reply of another shape");
+        retry_later(r);
+        return;
+    }
+    for (size_t i = 0; i < reply->elements; i++) {
+        if (!take_entry(r, reply->element[i], true, r->load_from + 1)) {
+            r->stats.errors++;
+            log_warn("redis: XRANGE on %s: an entry of another shape: the load ends there",
+                     r->stream);
+            load_done(r);
+            break;
+        }
+        r->load_from[0] = '(';
+    }
+    if (loading(r) &&
+        (reply->elements < r->config.count || strcmp(r->load_from + 1, r->load_end) == 0))
+        load_done(r);
+    if (loading(r))
+        load_next(r);
+    else
+        read_next(r);
+}
+
+static void load_next(struct redis_reader *r)
+{
+    const char *argv[6] = {"XRANGE", r->stream, r->load_from, r->load_end, "COUNT", r->count};
+    size_t lens[6];
+    if (r->in_flight || !redis_conn_ready(r->conn))
+        return;
+    for (int i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    if (redis_conn_command(r->conn, 6, argv, lens, 0, load_reply, r) == 0)
+        r->in_flight = true;
 }
 
 static void read_reply(void *arg, const redisReply *reply)
@@ -157,7 +229,7 @@ static void read_reply(void *arg, const redisReply *reply)
         return;
     }
     for (size_t i = 0; i < entries->elements; i++) {
-        if (!take_entry(r, entries->element[i])) {
+        if (!take_entry(r, entries->element[i], false, r->last_id)) {
             r->stats.errors++;
             log_warn("redis: XREAD on %s: an entry of another shape", r->stream);
             break;
@@ -245,8 +317,15 @@ static void start_reply(void *arg, const redisReply *reply)
     }
     if (!r->started) {
         snprintf(r->last_id, sizeof r->last_id, "%s", top);
+        r->last_run = top_run;
         r->started = true;
-        log_info("redis: reading stream %s after %s", r->stream, r->last_id);
+        if (r->config.load_history && strcmp(top, "0-0") != 0) {
+            snprintf(r->load_end, sizeof r->load_end, "%s", top);
+            snprintf(r->load_from, sizeof r->load_from, "-");
+            log_info("redis: loading the history of stream %s, up to %s", r->stream, top);
+        } else {
+            load_done(r);
+        }
     } else if (stream_id_before(top, r->last_id) ||
                (top_run && r->last_run && top_run != r->last_run)) {
         r->stats.resets++;
@@ -254,8 +333,13 @@ static void start_reply(void *arg, const redisReply *reply)
                  ", against %s, epoch %016" PRIx64 ", the last read): reading it from its start",
                  r->stream, top, top_run, r->last_id, r->last_run);
         snprintf(r->last_id, sizeof r->last_id, "0-0");
+        if (loading(r))
+            load_done(r); /* what it was loading is gone */
     }
-    read_next(r);
+    if (loading(r))
+        load_next(r);
+    else
+        read_next(r);
 }
 
 static void ready_cb(void *arg)

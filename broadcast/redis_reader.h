@@ -4,8 +4,12 @@
  *
  * At its first ready connection it starts at the stream's end (the last
  * entry's id, read with XREVRANGE, so that nothing appended between that
- * read and the first XREAD is missed); from then on it reads with XREAD
- * BLOCK from the last id it read, across lost connections: events appended
+ * read and the first XREAD is missed). With load_history, it first reads
+ * what the stream holds up to that end (XRANGE, count entries at a time),
+ * as events marked history_only: what a new daemon's history needs for
+ * resumes from before its start. Then it calls on_loaded, once (at once
+ * without load_history), and reads with XREAD BLOCK from that end, then
+ * from the last id it read, across lost connections: events appended
  * while it was cut off arrive when it is back, in order, once. At every
  * connection and whenever a BLOCK runs out it looks at the stream's last
  * entry: one before the last it read, or of another epoch, means the stream
@@ -39,6 +43,8 @@ struct redis_reader_config {
     unsigned block_ms;             /* XREAD BLOCK; 1 to 60,000 */
     unsigned count;                /* XREAD COUNT: entries per read, 1 to _COUNT_MAX */
     size_t max_message;
+    bool load_history;            /* read the stream up to its end first (see above) */
+    void (*on_loaded)(void *arg); /* may be NULL */
 };
 
 /* One event from the stream; borrowed for the call. */
@@ -48,14 +54,16 @@ struct redis_reader_event {
     size_t type_len;
     const char *message;
     size_t message_len;
-    size_t id_offset; /* event_message_id_offset of message */
+    size_t id_offset;  /* event_message_id_offset of message */
+    bool history_only; /* from the stream's past, read at the start: keep, do not fan out */
 };
 
 typedef void (*redis_reader_event_fn)(void *arg, const struct redis_reader_event *event);
 
 struct redis_reader_stats {
     uint64_t reads;   /* XREAD replies */
-    uint64_t entries; /* delivered */
+    uint64_t entries; /* delivered, loaded ones too */
+    uint64_t loaded;  /* of those, read at the start as history (history_only) */
     uint64_t skipped; /* entries that were not ours */
     uint64_t errors;  /* error replies and replies of another shape */
     uint64_t resets;  /* times the stream was found reset and read from its start */
@@ -79,7 +87,8 @@ struct redis_reader *redis_reader_new(struct event_base *base,
                                       size_t err_len);
 void redis_reader_free(struct redis_reader *r);
 
-/* Whether it has its starting point and a ready connection. */
+/* Whether it has its starting point and a ready connection (it may be
+ * loading the history still). */
 bool redis_reader_reading(const struct redis_reader *r);
 
 /* The id of the last entry read ("0-0" before the stream had one). */

@@ -82,6 +82,24 @@ class RedisTest(RedisCase):
             await ws.close()
         run(go())
 
+    def test_a_broadcast_daemon_started_later_resumes_exactly_from_the_stream(self):
+        redis = self.start_redis()
+        b1, l1 = self.machine(redis, "one")
+        kind, other = fresh_type(), fresh_type()
+
+        async def go():
+            ids = [post(l1.port, self.token, k, n) for n, k in enumerate([kind, other, kind, kind])]
+            # A new machine: its history is the stream's, loaded at its start.
+            b2, _ = self.machine(redis, "two")
+            ws, reply = await subscribe(b2.port, self.token, [kind], since=ids[0])
+            self.assertEqual(json.loads(reply), RESUMED)
+            self.assertEqual(metric(b2.port, "evs_broadcast_history_loaded_total"), 4)
+            later = post(l1.port, self.token, kind, 4)
+            self.assertEqual(await receive(ws, 3), [with_id(kind, ids[2], 2), with_id(kind, ids[3], 3),
+                                                    with_id(kind, later, 4)])
+            await ws.close()
+        run(go())
+
     def test_redis_down_is_503_never_200_and_delivery_resumes_when_it_is_back(self):
         redis = self.start_redis()
         b, l = self.machine(redis, "one", listen_args=["--bus-wait-ms", "500"])

@@ -4,7 +4,8 @@
  * ours are skipped and counted; a reader whose connection is killed comes
  * back and gets what was appended meanwhile, once, in order; a stream
  * that was reset (FLUSHALL) is read again from its start, under its new
- * epoch.
+ * epoch; with load_history, a new reader first reads the stream's past, as
+ * history only, then the live events.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -40,6 +41,8 @@ struct fixture {
     size_t seen;
     uint64_t run[MAX_SEEN], number[MAX_SEEN];
     char message[MAX_SEEN][64];
+    bool history_only[MAX_SEEN];
+    int loaded; /* on_loaded calls */
     int published, publish_failed;
 };
 
@@ -50,10 +53,16 @@ static void on_event(void *arg, const struct redis_reader_event *ev)
     assert_true(ev->message_len < sizeof f->message[0]);
     f->run[f->seen] = ev->run;
     f->number[f->seen] = ev->number;
+    f->history_only[f->seen] = ev->history_only;
     memcpy(f->message[f->seen], ev->message, ev->message_len);
     f->message[f->seen][ev->message_len] = '\0';
     assert_true(ev->id_offset > 0 && ev->id_offset <= ev->message_len);
     f->seen++;
+}
+
+static void on_loaded(void *arg)
+{
+    ((struct fixture *)arg)->loaded++;
 }
 
 static void on_published(void *arg, enum redis_publish_status status, uint64_t run, uint64_t number)
@@ -95,6 +104,11 @@ static bool conn_ready(struct fixture *f, size_t n)
 static bool reading(struct fixture *f, size_t n)
 {
     return redis_reader_reading(f->reader);
+}
+
+static bool loaded(struct fixture *f, size_t n)
+{
+    return f->loaded > 0;
 }
 
 static bool seen_at_least(struct fixture *f, size_t n)
@@ -139,15 +153,26 @@ static void command(struct fixture *f, int argc, const char **argv)
     }
 }
 
-static void start_reader(struct fixture *f)
+static void start_reader_with(struct fixture *f, bool load_history)
 {
-    struct redis_reader_config config = {
-        .conn = f->conn_config, .stream = STREAM, .block_ms = 200, .count = 3, .max_message = 1024};
+    struct redis_reader_config config = {.conn = f->conn_config,
+                                         .stream = STREAM,
+                                         .block_ms = 200,
+                                         .count = 3,
+                                         .max_message = 1024,
+                                         .load_history = load_history,
+                                         .on_loaded = on_loaded};
     char err[160];
     f->reader = redis_reader_new(f->base, &config, on_event, f, err, sizeof err);
     if (!f->reader)
         fail_msg("%s", err);
     run_until(f, reading, 0, "the reader to start");
+}
+
+static void start_reader(struct fixture *f)
+{
+    start_reader_with(f, false);
+    assert_int_equal(f->loaded, 1); /* at once: nothing to load */
 }
 
 static int setup(void **state)
@@ -301,6 +326,52 @@ static void test_a_stream_that_was_reset_is_read_again_from_its_start(void **sta
     assert_int_equal(f->publish_failed, 0);
 }
 
+static void test_a_new_reader_loads_the_past_as_history_then_reads_live(void **state)
+{
+    struct fixture *f = *state;
+    struct redis_reader_stats s;
+    for (int i = 1; i <= 4; i++)
+        publish(f, i);
+    run_until(f, published_at_least, 4, "four events");
+    command(f, 5, (const char *[]){"XADD", STREAM, "5-0", "not", "ours"});
+    for (int i = 5; i <= 7; i++) /* three loads of COUNT 3, one of them short */
+        publish(f, i);
+    run_until(f, published_at_least, 7, "seven events before the reader");
+    start_reader_with(f, true);
+    run_until(f, loaded, 0, "the load");
+    assert_int_equal(f->seen, 7);
+    for (size_t i = 0; i < 7; i++) {
+        assert_int_equal(f->number[i], i + 1);
+        assert_true(f->history_only[i]);
+    }
+    assert_string_equal(redis_reader_last_id(f->reader), "7-1");
+    publish(f, 8);
+    publish(f, 9);
+    run_until(f, seen_at_least, 9, "the live events");
+    assert_int_equal(f->number[7], 8);
+    assert_int_equal(f->number[8], 9);
+    assert_false(f->history_only[7]);
+    assert_false(f->history_only[8]);
+    assert_int_equal(f->loaded, 1);
+    redis_reader_get_stats(f->reader, &s);
+    assert_int_equal(s.loaded, 7);
+    assert_int_equal(s.entries, 9);
+    assert_int_equal(s.skipped, 1);
+    run_until(f, published_at_least, 9, "every publish answered");
+    assert_int_equal(f->publish_failed, 0);
+}
+
+static void test_loading_an_empty_stream_ends_at_once(void **state)
+{
+    struct fixture *f = *state;
+    start_reader_with(f, true);
+    assert_int_equal(f->loaded, 1);
+    publish(f, 1);
+    run_until(f, seen_at_least, 1, "the first event");
+    assert_false(f->history_only[0]);
+    run_until(f, published_at_least, 1, "the publish answered");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -315,6 +386,9 @@ int main(void)
             test_a_reader_cut_off_gets_what_came_meanwhile_once_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_stream_that_was_reset_is_read_again_from_its_start,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_new_reader_loads_the_past_as_history_then_reads_live,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loading_an_empty_stream_ends_at_once, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);
