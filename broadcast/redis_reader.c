@@ -30,11 +30,17 @@ struct redis_reader {
     char load_end[ID_MAX + 1];  /* the stream's end at the start, while loading; else "" */
     char load_from[ID_MAX + 2]; /* where the load's next XRANGE starts: "-", then "(<id>" */
     uint64_t last_run; /* the epoch of the last live event read, or of the end at the start */
+    /* At the last reset: the epoch and id last read. Its entries up to that
+     * id were delivered already, should the stream hold them still (only
+     * its meta key was made again). */
+    uint64_t reset_run;
+    char reset_last[ID_MAX + 1];
     struct redis_reader_stats stats;
 };
 
 static void read_next(struct redis_reader *r);
 static void load_next(struct redis_reader *r);
+static bool stream_id_before(const char *a, const char *b);
 static void ready_cb(void *arg);
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -132,6 +138,9 @@ static bool take_entry(struct redis_reader *r, const redisReply *entry, bool his
                      r->stream, last, r->stats.skipped);
         return true;
     }
+    if (!history_only && r->reset_run && ev.run == r->reset_run &&
+        !stream_id_before(r->reset_last, last))
+        return true; /* read before the reset */
     r->stats.entries++;
     if (history_only) {
         r->stats.loaded++;
@@ -332,6 +341,8 @@ static void start_reply(void *arg, const redisReply *reply)
         log_warn("redis: stream %s was reset (its last entry %s, epoch %016" PRIx64
                  ", against %s, epoch %016" PRIx64 ", the last read): reading it from its start",
                  r->stream, top, top_run, r->last_id, r->last_run);
+        r->reset_run = r->last_run;
+        memcpy(r->reset_last, r->last_id, sizeof r->reset_last);
         snprintf(r->last_id, sizeof r->last_id, "0-0");
         if (loading(r))
             load_done(r); /* what it was loading is gone */

@@ -11,7 +11,11 @@
 /* See redis_publisher.h. KEYS: stream, meta. ARGV: 3 random hex digits,
  * max_len, type, message. A new epoch is Redis's clock (seconds, then
  * microseconds, in hex) and the 3 digits: 16 hex digits, never 0, and new
- * each time the meta key is made again. */
+ * each time the meta key is made again. When the stream is ahead of seq
+ * (its last id, even deleted, is at or after <n>-1: an entry added by
+ * another hand, or a meta key deleted alone), n moves past it (XINFO
+ * STREAM's last-generated-id), below 2^53 where Lua's numbers are exact;
+ * any other refusal is the script's error. */
 static const char SCRIPT[] =
     "if redis.call('HEXISTS', KEYS[2], 'epoch') == 0 then "
     "local t = redis.call('TIME') "
@@ -20,8 +24,24 @@ static const char SCRIPT[] =
     "end "
     "local e = redis.call('HGET', KEYS[2], 'epoch') "
     "local n = redis.call('HINCRBY', KEYS[2], 'seq', 1) "
-    "redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], n .. '-1', 'e', e, 't', ARGV[3], 'm', "
-    "ARGV[4]) "
+    "local function add() "
+    "return redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], string.format('%d-1', n), "
+    "'e', e, 't', ARGV[3], 'm', ARGV[4]) "
+    "end "
+    "local r = add() "
+    "if type(r) == 'table' and r.err then "
+    "local info = redis.call('XINFO', 'STREAM', KEYS[1]) "
+    "local ms "
+    "for i = 1, #info - 1, 2 do "
+    "if info[i] == 'last-generated-id' then ms = tonumber(string.match(info[i + 1], '^(%d+)-')) "
+    "end "
+    "end "
+    "if not ms or ms < n or ms >= 9007199254740991 then return r end "
+    "n = ms + 1 "
+    "redis.call('HSET', KEYS[2], 'seq', string.format('%d', n)) "
+    "r = add() "
+    "if type(r) == 'table' and r.err then return r end "
+    "end "
     "return {e, n}";
 
 struct redis_publisher {

@@ -326,6 +326,40 @@ static void test_a_stream_that_was_reset_is_read_again_from_its_start(void **sta
     assert_int_equal(f->publish_failed, 0);
 }
 
+static void test_a_new_epoch_on_the_same_stream_repeats_nothing(void **state)
+{
+    struct fixture *f = *state;
+    struct redis_reader_stats s;
+    start_reader(f);
+    for (int i = 1; i <= 3; i++)
+        publish(f, i);
+    run_until(f, seen_at_least, 3, "three events");
+    run_until(f, published_at_least, 3, "every publish answered");
+    /* The meta key alone is lost: the next events have a new epoch, on the
+     * stream that holds the old ones; the reader finds it on reconnecting. */
+    command(f, 2, (const char *[]){"DEL", STREAM ":meta"});
+    {
+        /* One write: Redis has 4 and 5 before the reader is back. */
+        const char *kill[] = {"CLIENT", "KILL", "SKIPME", "yes"};
+        size_t lens[] = {6, 4, 6, 3};
+        static int calls; /* answered after this block */
+        assert_int_equal(redis_conn_command(f->conn, 4, kill, lens, 0, on_answer, &calls), 0);
+        publish(f, 4);
+        publish(f, 5);
+    }
+    run_until(f, seen_at_least, 5, "the new epoch's events");
+    assert_true(f->run[3] != f->run[0] && f->run[4] == f->run[3]);
+    assert_int_equal(f->number[3], 4); /* numbered past the stream's last id */
+    assert_int_equal(f->number[4], 5);
+    run_until(f, published_at_least, 5, "every publish answered");
+    publish(f, 6);
+    run_until(f, seen_at_least, 6, "one more");
+    assert_int_equal(f->seen, 6);
+    redis_reader_get_stats(f->reader, &s);
+    assert_int_equal(s.entries, 6);
+    assert_int_equal(s.resets, 1);
+}
+
 static void test_a_new_reader_loads_the_past_as_history_then_reads_live(void **state)
 {
     struct fixture *f = *state;
@@ -386,6 +420,8 @@ int main(void)
             test_a_reader_cut_off_gets_what_came_meanwhile_once_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_stream_that_was_reset_is_read_again_from_its_start,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_new_epoch_on_the_same_stream_repeats_nothing, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_a_new_reader_loads_the_past_as_history_then_reads_live,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_loading_an_empty_stream_ends_at_once, setup, teardown),

@@ -2,7 +2,9 @@
  * given by Redis count up by one in the stream's epoch whichever publisher
  * appends, the stream holds each event under "<n>-1" with its epoch, type
  * and message, trimming follows max_len, a flushed Redis starts a new
- * epoch, and an error or a lost connection is never an id.
+ * epoch, a stream ahead of the count (an entry added by another hand, a
+ * meta key deleted alone) is passed, and an error or a lost connection is
+ * never an id.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -233,6 +235,43 @@ static void test_a_flushed_redis_starts_a_new_epoch(void **state)
     assert_true(after.run != before.run);
 }
 
+static void test_a_stream_ahead_of_the_count_is_passed(void **state)
+{
+    struct fixture *f = *state;
+    struct outcome o;
+    struct answer a;
+    uint64_t run, last;
+    char top[sizeof((struct answer *)0)->first];
+    publish(f, f->pub, "t", "{\"type\":\"event\",\"event\":\"t\"}", &o);
+    run_until_calls(f, &o.calls, 1);
+    run = o.run;
+    /* Someone else's entry, with an id of Redis's clock. */
+    command(f, &a, 5, (const char *[]){"XADD", STREAM, "*", "not", "ours"});
+    assert_int_equal(a.type, REDIS_REPLY_STRING);
+    publish(f, f->pub, "t", "{\"type\":\"event\",\"event\":\"t\"}", &o);
+    run_until_calls(f, &o.calls, 1);
+    assert_int_equal(o.status, REDIS_PUBLISH_OK);
+    assert_int_equal(o.run, run);
+    assert_true(o.number == strtoull(a.first, NULL, 10) + 1); /* just past it */
+    /* The count alone deleted (the epoch kept): past the stream's last id
+     * again, even when that entry was deleted. */
+    command(f, &a, 3, (const char *[]){"HDEL", STREAM ":meta", "seq"});
+    command(f, &a, 6, (const char *[]){"XREVRANGE", STREAM, "+", "-", "COUNT", "1"});
+    snprintf(top, sizeof top, "%s", a.first);
+    last = strtoull(top, NULL, 10);
+    assert_int_equal(last, o.number);
+    command(f, &a, 3, (const char *[]){"XDEL", STREAM, top});
+    assert_int_equal(a.integer, 1);
+    publish(f, f->pub, "t", "{\"type\":\"event\",\"event\":\"t\"}", &o);
+    run_until_calls(f, &o.calls, 1);
+    assert_int_equal(o.status, REDIS_PUBLISH_OK);
+    assert_int_equal(o.run, run);
+    assert_int_equal(o.number, last + 1);
+    publish(f, f->pub, "t", "{\"type\":\"event\",\"event\":\"t\"}", &o);
+    run_until_calls(f, &o.calls, 1);
+    assert_int_equal(o.number, last + 2); /* counting on from there */
+}
+
 static void test_the_stream_is_trimmed_near_max_len(void **state)
 {
     struct fixture *f = *state;
@@ -328,6 +367,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_publishers_share_one_epoch_and_one_count, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_flushed_redis_starts_a_new_epoch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_stream_ahead_of_the_count_is_passed, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_the_stream_is_trimmed_near_max_len, setup, teardown),
         cmocka_unit_test_setup_teardown(test_an_error_or_a_lost_connection_is_never_an_id, setup,
                                         teardown),
