@@ -29,6 +29,7 @@ struct bus_redis {
     struct redis_conn_events conn_events;
     struct redis_publisher *publisher;
     unsigned wait_ms;
+    unsigned wait_replicas;
     bool tried;   /* the first connection attempt has ended, either way */
     bool aborted; /* bus_redis_abort: every publish fails */
     bool lost_logged;
@@ -90,6 +91,11 @@ static void reply_cb(void *arg, enum redis_publish_status status, uint64_t run, 
         event_id_format(id, run, number);
         publish_answer(p, BUS_PUBLISH_OK, id);
     } else {
+        if (status == REDIS_PUBLISH_UNREPLICATED && bus->stats.unreplicated++ % 1000 == 0)
+            log_warn("redis %s: fewer than %u replicas confirmed an event in time (%llu so far): "
+                     "503",
+                     bus->url_text, bus->wait_replicas,
+                     (unsigned long long)bus->stats.unreplicated);
         if (status == REDIS_PUBLISH_REFUSED && bus->stats.refused++ % 1000 == 0)
             log_warn("redis %s: the stream refused an event (%llu so far; see the server's log): "
                      "503",
@@ -171,13 +177,18 @@ struct bus_redis *bus_redis_new(struct event_base *base, const struct bus_redis_
                                 char *err, size_t err_len)
 {
     struct bus_redis *bus = calloc(1, sizeof *bus);
-    struct redis_publisher_config pub = {config->stream, config->max_len};
+    struct redis_publisher_config pub = {.stream = config->stream,
+                                         .max_len = config->max_len,
+                                         .wait_replicas = config->wait_replicas,
+                                         .wait_timeout_ms = config->wait_replicas_ms,
+                                         .base = base};
     if (!bus) {
         snprintf(err, err_len, "out of memory");
         return NULL;
     }
     bus->base = base;
     bus->wait_ms = config->wait_ms;
+    bus->wait_replicas = config->wait_replicas;
     list_init(&bus->waiting);
     list_init(&bus->sent);
     list_init(&bus->failing);
@@ -310,6 +321,9 @@ static void ops_write_metrics(const void *engine, struct evbuffer *out)
                    "connections dropped for a late reply", s.conn.timeouts);
     metrics_single(out, "evs_listen_redis_refused_total", "counter",
                    "events the stream refused (503)", s.refused);
+    metrics_single(out, "evs_listen_redis_unreplicated_total", "counter",
+                   "events fewer replicas than REDIS_WAIT_REPLICAS confirmed in time (503)",
+                   s.unreplicated);
 }
 
 static void ops_status(const void *engine, char *buf, size_t len)

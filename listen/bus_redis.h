@@ -27,6 +27,7 @@ struct bus_redis_config {
     const char *stream; /* copied */
     size_t max_len;     /* the stream's length, trimmed approximately: HISTORY_SIZE */
     unsigned wait_ms;   /* how long an event waits for a ready connection */
+    unsigned wait_replicas, wait_replicas_ms; /* REDIS_WAIT_REPLICAS, REDIS_WAIT_MS */
 };
 
 struct bus_redis_stats {
@@ -34,6 +35,7 @@ struct bus_redis_stats {
     size_t waiting;   /* events waiting for a ready connection */
     size_t in_flight; /* sent, reply not yet come */
     uint64_t accepted, refused, unavailable;
+    uint64_t unreplicated; /* taken by Redis, fewer replicas than asked confirmed it (503) */
     struct redis_conn_stats conn;
 };
 

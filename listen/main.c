@@ -22,6 +22,7 @@ struct listen_settings {
     struct daemon_settings daemon;
     struct cfg_list bus_sockets;
     uint64_t bus_wait_ms;
+    uint64_t redis_wait_replicas, redis_wait_ms;
     uint64_t bus_ack_timeout_ms;
     uint64_t max_body;
     uint64_t max_bodies;
@@ -47,6 +48,12 @@ static const struct cfg_option options[] = {
     {"--bus-wait-ms", "BUS_WAIT_MS", CFG_UINT, "5000",
      "how long a publish waits for a broadcast daemon before 503", &settings.bus_wait_ms, 0,
      3600000},
+    {"--redis-wait-replicas", "REDIS_WAIT_REPLICAS", CFG_UINT, "0",
+     "with REDIS_URL: a publish is 200 only once this many Redis replicas have it (WAIT, up to "
+     "REDIS_WAIT_MS); fewer is 503",
+     &settings.redis_wait_replicas, 0, 100},
+    {"--redis-wait-ms", "REDIS_WAIT_MS", CFG_UINT, "1000",
+     "how long REDIS_WAIT_REPLICAS waits for the replicas", &settings.redis_wait_ms, 1, 3000},
     {"--bus-ack-timeout-ms", "BUS_ACK_TIMEOUT_MS", CFG_UINT, "5000",
      "a broadcast daemon that leaves an event unacked this long is disconnected",
      &settings.bus_ack_timeout_ms, 100, 3600000},
@@ -112,7 +119,9 @@ static int start_bus(struct listen_daemon *d, struct event_base *base)
         struct bus_redis_config config = {.conn = redis_config,
                                           .stream = settings.daemon.redis_stream,
                                           .max_len = (size_t)settings.daemon.history_size,
-                                          .wait_ms = (unsigned)settings.bus_wait_ms};
+                                          .wait_ms = (unsigned)settings.bus_wait_ms,
+                                          .wait_replicas = (unsigned)settings.redis_wait_replicas,
+                                          .wait_replicas_ms = (unsigned)settings.redis_wait_ms};
         if (config.max_len == 0)
             config.max_len = 1;
         d->bus.ops = &bus_redis_ops;

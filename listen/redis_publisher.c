@@ -50,13 +50,92 @@ struct redis_publisher {
     char meta[REDIS_STREAM_MAX + sizeof ":meta"];
     char salt[4]; /* 3 random hex digits, the end of a new epoch */
     char max_len[24];
+    unsigned wait_replicas;
+    char wait_replicas_text[12], wait_timeout_text[12];
+    struct event *wait_event; /* sends the WAIT for the publishes on unwaited */
+    struct publish *unwaited; /* sent, and no WAIT after them yet, in order */
+    struct publish **unwaited_end;
 };
 
-/* One publish waiting for its reply. */
+/* One publish waiting for its replies: the script's, and the WAIT's after
+ * it when replicas are waited for. */
 struct publish {
     redis_publish_done_fn done;
     void *arg;
+    int answers; /* replies still to come */
+    enum redis_publish_status status, wait_status;
+    uint64_t run, number;
+    struct publish *next; /* on unwaited, then in its WAIT's batch */
 };
+
+/* The publishes one WAIT answers for. */
+struct wait_batch {
+    struct publish *first;
+    unsigned replicas;
+};
+
+static void answered(struct publish *pub)
+{
+    enum redis_publish_status status = pub->status;
+    if (--pub->answers > 0)
+        return;
+    if (status == REDIS_PUBLISH_OK && pub->wait_status != REDIS_PUBLISH_OK)
+        status = pub->wait_status;
+    if (status == REDIS_PUBLISH_OK)
+        pub->done(pub->arg, status, pub->run, pub->number);
+    else
+        pub->done(pub->arg, status, 0, 0);
+    free(pub);
+}
+
+/* Ends the wait of each publish from first on with status. */
+static void wait_answered(struct publish *first, enum redis_publish_status status)
+{
+    while (first) {
+        struct publish *next = first->next;
+        first->wait_status = status;
+        answered(first);
+        first = next;
+    }
+}
+
+static void wait_done(void *arg, const redisReply *reply)
+{
+    struct wait_batch *batch = arg;
+    enum redis_publish_status status = REDIS_PUBLISH_OK;
+    if (!reply)
+        status = REDIS_PUBLISH_UNAVAILABLE;
+    else if (reply->type != REDIS_REPLY_INTEGER || reply->integer < (long long)batch->replicas)
+        status = REDIS_PUBLISH_UNREPLICATED;
+    wait_answered(batch->first, status);
+    free(batch);
+}
+
+/* One WAIT for every publish sent since the last one: Redis answers it once
+ * the replicas have all of them. */
+static void wait_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis_publisher *p = arg;
+    const char *argv[3] = {"WAIT", p->wait_replicas_text, p->wait_timeout_text};
+    size_t lens[3] = {4, strlen(argv[1]), strlen(argv[2])};
+    struct wait_batch *batch = malloc(sizeof *batch);
+    struct publish *first = p->unwaited;
+    p->unwaited = NULL;
+    p->unwaited_end = &p->unwaited;
+    if (!first) {
+        free(batch);
+        return;
+    }
+    if (batch) {
+        batch->first = first;
+        batch->replicas = p->wait_replicas;
+        /* The reply timeout covers the wait, and the replies queued behind it. */
+        if (redis_conn_command(p->conn, 3, argv, lens, 0, wait_done, batch) == 0)
+            return;
+        free(batch);
+    }
+    wait_answered(first, REDIS_PUBLISH_UNAVAILABLE);
+}
 
 struct redis_publisher *redis_publisher_new(struct redis_conn *conn,
                                             const struct redis_publisher_config *config, char *err,
@@ -79,6 +158,18 @@ struct redis_publisher *redis_publisher_new(struct redis_conn *conn,
         return NULL;
     }
     p->conn = conn;
+    p->wait_replicas = config->wait_replicas;
+    p->unwaited_end = &p->unwaited;
+    if (p->wait_replicas) {
+        snprintf(p->wait_replicas_text, sizeof p->wait_replicas_text, "%u", config->wait_replicas);
+        snprintf(p->wait_timeout_text, sizeof p->wait_timeout_text, "%u",
+                 config->wait_timeout_ms ? config->wait_timeout_ms : 1);
+        if (!config->base || !(p->wait_event = event_new(config->base, -1, 0, wait_event_cb, p))) {
+            error_message_format(err, err_len, "out of memory");
+            free(p);
+            return NULL;
+        }
+    }
     memcpy(p->stream, config->stream, len);
     snprintf(p->meta, sizeof p->meta, "%s:meta", p->stream);
     snprintf(p->salt, sizeof p->salt, "%03x", (unsigned)(event_id_new_run() & 0xfff));
@@ -88,6 +179,11 @@ struct redis_publisher *redis_publisher_new(struct redis_conn *conn,
 
 void redis_publisher_free(struct redis_publisher *p)
 {
+    if (!p)
+        return;
+    wait_answered(p->unwaited, REDIS_PUBLISH_UNAVAILABLE); /* no WAIT will come */
+    if (p->wait_event)
+        event_free(p->wait_event);
     free(p);
 }
 
@@ -109,14 +205,13 @@ int redis_publisher_parse_reply(const redisReply *r, uint64_t *run, uint64_t *nu
 static void publish_done(void *arg, const redisReply *reply)
 {
     struct publish *pub = arg;
-    uint64_t run = 0, number = 0;
     if (!reply)
-        pub->done(pub->arg, REDIS_PUBLISH_UNAVAILABLE, 0, 0);
-    else if (redis_publisher_parse_reply(reply, &run, &number) < 0)
-        pub->done(pub->arg, REDIS_PUBLISH_REFUSED, 0, 0);
+        pub->status = REDIS_PUBLISH_UNAVAILABLE;
+    else if (redis_publisher_parse_reply(reply, &pub->run, &pub->number) < 0)
+        pub->status = REDIS_PUBLISH_REFUSED;
     else
-        pub->done(pub->arg, REDIS_PUBLISH_OK, run, number);
-    free(pub);
+        pub->status = REDIS_PUBLISH_OK;
+    answered(pub);
 }
 
 int redis_publisher_publish(struct redis_publisher *p, const char *type, size_t type_len,
@@ -139,9 +234,17 @@ int redis_publisher_publish(struct redis_publisher *p, const char *type, size_t 
         return -1;
     pub->done = done;
     pub->arg = arg;
+    pub->answers = p->wait_replicas ? 2 : 1;
+    pub->wait_status = REDIS_PUBLISH_OK;
+    pub->next = NULL;
     if (redis_conn_command(p->conn, 9, argv, lens, 0, publish_done, pub) < 0) {
         free(pub);
         return -1;
+    }
+    if (p->wait_replicas) {
+        *p->unwaited_end = pub;
+        p->unwaited_end = &pub->next;
+        event_active(p->wait_event, EV_TIMEOUT, 0);
     }
     return 0;
 }

@@ -17,6 +17,12 @@
  * The reply is checked before use (an epoch of 16 hex digits, not 0, and a
  * number from 1): anything else is an error, never an id.
  *
+ * With wait_replicas, one WAIT follows the scripts sent during one pass of
+ * the event loop, and each of them succeeds only when Redis says that many
+ * replicas have it within wait_timeout_ms (UNREPLICATED otherwise: the
+ * event is in the stream, and may reach subscribers, but was not confirmed
+ * as asked).
+ *
  * EVAL sends the script's text each time (Redis caches its compilation);
  * EVALSHA with a load on each new connection would save those bytes.
  */
@@ -32,13 +38,17 @@
 
 enum redis_publish_status {
     REDIS_PUBLISH_OK,
-    REDIS_PUBLISH_UNAVAILABLE, /* no ready connection, or it was lost before the reply */
-    REDIS_PUBLISH_REFUSED,     /* Redis answered with an error, or with what is not ours */
+    REDIS_PUBLISH_UNAVAILABLE,  /* no ready connection, or it was lost before the reply */
+    REDIS_PUBLISH_REFUSED,      /* Redis answered with an error, or with what is not ours */
+    REDIS_PUBLISH_UNREPLICATED, /* taken, but fewer replicas than wait_replicas confirmed it */
 };
 
 struct redis_publisher_config {
-    const char *stream; /* copied */
-    size_t max_len;     /* MAXLEN ~ of XADD: the history size */
+    const char *stream;       /* copied */
+    size_t max_len;           /* MAXLEN ~ of XADD: the history size */
+    unsigned wait_replicas;   /* WAIT for this many replicas after each pass's scripts; 0: none */
+    unsigned wait_timeout_ms; /* WAIT's timeout, below the connection's reply timeout */
+    struct event_base *base;  /* for the WAIT, only with wait_replicas */
 };
 
 struct redis_publisher;

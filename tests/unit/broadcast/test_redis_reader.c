@@ -179,7 +179,7 @@ static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
     struct timeval ten_ms = {0, 10000};
-    struct redis_publisher_config pub = {STREAM, 10000};
+    struct redis_publisher_config pub = {.stream = STREAM, .max_len = 10000};
     char url[160], err[160];
     assert_non_null(f);
     log_set_level(LOG_LEVEL_ERROR);

@@ -24,6 +24,7 @@ struct redis_test_server {
     char dir[64];
     char sock[108];
     int port;
+    int master_port; /* set before redis_test_server_start: a replica of that port's */
 };
 
 static inline int redis_test_free_port(void)
@@ -44,11 +45,12 @@ static inline int redis_test_free_port(void)
  * its stdout; the pipe is closed then, and Redis ignores SIGPIPE). */
 static inline void redis_test_server_start(struct redis_test_server *s)
 {
-    char port[16], log[8192];
+    char port[16], master[16], log[8192];
     size_t have = 0;
     int out[2];
     time_t deadline = time(NULL) + REDIS_TEST_START_S;
     snprintf(port, sizeof port, "%d", s->port);
+    snprintf(master, sizeof master, "%d", s->master_port);
     assert_int_equal(pipe(out), 0);
     s->pid = fork();
     assert_true(s->pid >= 0);
@@ -59,10 +61,17 @@ static inline void redis_test_server_start(struct redis_test_server *s)
         dup2(out[1], 2);
         close(out[0]);
         close(out[1]);
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
-               "--unixsocket", s->sock, "--unixsocketperm", "700", "--requirepass",
-               REDIS_TEST_PASSWORD, "--save", "", "--appendonly", "no", "--dir", s->dir,
-               (char *)NULL);
+        if (s->master_port)
+            execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
+                   "--unixsocket", s->sock, "--unixsocketperm", "700", "--requirepass",
+                   REDIS_TEST_PASSWORD, "--save", "", "--appendonly", "no", "--dir", s->dir,
+                   "--replicaof", "127.0.0.1", master, "--masterauth", REDIS_TEST_PASSWORD,
+                   (char *)NULL);
+        else
+            execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
+                   "--unixsocket", s->sock, "--unixsocketperm", "700", "--requirepass",
+                   REDIS_TEST_PASSWORD, "--save", "", "--appendonly", "no", "--dir", s->dir,
+                   (char *)NULL);
         _exit(127);
     }
     close(out[1]);

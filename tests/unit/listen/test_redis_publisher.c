@@ -3,8 +3,9 @@
  * appends, the stream holds each event under "<n>-1" with its epoch, type
  * and message, trimming follows max_len, a flushed Redis starts a new
  * epoch, a stream ahead of the count (an entry added by another hand, a
- * meta key deleted alone) is passed, and an error or a lost connection is
- * never an id.
+ * meta key deleted alone) is passed, an error or a lost connection is
+ * never an id, and with wait_replicas a publish succeeds once a real
+ * replica has it, not before.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -91,7 +92,7 @@ static const struct redis_conn_events events = {on_ready, on_lost};
 
 static struct redis_publisher *new_publisher(struct fixture *f, size_t max_len)
 {
-    struct redis_publisher_config config = {STREAM, max_len};
+    struct redis_publisher_config config = {.stream = STREAM, .max_len = max_len};
     char err[160];
     struct redis_publisher *p = redis_publisher_new(f->conn, &config, err, sizeof err);
     if (!p)
@@ -272,6 +273,56 @@ static void test_a_stream_ahead_of_the_count_is_passed(void **state)
     assert_int_equal(o.number, last + 2); /* counting on from there */
 }
 
+static void test_waiting_for_replicas_succeeds_only_with_them(void **state)
+{
+    struct fixture *f = *state;
+    struct redis_publisher_config config = {.stream = STREAM,
+                                            .max_len = 10000,
+                                            .wait_replicas = 1,
+                                            .wait_timeout_ms = 100,
+                                            .base = f->base};
+    struct redis_test_server replica;
+    struct redis_publisher *waiting;
+    struct outcome o[4];
+    struct answer a;
+    char err[160];
+    time_t deadline = time(NULL) + DEADLINE_S;
+    assert_non_null(waiting = redis_publisher_new(f->conn, &config, err, sizeof err));
+    /* No replica: taken, but not confirmed. */
+    publish(f, waiting, "t", "{\"type\":\"event\",\"event\":\"t\"}", &o[0]);
+    run_until_calls(f, &o[0].calls, 1);
+    assert_int_equal(o[0].status, REDIS_PUBLISH_UNREPLICATED);
+    assert_true(o[0].run == 0 && o[0].number == 0);
+    command(f, &a, 2, (const char *[]){"XLEN", STREAM});
+    assert_int_equal(a.integer, 1);
+
+    memset(&replica, 0, sizeof replica);
+    snprintf(replica.dir, sizeof replica.dir, "/tmp/evs-redis-replica-XXXXXX");
+    assert_non_null(mkdtemp(replica.dir));
+    snprintf(replica.sock, sizeof replica.sock, "%s/redis.sock", replica.dir);
+    replica.port = redis_test_free_port();
+    replica.master_port = f->server.port;
+    redis_test_server_start(&replica);
+    for (;;) { /* until the master counts it in sync */
+        command(f, &a, 2, (const char *[]){"INFO", "replication"});
+        if (strstr(a.first, "state=online"))
+            break;
+        if (time(NULL) > deadline)
+            fail_msg("the replica did not come online: %s", a.first);
+        command(f, &a, 3, (const char *[]){"WAIT", "1", "100"});
+    }
+    /* Pipelined: one WAIT answers for the three. */
+    for (int i = 1; i < 4; i++)
+        publish(f, waiting, "t", "{\"type\":\"event\",\"event\":\"t\"}", &o[i]);
+    for (int i = 1; i < 4; i++) {
+        run_until_calls(f, &o[i].calls, 1);
+        assert_int_equal(o[i].status, REDIS_PUBLISH_OK);
+        assert_int_equal(o[i].number, (uint64_t)i + 1);
+    }
+    redis_test_server_close(&replica);
+    redis_publisher_free(waiting);
+}
+
 static void test_the_stream_is_trimmed_near_max_len(void **state)
 {
     struct fixture *f = *state;
@@ -347,7 +398,7 @@ static void test_bad_stream_names_are_refused(void **state)
 {
     struct fixture *f = *state;
     char err[160], longest[REDIS_STREAM_MAX + 2];
-    struct redis_publisher_config config = {"", 10};
+    struct redis_publisher_config config = {.stream = "", .max_len = 10};
     assert_null(redis_publisher_new(f->conn, &config, err, sizeof err));
     config.stream = "has space";
     assert_null(redis_publisher_new(f->conn, &config, err, sizeof err));
@@ -368,6 +419,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_flushed_redis_starts_a_new_epoch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_stream_ahead_of_the_count_is_passed, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_waiting_for_replicas_succeeds_only_with_them, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_the_stream_is_trimmed_near_max_len, setup, teardown),
         cmocka_unit_test_setup_teardown(test_an_error_or_a_lost_connection_is_never_an_id, setup,
