@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bus/event_id.h"
+#include "core/clock.h"
 #include "core/error_message.h"
 #include "core/log.h"
 
@@ -20,6 +21,10 @@ struct redis_reader {
     struct redis_conn_events conn_events;
     struct redis_reader_config config;
     char stream[STREAM_MAX + 1];
+    char meta[STREAM_MAX + sizeof ":meta"]; /* where listen daemons count: the stream's end */
+    uint64_t stream_seq;                    /* its count, as last asked */
+    uint64_t last_number;                   /* of the last live event read */
+    uint64_t seq_asked_ms;
     char block[16], count[16];
     redis_reader_event_fn on_event;
     void *arg;
@@ -146,6 +151,7 @@ static bool take_entry(struct redis_reader *r, const redisReply *entry, bool his
         r->stats.loaded++;
     } else {
         r->last_run = ev.run;
+        r->last_number = ev.number;
     }
     ev.history_only = history_only;
     r->on_event(r->arg, &ev);
@@ -247,6 +253,34 @@ static void read_reply(void *arg, const redisReply *reply)
     read_next(r);
 }
 
+static void seq_reply(void *arg, const redisReply *reply)
+{
+    struct redis_reader *r = arg;
+    uint64_t seq = 0;
+    if (!reply || reply->type != REDIS_REPLY_STRING || !reply->str || reply->len == 0 ||
+        reply->len > 19)
+        return; /* no count (yet), or not one: the lag stays as it was */
+    for (size_t i = 0; i < reply->len; i++) {
+        if (reply->str[i] < '0' || reply->str[i] > '9')
+            return;
+        seq = seq * 10 + (uint64_t)(reply->str[i] - '0');
+    }
+    r->stream_seq = seq;
+}
+
+/* HGET <stream>:meta seq, before an XREAD at most once per
+ * REDIS_READER_LAG_EVERY_MS: how far the stream's end is ahead. */
+static void ask_seq(struct redis_reader *r)
+{
+    const char *argv[3] = {"HGET", r->meta, "seq"};
+    size_t lens[3] = {4, strlen(r->meta), 3};
+    uint64_t now = clock_now_ms();
+    if (now - r->seq_asked_ms < REDIS_READER_LAG_EVERY_MS)
+        return;
+    if (redis_conn_command(r->conn, 3, argv, lens, 0, seq_reply, r) == 0)
+        r->seq_asked_ms = now;
+}
+
 static void read_next(struct redis_reader *r)
 {
     const char *argv[7] = {"XREAD", "BLOCK", r->block, "COUNT", r->count, "STREAMS", NULL};
@@ -254,6 +288,7 @@ static void read_next(struct redis_reader *r)
     size_t lens[8];
     if (r->in_flight || !redis_conn_ready(r->conn))
         return;
+    ask_seq(r);
     memcpy(full, argv, 6 * sizeof *argv);
     full[6] = r->stream;
     full[7] = r->last_id;
@@ -397,6 +432,7 @@ struct redis_reader *redis_reader_new(struct event_base *base,
     }
     r->config = *config;
     memcpy(r->stream, config->stream, len);
+    snprintf(r->meta, sizeof r->meta, "%s:meta", r->stream);
     r->config.stream = r->stream;
     snprintf(r->block, sizeof r->block, "%u", config->block_ms);
     snprintf(r->count, sizeof r->count, "%u", config->count);
@@ -439,5 +475,6 @@ const char *redis_reader_last_id(const struct redis_reader *r)
 void redis_reader_get_stats(const struct redis_reader *r, struct redis_reader_stats *out)
 {
     *out = r->stats;
+    out->lag = r->stream_seq > r->last_number ? r->stream_seq - r->last_number : 0;
     redis_conn_get_stats(r->conn, &out->conn);
 }

@@ -35,6 +35,7 @@
 
 #define REDIS_READER_LOG_EVERY 1000
 #define REDIS_READER_COUNT_MAX 10000
+#define REDIS_READER_LAG_EVERY_MS 1000
 
 struct redis_reader_config {
     struct redis_conn_config conn; /* its own connection; the reply timeout is
@@ -67,6 +68,7 @@ struct redis_reader_stats {
     uint64_t skipped; /* entries that were not ours */
     uint64_t errors;  /* error replies and replies of another shape */
     uint64_t resets;  /* times the stream was found reset and read from its start */
+    uint64_t lag;     /* events appended and not read yet, as last seen (at most a second old) */
     struct redis_conn_stats conn;
 };
 

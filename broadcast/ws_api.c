@@ -133,6 +133,8 @@ static void write_metrics(struct ws_api *api, struct evbuffer *out)
                        "bus sources read from (Redis: 1 while its stream is read)",
                        redis_reader_reading(api->redis) ? 1 : 0);
         metrics_single(out, "evs_broadcast_redis_reads_total", "counter", "XREAD replies", r.reads);
+        metrics_single(out, "evs_broadcast_redis_lag_events", "gauge",
+                       "events on the stream not read yet (sampled each second)", r.lag);
         metrics_single(out, "evs_broadcast_redis_entries_total", "counter",
                        "stream entries delivered", r.entries);
         metrics_single(out, "evs_broadcast_redis_skipped_total", "counter",

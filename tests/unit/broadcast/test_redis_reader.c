@@ -326,6 +326,27 @@ static void test_a_stream_that_was_reset_is_read_again_from_its_start(void **sta
     assert_int_equal(f->publish_failed, 0);
 }
 
+static bool lag_is(struct fixture *f, size_t n)
+{
+    struct redis_reader_stats s;
+    redis_reader_get_stats(f->reader, &s);
+    return s.lag == n;
+}
+
+static void test_the_lag_is_the_distance_to_the_streams_count(void **state)
+{
+    struct fixture *f = *state;
+    start_reader(f);
+    for (int i = 1; i <= 3; i++)
+        publish(f, i);
+    run_until(f, seen_at_least, 3, "three events");
+    run_until(f, lag_is, 0, "no lag");
+    /* The count says 10 were numbered: 7 not read. */
+    command(f, 4, (const char *[]){"HSET", STREAM ":meta", "seq", "10"});
+    run_until(f, lag_is, 7, "the lag sampled again");
+    run_until(f, published_at_least, 3, "every publish answered");
+}
+
 static void test_a_new_epoch_on_the_same_stream_repeats_nothing(void **state)
 {
     struct fixture *f = *state;
@@ -420,6 +441,8 @@ int main(void)
             test_a_reader_cut_off_gets_what_came_meanwhile_once_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_stream_that_was_reset_is_read_again_from_its_start,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_the_lag_is_the_distance_to_the_streams_count, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_a_new_epoch_on_the_same_stream_repeats_nothing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_new_reader_loads_the_past_as_history_then_reads_live,
