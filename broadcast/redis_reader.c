@@ -7,11 +7,11 @@
 #include <string.h>
 
 #include "bus/event_id.h"
+#include "bus/redis_stream.h"
 #include "core/clock.h"
 #include "core/error_message.h"
 #include "core/log.h"
 
-#define STREAM_MAX 200
 #define ID_MAX 44 /* "<u64>-<u64>" */
 #define REPLY_MARGIN_MS 2000
 #define ERROR_RETRY_MS 1000 /* after a refused read: no loop of refusals */
@@ -20,10 +20,10 @@ struct redis_reader {
     struct redis_conn *conn;
     struct redis_conn_events conn_events;
     struct redis_reader_config config;
-    char stream[STREAM_MAX + 1];
-    char meta[STREAM_MAX + sizeof ":meta"]; /* where listen daemons count: the stream's end */
-    uint64_t stream_seq;                    /* its count, as last asked */
-    uint64_t last_number;                   /* of the last live event read */
+    char stream[REDIS_STREAM_MAX + 1];
+    char meta[REDIS_STREAM_META_MAX + 1]; /* where listen daemons count: the stream's end */
+    uint64_t stream_seq;                  /* its count, as last asked */
+    uint64_t last_number;                 /* of the last live event read */
     uint64_t seq_asked_ms;
     char block[16], count[16];
     redis_reader_event_fn on_event;
@@ -413,13 +413,10 @@ struct redis_reader *redis_reader_new(struct event_base *base,
                                       redis_reader_event_fn on_event, void *arg, char *err,
                                       size_t err_len)
 {
-    size_t len = config->stream ? strnlen(config->stream, STREAM_MAX + 1) : 0;
     struct redis_reader *r;
     struct redis_conn_config conn = config->conn;
-    if (len == 0 || len > STREAM_MAX) {
-        error_message_format(err, err_len, "REDIS_STREAM must be 1 to %d bytes", STREAM_MAX);
+    if (redis_stream_check(config->stream, err, err_len) < 0)
         return NULL;
-    }
     if (config->block_ms < 1 || config->block_ms > 60000 || config->count < 1 ||
         config->count > REDIS_READER_COUNT_MAX) {
         error_message_format(err, err_len,
@@ -431,8 +428,8 @@ struct redis_reader *redis_reader_new(struct event_base *base,
         return NULL;
     }
     r->config = *config;
-    memcpy(r->stream, config->stream, len);
-    snprintf(r->meta, sizeof r->meta, "%s:meta", r->stream);
+    snprintf(r->stream, sizeof r->stream, "%s", config->stream);
+    redis_stream_meta_key(r->stream, r->meta);
     r->config.stream = r->stream;
     snprintf(r->block, sizeof r->block, "%u", config->block_ms);
     snprintf(r->count, sizeof r->count, "%u", config->count);

@@ -47,7 +47,7 @@ static const char SCRIPT[] =
 struct redis_publisher {
     struct redis_conn *conn;
     char stream[REDIS_STREAM_MAX + 1];
-    char meta[REDIS_STREAM_MAX + sizeof ":meta"];
+    char meta[REDIS_STREAM_META_MAX + 1];
     char salt[4]; /* 3 random hex digits, the end of a new epoch */
     char max_len[24];
     unsigned wait_replicas;
@@ -141,18 +141,9 @@ struct redis_publisher *redis_publisher_new(struct redis_conn *conn,
                                             const struct redis_publisher_config *config, char *err,
                                             size_t err_len)
 {
-    size_t len = config->stream ? strnlen(config->stream, REDIS_STREAM_MAX + 1) : 0;
     struct redis_publisher *p;
-    if (len == 0 || len > REDIS_STREAM_MAX) {
-        error_message_format(err, err_len, "REDIS_STREAM must be 1 to %d bytes", REDIS_STREAM_MAX);
+    if (redis_stream_check(config->stream, err, err_len) < 0)
         return NULL;
-    }
-    for (size_t i = 0; i < len; i++) {
-        if ((unsigned char)config->stream[i] <= 0x20 || config->stream[i] == 0x7f) {
-            error_message_format(err, err_len, "REDIS_STREAM holds a space or a control character");
-            return NULL;
-        }
-    }
     if (!(p = calloc(1, sizeof *p))) {
         error_message_format(err, err_len, "out of memory");
         return NULL;
@@ -170,8 +161,8 @@ struct redis_publisher *redis_publisher_new(struct redis_conn *conn,
             return NULL;
         }
     }
-    memcpy(p->stream, config->stream, len);
-    snprintf(p->meta, sizeof p->meta, "%s:meta", p->stream);
+    snprintf(p->stream, sizeof p->stream, "%s", config->stream);
+    redis_stream_meta_key(p->stream, p->meta);
     snprintf(p->salt, sizeof p->salt, "%03x", (unsigned)(event_id_new_run() & 0xfff));
     snprintf(p->max_len, sizeof p->max_len, "%zu", config->max_len ? config->max_len : 1);
     return p;

@@ -33,8 +33,7 @@
 #include <stdint.h>
 
 #include "bus/redis_conn.h"
-
-#define REDIS_STREAM_MAX 200 /* bytes of a stream key name */
+#include "bus/redis_stream.h"
 
 enum redis_publish_status {
     REDIS_PUBLISH_OK,

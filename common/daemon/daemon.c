@@ -10,6 +10,7 @@
 
 #include "auth/auth_store.h"
 #include "bus/redis_conn.h"
+#include "bus/redis_stream.h"
 #include "net/conn_flush.h"
 #include "net/tls.h"
 
@@ -164,7 +165,8 @@ int daemon_redis_config(const struct daemon_settings *s, struct redis_conn_confi
     password[0] = '\0';
     if (!s->redis_url || !*s->redis_url)
         return 0;
-    if (redis_url_parse(s->redis_url, &config->url, err, err_len) < 0)
+    if (redis_url_parse(s->redis_url, &config->url, err, err_len) < 0 ||
+        redis_stream_check(s->redis_stream, err, err_len) < 0)
         return -1;
     if (file && *file) {
         struct stat st;

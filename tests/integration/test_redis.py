@@ -131,7 +131,10 @@ class RedisTest(RedisCase):
         for binary, name in ((harness.LISTEN_BIN, "listen"), (harness.BROADCAST_BIN, "broadcast")):
             for args, reason in ((["--redis-url", "http://u:secret@h"], "REDIS_URL"),
                                  (["--redis-url", redis.url, "--redis-password-file",
-                                   os.path.join(self.dir, "nope")], "REDIS_PASSWORD_FILE")):
+                                   os.path.join(self.dir, "nope")], "REDIS_PASSWORD_FILE"),
+                                 (["--redis-url", redis.url, "--redis-stream", "a b"], "REDIS_STREAM"),
+                                 (["--redis-url", redis.url, "--redis-stream", "x" * 201],
+                                  "REDIS_STREAM")):
                 with self.subTest(daemon=name, reason=reason):
                     d = harness.Daemon([binary, "--port", str(harness.free_port()), *args],
                                        self.env(), os.path.join(self.dir, f"bad-{name}.log"))
