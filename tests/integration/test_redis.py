@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 import unittest
 
@@ -20,14 +21,19 @@ from lib.metrics import metric  # noqa: E402
 from test_resume import RESUMED, fresh_type, post, receive, subscribe, with_id  # noqa: E402
 
 
+# The README's ACL for the daemons' Redis user (its keys: the stream's).
+ACL_RULES = ("resetkeys ~event-server:* resetchannels -@all +auth +select +ping +eval +xadd "
+             "+xrange +xrevrange +xread +xinfo|stream +hexists +hget +hset +hincrby +time +wait")
+
+
 class RedisCase(harness.ServiceCase):
 
     def redis_args(self, redis, url=None):
         return ["--redis-url", url or redis.url, "--redis-password-file", redis.password_file]
 
-    def machine(self, redis, name, url=None, listen_args=()):
+    def machine(self, redis, name, url=None, listen_args=(), broadcast_args=()):
         """One "machine": a broadcast and a listen daemon on the Redis stream."""
-        b = self.start_broadcast(*self.redis_args(redis, url), name=f"b-{name}",
+        b = self.start_broadcast(*self.redis_args(redis, url), *broadcast_args, name=f"b-{name}",
                                  bus=os.path.join(self.dir, f"unused-{name}.sock"), wait=False)
         wait_for(lambda: harness.port_accepts(b.port) or not b.running(), what="broadcast daemon")
         self.assertTrue(b.running(), b.log())
@@ -99,6 +105,36 @@ class RedisTest(RedisCase):
                                                     with_id(kind, later, 4)])
             await ws.close()
         run(go())
+
+    def test_a_redis_user_limited_to_the_stream_is_enough(self):
+        """The ACL of README's "Several machines": nothing but the stream's
+        keys and the commands the daemons send, for both of them."""
+        redis = self.start_redis()
+        rules = ACL_RULES.replace("event-server:*", "evs-acl:*").split()
+        subprocess.run(["redis-cli", "-s", redis.sock, "--no-auth-warning", "-a",
+                        open(redis.password_file).read().strip(), "ACL", "SETUSER", "evs", "on",
+                        ">user-password-long-enough", *rules], check=True, capture_output=True)
+        user_password = os.path.join(self.dir, "user.password")
+        with open(user_password, "w") as f:
+            f.write("user-password-long-enough\n")
+        os.chmod(user_password, 0o600)
+        redis.password_file = user_password
+        url = f"redis://evs@127.0.0.1:{redis.port}"
+        stream = ["--redis-stream", "evs-acl:events"]
+        b1, l1 = self.machine(redis, "one", url=url, listen_args=stream, broadcast_args=stream)
+        kind = fresh_type()
+
+        async def go():
+            ids = [post(l1.port, self.token, kind, n) for n in range(3)]
+            b2, _ = self.machine(redis, "two", url=url, listen_args=stream, broadcast_args=stream)
+            ws, reply = await subscribe(b2.port, self.token, [kind], since=ids[0])
+            self.assertEqual(json.loads(reply), RESUMED)
+            self.assertEqual(await receive(ws, 2), [with_id(kind, i, n) for n, i in
+                                                    enumerate(ids) if n])
+            await ws.close()
+            self.assertEqual(metric(b2.port, "evs_broadcast_redis_errors_total"), 0)
+        run(go())
+        self.assertEqual(metric(l1.port, "evs_listen_redis_refused_total"), 0)
 
     def test_redis_down_is_503_never_200_and_delivery_resumes_when_it_is_back(self):
         redis = self.start_redis()
