@@ -907,39 +907,53 @@ def report(path, machine, versions, elapsed, mode, load):
               f"{fmt(cpu_d, 2):>7} {fmt(d['srv_cpu_us_per_publish'], 1):>7} {rss:>13} {lost:>5}  "
               f"{'; '.join(n for n in notes if n)}")
 
-    # Ratios against the better nchan run, figure by figure.
-    ours = {r["meta"]["scenario"]: r for r in rows
-            if r["meta"]["target"] == "evs" and "skipped" not in r["meta"]}
-    theirs = {}
+    ratios(rows, "evs", ("nchan-1w", "nchan-2w"),
+           "ours / nchan, each figure against the better of the nchan runs (1 and 2 workers; "
+           "scenario 4: as many workers as needed)",
+           "deliv/s and pub/s: above 1 is better for us; the others (latency, CPU, memory): "
+           "below 1 is better for us")
+
+
+RATIO_COLUMNS = [("deliv", "deliv/s"), ("p99", "e2e p99"), ("pubs", "pub/s"),
+                 ("cpu_deliv", "CPU/deliv"), ("cpu_pub", "CPU/pub"), ("reach", "reach all"),
+                 ("rss_sub", "RSS/sub"), ("rss_growth", "RSS growth")]
+HIGHER_BETTER = {"deliv", "pubs"}
+
+
+def ratios(rows, ours, theirs, title, legend):
+    """Prints, scenario by scenario, each figure of target ours over the
+    better one of the targets theirs (the columns some scenario has); nothing
+    when no scenario ran on both."""
+    mine = {r["meta"]["scenario"]: r for r in rows
+            if r["meta"]["target"] == ours and "skipped" not in r["meta"]}
+    other = {}
     for r in rows:
         m = r["meta"]
-        if m["target"].startswith("nchan") and "skipped" not in m and "same_as" not in m:
-            theirs.setdefault(m["scenario"], []).append(r)
-    if theirs:
-        higher_better = {"deliv", "pubs"}
-        cols = [("deliv", "deliv/s"), ("p99", "e2e p99"), ("pubs", "pub/s"),
-                ("cpu_deliv", "CPU/deliv"), ("cpu_pub", "CPU/pub"), ("reach", "reach all"),
-                ("rss_sub", "RSS/sub"), ("rss_growth", "RSS growth")]
-        print()
-        print("ours / nchan, each figure against the better of the nchan runs (1 and 2 workers; "
-              "scenario 4: as many workers as needed)")
-        print("  deliv/s and pub/s: above 1 is better for us; the others (latency, CPU, memory): "
-              "below 1 is better for us")
-        print(f"{'#':<3} {'scenario':<34} " + " ".join(f"{c[1]:>10}" for c in cols))
-        for sc, r in ours.items():
-            if sc not in theirs:
-                continue
-            fo = figures(r)
-            out = []
-            for key, _ in cols:
-                vals = [figures(t)[key] for t in theirs[sc] if figures(t)[key] is not None]
-                if fo[key] is None or not vals:
-                    out.append("-")
-                    continue
-                best = max(vals) if key in higher_better else min(vals)
-                out.append(f"{fo[key] / best:.2f}" if best > 0 else "-")
-            name = NAMES.get(sc, sc)
-            print(f"{sc:<3} {name:<34} " + " ".join(f"{o:>10}" for o in out))
+        if m["target"] in theirs and "skipped" not in m and "same_as" not in m:
+            other.setdefault(m["scenario"], []).append(r)
+    table = []
+    for sc, r in mine.items():
+        if sc not in other:
+            continue
+        fo = figures(r)
+        out = {}
+        for key, _ in RATIO_COLUMNS:
+            vals = [figures(t)[key] for t in other[sc] if figures(t)[key] is not None]
+            if fo[key] is not None and vals:
+                best = max(vals) if key in HIGHER_BETTER else min(vals)
+                if best > 0:
+                    out[key] = f"{fo[key] / best:.2f}"
+        table.append((sc, out))
+    if not table:
+        return
+    cols = [c for c in RATIO_COLUMNS if any(c[0] in out for _, out in table)]
+    print()
+    print(title)
+    print(f"  {legend}")
+    print(f"{'#':<3} {'scenario':<34} " + " ".join(f"{c[1]:>10}" for c in cols))
+    for sc, out in table:
+        print(f"{sc:<3} {NAMES.get(sc, sc):<34} " +
+              " ".join(f"{out.get(key, '-'):>10}" for key, _ in cols))
 
 
 # --- the command ------------------------------------------------------------------------------
