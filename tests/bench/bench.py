@@ -653,8 +653,12 @@ http {{
             print(" load tool failed", file=sys.stderr)
         else:
             print(" done", file=sys.stderr)
-        self.finish_run(label, line, failed,
-                        {"redis_pid": self.redis.pid} if self.redis else None)
+        extra = None
+        if self.redis and not failed:
+            # Its share, as a figure of its own: medians of runs are taken figure by figure.
+            by_pid = dict(json.loads(line).get("srv_cpu_by_pid", []))
+            extra = {"redis_pid": self.redis.pid, "redis_cpu_s": by_pid.get(self.redis.pid, -1.0)}
+        self.finish_run(label, line, failed, extra)
 
     def load_tool(self, args, label, wait=True):
         """Runs the load tool; returns its JSON line and whether it failed
@@ -1046,10 +1050,10 @@ def report(path, machine, versions, elapsed, mode, load):
             notes.append("NOT DRAINED")
         if "note" in m:
             notes.append(m["note"])
-        redis_cpu = redis_cpu_s(d)
-        if redis_cpu is not None and d["pub_ok"]:
+        if d.get("redis_cpu_s", -1) >= 0 and d["pub_ok"]:
             # In clock ticks (10 ms): only the faster rows give it to a few percent.
-            notes.append(f"of which redis-server {redis_cpu * 1e6 / d['pub_ok']:.0f} us/pub")
+            notes.append(f"of which redis-server {d['redis_cpu_s'] * 1e6 / d['pub_ok']:.0f} "
+                         f"us/pub")
         notes.append(m.get("processes", ""))
         lost = "-" if sc == "6" or not d["subs"] else str(d["lost"])
         subs = d["subs_ok"] if d["subs"] else "-"
@@ -1076,12 +1080,6 @@ def report(path, machine, versions, elapsed, mode, load):
            "Redis engine / UNIX bus (event-server both times; Redis's CPU counted)",
            "deliv/s and pub/s: above 1 means the Redis engine is faster; the others: above 1 "
            "means it costs more")
-
-
-def redis_cpu_s(d):
-    """The CPU seconds of a run's redis-server (measured with the servers), or None."""
-    pid = d.get("redis_pid")
-    return next((cpu for p, cpu in d.get("srv_cpu_by_pid", []) if p == pid and cpu >= 0), None)
 
 
 RATIO_COLUMNS = [("deliv", "deliv/s"), ("p99", "e2e p99"), ("pubs", "pub/s"),
