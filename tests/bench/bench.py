@@ -50,7 +50,7 @@ over publishing and delivery.
                                 on nginx + nchan with its Redis store (nchan-redis,
                                 2 workers per nginx), three runs each, servers
                                 taking turns; medians, ours-Redis / nchan-Redis and
-                                Redis / UNIX ratios (about 5 minutes)
+                                Redis / UNIX ratios (about 2 minutes)
 
 Redis, for evs-redis and nchan-redis: Debian's redis-server, a private one per
 run on a free loopback port with a password (requirepass; REDIS_PASSWORD_FILE for
