@@ -23,6 +23,10 @@ BUILD/bench/loadgen) and prints one table row per scenario:
   9      a full history: 12,000 events of 8 KiB published, against the default
          bounds (10,000 events, 64 MiB): what each daemon's history holds and
          how much its RSS grew
+  10     two machines: published on one, 1,000 subscribers on the other at 50
+         events/s. Each machine is a loopback address (127.0.0.2, 127.0.0.3)
+         with its own listen and broadcast daemons (nchan: its own nginx), all
+         on one Redis: needs a Redis server (evs-redis, nchan-redis)
 
 Rates are offered by 16 keep-alive publishers (one request in flight on
 each); a server that answers too slowly to take the rate gets a note.
@@ -40,14 +44,29 @@ over publishing and delivery.
   scripts/bench --vs nchan      the same against nginx + nchan with 1 and with 2
                                 workers, three runs each, servers taking turns;
                                 medians and our/nchan ratios (under 10 minutes)
+  scripts/bench --vs nchan-redis
+                                across machines: scenarios 1a, 1b, 2a and 10 on the
+                                UNIX bus (evs), on the Redis engine (evs-redis) and
+                                on nginx + nchan with its Redis store (nchan-redis,
+                                2 workers per nginx), three runs each, servers
+                                taking turns; medians, ours-Redis / nchan-Redis and
+                                Redis / UNIX ratios (about 2 minutes)
+
+Redis, for evs-redis and nchan-redis: Debian's redis-server, a private one per
+run on a free loopback port with a password (requirepass; REDIS_PASSWORD_FILE for
+event-server, redis://:password@ in nchan_redis_server), no persistence, stopped
+by PID with the run's servers. Both servers use it over TCP, as from other
+machines; its CPU is counted with theirs (and shown apart in the notes).
+
 Options: --only 1a,2b,4  run only these scenarios;  --servers evs,nchan-2w  run only
-against these (evs, nchan-1w, nchan-2w);  --repeat N  runs per scenario and server
-(the table shows medians; default 1, and 3 with --vs);  --broadcasts N  broadcast
-daemons sharing the WebSocket port (default 1, and 2 for scenario 3; scenario 4
-starts as many as it needs);  --idle-subs N  subscribers of scenario 4;
---build-dir DIR  (default build/);  --no-build  use DIR as it is (no package
-check, no build);  --results FILE  keep the JSON lines;  --keep  keep the
-temporary folder (configurations, logs).
+against these (evs, evs-redis, nchan-1w, nchan-2w, nchan-redis);  --repeat N  runs
+per scenario and server (the table shows medians; default 1, and 3 with --vs);
+--broadcasts N  broadcast daemons sharing the WebSocket port (default 1, and 2 for
+scenario 3; scenario 4 starts as many as it needs);  --idle-subs N  subscribers of
+scenario 4;  --build-dir DIR  (default build/);  --no-build  use DIR as it is (no
+package check, no build);  --results FILE  keep the JSON lines;  --keep  keep the
+temporary folder (configurations, logs). Scenario 10 runs only where a server is on
+Redis; scenarios 8 and 9 only on the UNIX bus.
 
 Each JSON line of the results is the load tool's, plus "server_errors": what
 went wrong with a server of that run (it exited before being stopped, did not
@@ -73,8 +92,18 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from lib import harness, metrics  # noqa: E402  (daemon processes, free ports, tokens, waiting)
 
 ALL_SCENARIOS = ["1a", "1b", "2a", "2b", "2c", "3a", "3b", "4", "5", "6", "7a", "7b", "7c", "8",
-                 "9"]
+                 "9", "10"]
+# What --vs nchan-redis runs: publishing, fan-out, and delivery across machines.
+REDIS_SCENARIOS = ["1a", "1b", "2a", "10"]
+TARGETS = ["evs", "evs-redis", "nchan-1w", "nchan-2w", "nchan-redis"]
+VS_TARGETS = {"nchan": ["evs", "nchan-1w", "nchan-2w"],
+              "nchan-redis": ["evs", "evs-redis", "nchan-redis"]}
+REDIS_TARGETS = {"evs-redis", "nchan-redis"}
+# nchan-redis: one worker per core of a 2-core machine, as many processes as
+# event-server's one listen and one broadcast daemon per machine.
+NCHAN_REDIS_WORKERS = 2
 NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
+REDIS_SERVER = "/usr/bin/redis-server"
 
 
 class Usage(Exception):
@@ -110,17 +139,18 @@ def parse_args(argv):
             o[valued[arg]] = args.pop(0)
         else:
             raise Usage(f"unknown option {arg} (see --help)")
-    if o["vs"] and o["vs"] != "nchan":
-        raise Usage("--vs takes only nchan")
+    if o["vs"] and o["vs"] not in VS_TARGETS:
+        raise Usage("--vs takes nchan or nchan-redis")
+    o["targets"] = VS_TARGETS.get(o["vs"], ["evs"])
     if o["servers"]:
-        if not re.fullmatch(r"(,(evs|nchan-1w|nchan-2w))+,", f",{o['servers']},"):
-            raise Usage("--servers takes evs, nchan-1w, nchan-2w")
-        if "nchan" in o["servers"]:
-            o["vs"] = "nchan"
+        o["targets"] = o["servers"].split(",")
+        if any(t not in TARGETS for t in o["targets"]):
+            raise Usage(f"--servers takes {', '.join(TARGETS)}")
     if o["repeat"] and not re.fullmatch(r"[1-9]", o["repeat"]):
         raise Usage("--repeat takes 1 to 9")
     # The ratios are medians of three runs side by side.
-    o["repeat"] = int(o["repeat"] or (3 if o["vs"] == "nchan" else 1))
+    o["repeat"] = int(o["repeat"] or
+                      (3 if o["vs"] or any(t.startswith("nchan") for t in o["targets"]) else 1))
     if o["broadcasts"] and not re.fullmatch(r"[1-9]", o["broadcasts"]):
         raise Usage("--broadcasts takes 1 to 9")
     if o["idle_subs"] and not re.fullmatch(r"[1-9][0-9]*", o["idle_subs"]):
@@ -130,8 +160,12 @@ def parse_args(argv):
         for s in o["scenarios"]:
             if s not in ALL_SCENARIOS:
                 raise Usage(f"no scenario {s}")
+    elif o["vs"] == "nchan-redis":
+        o["scenarios"] = list(REDIS_SCENARIOS)
     else:
-        o["scenarios"] = list(ALL_SCENARIOS)
+        # Two machines need a bus that joins them.
+        o["scenarios"] = [s for s in ALL_SCENARIOS
+                          if s != "10" or REDIS_TARGETS.intersection(o["targets"])]
     return o
 
 
@@ -247,13 +281,20 @@ class Bench:
         os.chmod(self.key, 0o600)
         self.results = o["results"] or os.path.join(work, "results.jsonl")
         open(self.results, "w").close()
+        # Redis's password: in a file for event-server, in nchan's URL; never on a command line.
+        self.redis = None  # the current run's redis-server
+        self.redis_password = harness.new_token()
+        self.redis_password_file = os.path.join(work, "redis.password")
+        fd = os.open(self.redis_password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.redis_password + "\n")
 
     # --- servers ------------------------------------------------------------------------------
 
     def free_ports(self):
         self.sub_port = harness.free_port()
         taken = {self.sub_port}
-        for name in ("pub_port", "wss_port"):
+        for name in ("pub_port", "wss_port", "redis_port"):
             port = harness.free_port()
             while port in taken:
                 port = harness.free_port()
@@ -277,112 +318,206 @@ class Bench:
             subprocess.run(["tail", "-5", *logs], stdout=sys.stderr)
         raise Fatal(None)
 
-    def start_evs(self, n, tls):
+    @staticmethod
+    def machine_hosts(machines):
+        """The loopback address of each "machine": 127.0.0.1 alone, or from 127.0.0.2 on."""
+        return ["127.0.0.1"] if machines == 1 else [f"127.0.0.{2 + m}" for m in range(machines)]
+
+    def start_redis(self):
+        """The run's private redis-server: loopback TCP, as the machines would reach it,
+        with a password and no persistence; one of the run's servers (stopped by PID)."""
+        w = os.path.join(self.work, "redis")
+        os.makedirs(w, exist_ok=True)
+        conf = os.path.join(w, "redis.conf")
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"# Written by scripts/bench: a private Redis for one run.\n"
+                    f"port {self.redis_port}\nbind 127.0.0.1\nrequirepass {self.redis_password}\n"
+                    f'save ""\nappendonly no\ndir {w}\nlogfile ""\ndaemonize no\n')
+        self.redis = self.start_process(os.path.join(self.work, "redis.log"), [REDIS_SERVER, conf])
+        d = self.redis
+        if not within(5, lambda: harness.port_accepts(self.redis_port) or not d.running()) or \
+                not d.running():
+            self.fail_start("redis-server did not start")
+
+    def start_evs(self, n, tls, redis=False, machines=1):
+        """On each of machines loopback addresses, n broadcast daemons sharing
+        the WebSocket port and one listen daemon: joined by bus sockets, or
+        with redis, every daemon of every machine by the stream of the run's
+        redis-server (whose PID is measured last)."""
         self.free_ports()
-        self.server_pids, self.own = [], []
+        self.server_pids, self.own, self.redis = [], [], None
+        hosts = self.machine_hosts(machines)
+        if machines > 1 and not redis:
+            raise Fatal("the UNIX bus joins the daemons of one machine")
+        if redis:
+            self.start_redis()
+        for m, host in enumerate(hosts):
+            self.start_evs_machine(n, tls, redis, host, "" if machines == 1 else f"-{chr(97 + m)}")
+        # Publishers to the first machine, subscribers to the last.
+        self.pub_host, self.sub_host = hosts[0], hosts[-1]
+        if redis:
+            self.server_pids.append(self.redis.pid)
+            self.processes = (f"{n} broadcast + 1 listen + redis" if machines == 1 else
+                              f"{machines} x ({n} broadcast + 1 listen) + redis")
+        else:
+            self.processes = f"{n} broadcast + 1 listen"
+
+    def start_evs_machine(self, n, tls, redis, host, suffix):
         tls_args = ["--tls", "--cert", self.cert, "--key", self.key] if tls else []
         reuse = ["--reuse-port"] if n > 1 else []
-        buses = []
+        redis_args = ["--redis-url", f"redis://127.0.0.1:{self.redis_port}",
+                      "--redis-password-file", self.redis_password_file] if redis else []
+        buses, metrics_ports, daemons = [], [], []
         for i in range(1, n + 1):
-            bus = os.path.join(self.work, f"bus-{i}.sock")
-            if os.path.lexists(bus):
-                os.unlink(bus)
-            d = self.start_process(os.path.join(self.work, f"broadcast-{i}.log"), [
-                self.broadcast_bin, "--port", str(self.sub_port), "--bind", "127.0.0.1", *reuse,
-                "--tokens", self.tokens, "--bus", bus, "--log-level", "warn",
+            if redis:
+                # The stream needs no socket; its reader's state is in each daemon's metrics.
+                bus_args = []
+                metrics_ports.append(harness.free_port() if n > 1 else self.sub_port)
+                if n > 1:
+                    bus_args = ["--metrics-port", str(metrics_ports[-1])]
+            else:
+                bus = os.path.join(self.work, f"bus{suffix}-{i}.sock")
+                if os.path.lexists(bus):
+                    os.unlink(bus)
+                bus_args = ["--bus", bus]
+                buses += ["--bus", bus]
+            d = self.start_process(os.path.join(self.work, f"broadcast{suffix}-{i}.log"), [
+                self.broadcast_bin, "--port", str(self.sub_port), "--bind", host, *reuse,
+                "--tokens", self.tokens, *bus_args, *redis_args, "--log-level", "warn",
                 "--handshake-timeout-ms", "60000", "--init-timeout-ms", "60000", *tls_args])
             self.server_pids.append(d.pid)
-            buses += ["--bus", bus]
-        for i, d in enumerate(self.own, 1):
-            bus = os.path.join(self.work, f"bus-{i}.sock")
-            if not within(5, lambda: os.path.exists(bus) or not d.running()) or not d.running():
-                self.fail_start(f"event-broadcast {i} did not start")
-        d = self.start_process(os.path.join(self.work, "listen.log"), [
-            self.listen_bin, "--port", str(self.pub_port), "--bind", "127.0.0.1",
-            "--tokens", self.tokens, *buses, "--max-body-size", "2M", "--log-level", "warn"])
+            daemons.append(d)
+        for i, d in enumerate(daemons, 1):
+            if redis:
+                port = metrics_ports[i - 1]
+                up = within(10, lambda: self.evs_metric(port, "evs_broadcast_bus_peers", host) == 1
+                            or not d.running())
+            else:
+                bus = os.path.join(self.work, f"bus{suffix}-{i}.sock")
+                up = within(5, lambda: os.path.exists(bus) or not d.running())
+            if not up or not d.running():
+                self.fail_start(f"event-broadcast {i} on {host} did not start"
+                                f"{' reading the Redis stream' if redis else ''}")
+        d = self.start_process(os.path.join(self.work, f"listen{suffix}.log"), [
+            self.listen_bin, "--port", str(self.pub_port), "--bind", host,
+            "--tokens", self.tokens, *buses, *redis_args, "--max-body-size", "2M",
+            "--log-level", "warn"])
         self.server_pids.append(d.pid)
+        links = 1 if redis else n
         ready = None
 
         def connected():
             nonlocal ready
             try:
-                ready = metrics.metric(self.pub_port, "evs_listen_bus_links_ready")
+                ready = metrics.metric(self.pub_port, "evs_listen_bus_links_ready", host=host)
             except (AssertionError, OSError):  # not listening yet, or no sample
                 ready = None
-            return ready == n
+            return ready == links
         if not within(10, connected):
-            self.fail_start(f"event-listen did not connect to its {n} broadcast daemon(s) "
+            what = "Redis" if redis else f"its {n} broadcast daemon(s)"
+            self.fail_start(f"event-listen on {host} did not connect to {what} "
                             f"(ready: {'none' if ready is None else f'{ready:g}'})")
 
-    def write_nginx_conf(self, workers):
-        w = self.work
-        os.makedirs(os.path.join(w, "nginx", "tmp"), exist_ok=True)
-        with open(os.path.join(w, "nginx", "nginx.conf"), "w") as f:
+    def write_nginx_conf(self, name, host, workers, redis):
+        """nginx's prefix folder name/ and its configuration: nchan on host,
+        with the memory store or, with redis, the run's redis-server."""
+        w = os.path.join(self.work, name)
+        os.makedirs(os.path.join(w, "tmp"), exist_ok=True)
+        upstream = store = ""
+        if redis:
+            upstream = f"""\
+  upstream bench_redis {{
+    nchan_redis_server redis://:{self.redis_password}@127.0.0.1:{self.redis_port};
+  }}
+"""
+            store = "\n      nchan_redis_pass bench_redis;"
+        conf = os.path.join(w, "nginx.conf")
+        # It may hold Redis's password.
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
             f.write(f"""\
-# Written by scripts/bench: nchan on loopback, memory store.
+# Written by scripts/bench: nchan on {host}, {"Redis" if redis else "memory"} store.
 load_module {NCHAN_MODULE};
 worker_processes {workers};
 worker_rlimit_nofile {self.file_limit};
 daemon off;
 master_process on;
-pid {w}/nginx/nginx.pid;
-error_log {w}/nginx.log warn;
+pid {w}/nginx.pid;
+error_log {self.work}/{name}.log warn;
 events {{
   worker_connections {self.file_limit - 1000};
 }}
 http {{
   access_log off;
   keepalive_requests 1000000;
-  client_body_temp_path {w}/nginx/tmp/body;
-  proxy_temp_path {w}/nginx/tmp/proxy;
-  fastcgi_temp_path {w}/nginx/tmp/fastcgi;
-  uwsgi_temp_path {w}/nginx/tmp/uwsgi;
-  scgi_temp_path {w}/nginx/tmp/scgi;
+  client_body_temp_path {w}/tmp/body;
+  proxy_temp_path {w}/tmp/proxy;
+  fastcgi_temp_path {w}/tmp/fastcgi;
+  uwsgi_temp_path {w}/tmp/uwsgi;
+  scgi_temp_path {w}/tmp/scgi;
   nchan_max_reserved_memory 512M;
-  server {{
-    listen 127.0.0.1:{self.pub_port} reuseport;
+{upstream}  server {{
+    listen {host}:{self.pub_port} reuseport;
     client_max_body_size 4m;
     client_body_buffer_size 2m;
     location ~ ^/pub/(\\w+)$ {{
       nchan_publisher;
       nchan_channel_id $1;
       nchan_message_buffer_length 1000;
-      nchan_message_timeout 60s;
+      nchan_message_timeout 60s;{store}
     }}
   }}
   server {{
-    listen 127.0.0.1:{self.sub_port} reuseport;
-    listen 127.0.0.1:{self.wss_port} ssl reuseport;
+    listen {host}:{self.sub_port} reuseport;
+    listen {host}:{self.wss_port} ssl reuseport;
     ssl_certificate {self.cert};
     ssl_certificate_key {self.key};
     ssl_protocols TLSv1.2 TLSv1.3;
     location ~ ^/sub/(\\w+)$ {{
       nchan_subscriber websocket;
       nchan_channel_id $1;
-      nchan_subscriber_first_message newest;
+      nchan_subscriber_first_message newest;{store}
     }}
   }}
 }}
 """)
+        return conf
 
-    def start_nchan(self, workers):
+    def start_nchan(self, workers, redis=False, machines=1):
+        """On each of machines loopback addresses an nginx with workers
+        workers: the memory store, or with redis all on the run's
+        redis-server (whose PID is measured last)."""
         self.free_ports()
-        self.server_pids, self.own = [], []
-        self.write_nginx_conf(workers)
-        log = os.path.join(self.work, "nginx.log")
-        d = self.start_process(log, ["nginx", "-p", os.path.join(self.work, "nginx"), "-c",
-                                     os.path.join(self.work, "nginx", "nginx.conf"), "-e", log])
-        self.server_pids.append(d.pid)
+        self.server_pids, self.own, self.redis = [], [], None
+        hosts = self.machine_hosts(machines)
+        if redis:
+            self.start_redis()
+        for m, host in enumerate(hosts):
+            name = "nginx" if machines == 1 else f"nginx-{chr(97 + m)}"
+            conf = self.write_nginx_conf(name, host, workers, redis)
+            log = os.path.join(self.work, f"{name}.log")
+            d = self.start_process(log, ["nginx", "-p", os.path.join(self.work, name), "-c", conf,
+                                         "-e", log])
+            self.server_pids.append(d.pid)
 
-        def up():
-            if not d.running():
-                return True
-            kids = children_of(d.pid)
-            return len(kids) >= workers and harness.http_get(self.pub_port, "/pub/probe")[0] != 0
-        if within(10, up) and d.running():
+            def up():
+                if not d.running():
+                    return True
+                kids = children_of(d.pid)
+                # Channel info: with Redis, answered once a worker has it.
+                status = harness.http_get(self.pub_port, "/pub/probe", host)[0]
+                return len(kids) >= workers and (status in (200, 404) if redis else status != 0)
+            if not within(10, up) or not d.running():
+                self.fail_start(f"nginx on {host} did not start")
             self.server_pids += children_of(d.pid)
-            return
-        self.fail_start("nginx did not start")
+        self.pub_host, self.sub_host = hosts[0], hosts[-1]
+        if redis:
+            self.server_pids.append(self.redis.pid)
+            self.processes = (f"{workers} workers + master + redis" if machines == 1 else
+                              f"{machines} x ({workers} workers + master) + redis")
+        else:
+            self.processes = f"{workers} workers + master"
 
     def stop_servers(self, processes):
         """Stops processes (SIGTERM, then waits, the last started first); returns
@@ -414,17 +549,20 @@ http {{
     # --- scenarios ----------------------------------------------------------------------------
 
     def scenario_setup(self, sid):
-        """The load tool's options, broadcast daemons (event-server), least
-        workers (nchan), TLS and a reason not to run, for scenario sid."""
+        """The load tool's options, broadcast daemons (event-server, per
+        machine), least workers (nchan), TLS, a reason not to run and the
+        machines, for scenario sid."""
         b = self.o["broadcasts"]
-        n_broadcast, min_workers, tls, skip = int(b or 1), 1, False, ""
+        n_broadcast, min_workers, tls, skip, machines = int(b or 1), 1, False, "", 1
         k1, k10 = str(self.k1), str(self.k10)
         if sid == "1a":
             args = ["--subs", "0", "--pubs", "1", "--duration", self.d_pub]
         elif sid == "1b":
             args = ["--subs", "0", "--pubs", "32", "--duration", self.d_pub]
-        elif sid in ("2a", "7a"):
+        elif sid in ("2a", "7a", "10"):
             args = ["--subs", k1, "--pubs", "16", "--rate", "50", "--duration", self.d_rate]
+            if sid == "10":
+                machines = 2
         elif sid in ("2b", "7b"):
             args = ["--subs", k1, "--pubs", "16", "--rate", "200", "--duration", self.d_rate]
         elif sid in ("2c", "7c"):
@@ -451,7 +589,7 @@ http {{
         if sid.startswith("7"):
             tls = True
             args += ["--connect-window", "64"]
-        return args, n_broadcast, min_workers, tls, skip
+        return args, n_broadcast, min_workers, tls, skip, machines
 
     def record(self, line):
         with open(self.results, "a") as f:
@@ -467,29 +605,34 @@ http {{
             return self.run_resume_storm(target, run)
         if sid == "9":
             return self.run_history_memory(target, run)
-        args, n_broadcast, min_workers, tls, skip = self.scenario_setup(sid)
+        args, n_broadcast, min_workers, tls, skip, machines = self.scenario_setup(sid)
         label = f"target={target};scenario={sid};run={run}"
+        redis = target in REDIS_TARGETS
+        if machines > 1 and not redis:
+            skip = ("the UNIX bus joins the daemons of one machine" if target == "evs" else
+                    "nchan's memory store is one server's")
         if skip:
             self.record_skip(label, skip)
             return
-        if target == "evs":
-            self.start_evs(n_broadcast, tls)
-            label += f";processes={n_broadcast} broadcast + 1 listen"
+        if target.startswith("evs"):
+            self.start_evs(n_broadcast, tls, redis, machines)
             args += ["--proto", "evs", "--sub-port", str(self.sub_port), "--pub-port",
                      str(self.pub_port), "--token", self.token]
         else:
-            workers = max(int(target[len("nchan-"):-1]), min_workers)
-            if sid == "4" and self.nchan_idle_done == (run, workers):
+            workers = max(NCHAN_REDIS_WORKERS if redis else int(target[len("nchan-"):-1]),
+                          min_workers)
+            if sid == "4" and self.nchan_idle_done == (run, workers, redis):
                 self.record(json.dumps({"label": f"{label};same_as=nchan run with {workers} "
                                                  f"workers"}, separators=(",", ":")))
                 return
             if sid == "4":
-                self.nchan_idle_done = (run, workers)
-            self.start_nchan(workers)
-            label += f";processes={workers} workers + master"
+                self.nchan_idle_done = (run, workers, redis)
+            self.start_nchan(workers, redis, machines)
             args += ["--proto", "nchan", "--sub-port",
                      str(self.wss_port if tls else self.sub_port), "--pub-port",
                      str(self.pub_port), "--sub-path", f"/sub/b{sid}", "--pub-path", f"/pub/b{sid}"]
+        label += f";processes={self.processes}"
+        args += ["--host", self.sub_host, "--pub-host", self.pub_host]
         if tls:
             args.append("--tls")
         for pid in self.server_pids:
@@ -503,14 +646,19 @@ http {{
         if sid == "6":
             note = f";hold={self.hold}"
 
-        print(f"  {target:<9} {sid:<3} run {run}/{self.o['repeat']} ...", end="",
+        print(f"  {target:<11} {sid:<3} run {run}/{self.o['repeat']} ...", end="",
               file=sys.stderr, flush=True)
         line, failed = self.load_tool(args, label + note)
         if failed:
             print(" load tool failed", file=sys.stderr)
         else:
             print(" done", file=sys.stderr)
-        self.finish_run(label, line, failed)
+        extra = None
+        if self.redis and not failed:
+            # Its share, as a figure of its own: medians of runs are taken figure by figure.
+            by_pid = dict(json.loads(line).get("srv_cpu_by_pid", []))
+            extra = {"redis_pid": self.redis.pid, "redis_cpu_s": by_pid.get(self.redis.pid, -1.0)}
+        self.finish_run(label, line, failed, extra)
 
     def load_tool(self, args, label, wait=True):
         """Runs the load tool; returns its JSON line and whether it failed
@@ -562,9 +710,9 @@ http {{
             raise Fatal(f"publishing {event} was answered {status} {answer}")
         return {k.lower(): v for k, v in headers.items()}["event-id"]
 
-    def evs_metric(self, port, name):
+    def evs_metric(self, port, name, host="127.0.0.1"):
         try:
-            return metrics.metric(port, name)
+            return metrics.metric(port, name, host=host)
         except (AssertionError, OSError):
             return None
 
@@ -584,12 +732,15 @@ http {{
     def run_resume_storm(self, target, run):
         """Scenario 8 (see the top of this file)."""
         label = f"target={target};scenario=8;run={run}"
+        if target == "evs-redis":
+            self.record_skip(label, "a broadcast daemon on Redis does not read back its history yet")
+            return
         if target != "evs":
             self.record_skip(label, "nchan replays without telling a lost id from a kept one")
             return
         resumers, replay, live = self.k10, self.k10 // 10, self.k1
         live_s = "3" if self.o["smoke"] else "15"
-        print(f"  {target:<9} 8   run {run}/{self.o['repeat']} ...", end="", file=sys.stderr,
+        print(f"  {target:<11} 8   run {run}/{self.o['repeat']} ...", end="", file=sys.stderr,
               flush=True)
         self.start_evs(1, False)
         label += ";processes=1 broadcast + 1 listen"
@@ -630,10 +781,13 @@ http {{
     def run_history_memory(self, target, run):
         """Scenario 9 (see the top of this file)."""
         label = f"target={target};scenario=9;run={run}"
+        if target == "evs-redis":
+            self.record_skip(label, "on Redis the stream is the history (trimmed by count)")
+            return
         if target != "evs":
             self.record_skip(label, "nchan's history is per channel, in message counts")
             return
-        print(f"  {target:<9} 9   run {run}/{self.o['repeat']} ...", end="", file=sys.stderr,
+        print(f"  {target:<11} 9   run {run}/{self.o['repeat']} ...", end="", file=sys.stderr,
               flush=True)
         self.start_evs(1, False)
         label += ";processes=1 broadcast + 1 listen"
@@ -679,16 +833,17 @@ http {{
                    f"{os.uname().release}, file limit {self.file_limit} per process")
         versions = subprocess.run([self.broadcast_bin, "--version"], capture_output=True,
                                   text=True, check=True).stdout.rstrip("\n")
-        targets = ["evs"]
-        if o["vs"] == "nchan":
-            targets += ["nchan-1w", "nchan-2w"]
-        if o["servers"]:
-            targets = o["servers"].split(",")
+        targets = o["targets"]
         if any(t.startswith("nchan-") for t in targets):
             nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
             nchan = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libnginx-mod-nchan"],
                                    capture_output=True, text=True).stdout
             versions += f", {nginx.removeprefix('nginx version: ')}, nchan {nchan}"
+        if REDIS_TARGETS.intersection(targets):
+            redis = subprocess.run([REDIS_SERVER, "--version"], capture_output=True, text=True,
+                                   check=True).stdout
+            m = re.search(r"v=(\S+)", redis)
+            versions += f", redis-server {m.group(1) if m else '?'}"
         started_at = time.time()
         load_before = loadavg()
         print(f"machine: {machine}", file=sys.stderr)
@@ -735,6 +890,7 @@ NAMES = {
     "7c": "WSS 1k subs, max (window 32)",
     "8": "resume storm after a restart",
     "9": "full history, 8 KiB events",
+    "10": "2 machines, 1k subs x 50 ev/s",
 }
 
 # Repeated runs of a scenario on a server become one row: the median of
@@ -818,10 +974,10 @@ def report(path, machine, versions, elapsed, mode, load):
           "message and per accepted publish; RSS = sum of VmRSS once the subscribers are connected "
           "/ peak (VmHWM) during publishing+delivery")
     print()
-    head = (f"{'#':<3} {'scenario':<34} {'server':<8} {'subs ok':>7} {'deliv/s':>7} "
+    head = (f"{'#':<3} {'scenario':<34} {'server':<11} {'subs ok':>7} {'deliv/s':>7} "
             f"{'e2e p50':>7} {'p99':>7} {'max ms':>7} {'pub/s':>6} {'pub p50':>7} {'p99 ms':>7} "
             f"{'CPU us':>7} {'CPU us':>7} {'RSS MiB':>13} {'lost':>5}  notes")
-    head2 = (f"{'':<3} {'':<34} {'':<8} {'':>7} {'':>7} {'':>7} {'':>7} {'':>7} {'':>6} {'':>7} "
+    head2 = (f"{'':<3} {'':<34} {'':<11} {'':>7} {'':>7} {'':>7} {'':>7} {'':>7} {'':>6} {'':>7} "
              f"{'':>7} {'/deliv':>7} {'/pub':>7} {'ready/peak':>13} {'':>5}")
     print(head)
     print(head2)
@@ -839,7 +995,7 @@ def report(path, machine, versions, elapsed, mode, load):
             name = f"{d['subs']//1000}k idle subs, 1 event to all"
         if "skipped" in m or "same_as" in m:
             why = m.get("skipped") or f"same run as the {m['same_as']}"
-            print(f"{sc:<3} {name:<34} {tg:<8} {why}")
+            print(f"{sc:<3} {name:<34} {tg:<11} {why}")
             continue
         notes = []
         if d["subs"] and d["subs_failed"]:
@@ -894,6 +1050,10 @@ def report(path, machine, versions, elapsed, mode, load):
             notes.append("NOT DRAINED")
         if "note" in m:
             notes.append(m["note"])
+        if d.get("redis_cpu_s", -1) >= 0 and d["pub_ok"]:
+            # In clock ticks (10 ms): only the faster rows give it to a few percent.
+            notes.append(f"of which redis-server {d['redis_cpu_s'] * 1e6 / d['pub_ok']:.0f} "
+                         f"us/pub")
         notes.append(m.get("processes", ""))
         lost = "-" if sc == "6" or not d["subs"] else str(d["lost"])
         subs = d["subs_ok"] if d["subs"] else "-"
@@ -901,45 +1061,67 @@ def report(path, machine, versions, elapsed, mode, load):
         dl = f["deliv"] if d["received"] else None
         e2e = [d["e2e_p50_ms"], d["e2e_p99_ms"], d["e2e_max_ms"]] if d["received"] else [None] * 3
         cpu_d = d["srv_cpu_us_per_delivery"] if d["received"] else None
-        print(f"{sc:<3} {name:<34} {tg:<8} {subs:>7} {fmt(dl, 0):>7} {fmt(e2e[0], 2):>7} "
+        print(f"{sc:<3} {name:<34} {tg:<11} {subs:>7} {fmt(dl, 0):>7} {fmt(e2e[0], 2):>7} "
               f"{fmt(e2e[1], 2):>7} {fmt(e2e[2], 1):>7} {fmt(d['pub_rps'], 0):>6} "
               f"{fmt(d['pub_lat_p50_ms'], 2):>7} {fmt(d['pub_lat_p99_ms'], 2):>7} "
               f"{fmt(cpu_d, 2):>7} {fmt(d['srv_cpu_us_per_publish'], 1):>7} {rss:>13} {lost:>5}  "
               f"{'; '.join(n for n in notes if n)}")
 
-    # Ratios against the better nchan run, figure by figure.
-    ours = {r["meta"]["scenario"]: r for r in rows
-            if r["meta"]["target"] == "evs" and "skipped" not in r["meta"]}
-    theirs = {}
+    ratios(rows, "evs", ("nchan-1w", "nchan-2w"),
+           "ours / nchan, each figure against the better of the nchan runs (1 and 2 workers; "
+           "scenario 4: as many workers as needed)",
+           "deliv/s and pub/s: above 1 is better for us; the others (latency, CPU, memory): "
+           "below 1 is better for us")
+    ratios(rows, "evs-redis", ("nchan-redis",),
+           "ours on Redis / nchan on Redis (the same redis-server, its CPU counted on both sides)",
+           "deliv/s and pub/s: above 1 is better for us; the others (latency, CPU, memory): "
+           "below 1 is better for us")
+    ratios(rows, "evs-redis", ("evs",),
+           "Redis engine / UNIX bus (event-server both times; Redis's CPU counted)",
+           "deliv/s and pub/s: above 1 means the Redis engine is faster; the others: above 1 "
+           "means it costs more")
+
+
+RATIO_COLUMNS = [("deliv", "deliv/s"), ("p99", "e2e p99"), ("pubs", "pub/s"),
+                 ("cpu_deliv", "CPU/deliv"), ("cpu_pub", "CPU/pub"), ("reach", "reach all"),
+                 ("rss_sub", "RSS/sub"), ("rss_growth", "RSS growth")]
+HIGHER_BETTER = {"deliv", "pubs"}
+
+
+def ratios(rows, ours, theirs, title, legend):
+    """Prints, scenario by scenario, each figure of target ours over the
+    better one of the targets theirs (the columns some scenario has); nothing
+    when no scenario ran on both."""
+    mine = {r["meta"]["scenario"]: r for r in rows
+            if r["meta"]["target"] == ours and "skipped" not in r["meta"]}
+    other = {}
     for r in rows:
         m = r["meta"]
-        if m["target"].startswith("nchan") and "skipped" not in m and "same_as" not in m:
-            theirs.setdefault(m["scenario"], []).append(r)
-    if theirs:
-        higher_better = {"deliv", "pubs"}
-        cols = [("deliv", "deliv/s"), ("p99", "e2e p99"), ("pubs", "pub/s"),
-                ("cpu_deliv", "CPU/deliv"), ("cpu_pub", "CPU/pub"), ("reach", "reach all"),
-                ("rss_sub", "RSS/sub"), ("rss_growth", "RSS growth")]
-        print()
-        print("ours / nchan, each figure against the better of the nchan runs (1 and 2 workers; "
-              "scenario 4: as many workers as needed)")
-        print("  deliv/s and pub/s: above 1 is better for us; the others (latency, CPU, memory): "
-              "below 1 is better for us")
-        print(f"{'#':<3} {'scenario':<34} " + " ".join(f"{c[1]:>10}" for c in cols))
-        for sc, r in ours.items():
-            if sc not in theirs:
-                continue
-            fo = figures(r)
-            out = []
-            for key, _ in cols:
-                vals = [figures(t)[key] for t in theirs[sc] if figures(t)[key] is not None]
-                if fo[key] is None or not vals:
-                    out.append("-")
-                    continue
-                best = max(vals) if key in higher_better else min(vals)
-                out.append(f"{fo[key] / best:.2f}" if best > 0 else "-")
-            name = NAMES.get(sc, sc)
-            print(f"{sc:<3} {name:<34} " + " ".join(f"{o:>10}" for o in out))
+        if m["target"] in theirs and "skipped" not in m and "same_as" not in m:
+            other.setdefault(m["scenario"], []).append(r)
+    table = []
+    for sc, r in mine.items():
+        if sc not in other:
+            continue
+        fo = figures(r)
+        out = {}
+        for key, _ in RATIO_COLUMNS:
+            vals = [figures(t)[key] for t in other[sc] if figures(t)[key] is not None]
+            if fo[key] is not None and vals:
+                best = max(vals) if key in HIGHER_BETTER else min(vals)
+                if best > 0:
+                    out[key] = f"{fo[key] / best:.2f}"
+        table.append((sc, out))
+    if not table:
+        return
+    cols = [c for c in RATIO_COLUMNS if any(c[0] in out for _, out in table)]
+    print()
+    print(title)
+    print(f"  {legend}")
+    print(f"{'#':<3} {'scenario':<34} " + " ".join(f"{c[1]:>10}" for c in cols))
+    for sc, out in table:
+        print(f"{sc:<3} {NAMES.get(sc, sc):<34} " +
+              " ".join(f"{out.get(key, '-'):>10}" for key, _ in cols))
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -960,8 +1142,10 @@ def main(argv):
     try:
         if o["build"]:
             subprocess.run([os.path.join(ROOT, "scripts", "deps"), "build"], check=True)
-        if o["vs"] == "nchan":
+        if any(t.startswith("nchan-") for t in o["targets"]):
             install_nchan()
+        if REDIS_TARGETS.intersection(o["targets"]) and not os.access(REDIS_SERVER, os.X_OK):
+            raise Fatal(f"no {REDIS_SERVER}: scripts/deps test installs it")
         work = tempfile.mkdtemp(prefix="evs-bench.")
         if o["build"]:
             log = os.path.join(work, "build.log")

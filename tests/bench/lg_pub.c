@@ -60,7 +60,7 @@ static int conn_open(struct pub_conn *c)
     if (c->fd < 0)
         return -1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    inet_pton(AF_INET, p->cfg->host, &dst.sin_addr);
+    inet_pton(AF_INET, p->cfg->pub_host, &dst.sin_addr);
     dst.sin_port = htons((uint16_t)p->cfg->pub_port);
     if (connect(c->fd, (struct sockaddr *)&dst, sizeof dst) < 0 && errno != EINPROGRESS) {
         close(c->fd);
@@ -156,12 +156,12 @@ static void conn_send_next(struct pub_conn *c)
             head_len = snprintf(head, sizeof head,
                                 "POST %s HTTP/1.1\r\nHost: %s:%d\r\nAuthorization: Basic %s\r\n"
                                 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                                cfg->pub_path, cfg->host, cfg->pub_port, cfg->token, body_len);
+                                cfg->pub_path, cfg->pub_host, cfg->pub_port, cfg->token, body_len);
         else
             head_len = snprintf(head, sizeof head,
                                 "POST %s HTTP/1.1\r\nHost: %s:%d\r\n"
                                 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                                cfg->pub_path, cfg->host, cfg->pub_port, body_len);
+                                cfg->pub_path, cfg->pub_host, cfg->pub_port, body_len);
         /* Headers sit right before the body: one contiguous request. */
         memcpy(body - head_len, head, (size_t)head_len);
         c->req_off = (size_t)(1024 - head_len);
@@ -379,12 +379,12 @@ long lg_nchan_subscribers(const struct lg_config *cfg)
     if (fd < 0)
         return -1;
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    inet_pton(AF_INET, cfg->host, &dst.sin_addr);
+    inet_pton(AF_INET, cfg->pub_host, &dst.sin_addr);
     dst.sin_port = htons((uint16_t)cfg->pub_port);
     len =
         snprintf(req, sizeof req,
                  "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/json\r\nConnection: close\r\n\r\n",
-                 cfg->pub_path, cfg->host, cfg->pub_port);
+                 cfg->pub_path, cfg->pub_host, cfg->pub_port);
     if (connect(fd, (struct sockaddr *)&dst, sizeof dst) == 0 &&
         send(fd, req, (size_t)len, MSG_NOSIGNAL) == len) {
         ssize_t n;

@@ -50,6 +50,7 @@ static void usage(FILE *out)
         "\n"
         "  --proto evs|nchan     event-server (init + envelope) or nchan (raw bodies); evs\n"
         "  --host ADDR           server address (IPv4); 127.0.0.1\n"
+        "  --pub-host ADDR       publish to this address instead (another machine's); --host\n"
         "  --sub-port N          WebSocket port\n"
         "  --pub-port N          HTTP port for publishing\n"
         "  --sub-path PATH       WebSocket request target; /\n"
@@ -108,6 +109,7 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg)
     enum {
         O_PROTO = 256,
         O_HOST,
+        O_PUB_HOST,
         O_SUB_PORT,
         O_PUB_PORT,
         O_SUB_PATH,
@@ -138,37 +140,22 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg)
         O_HELP
     };
     static const struct option opts[] = {
-        {"proto", 1, 0, O_PROTO},
-        {"host", 1, 0, O_HOST},
-        {"sub-port", 1, 0, O_SUB_PORT},
-        {"pub-port", 1, 0, O_PUB_PORT},
-        {"sub-path", 1, 0, O_SUB_PATH},
-        {"pub-path", 1, 0, O_PUB_PATH},
-        {"token", 1, 0, O_TOKEN},
-        {"event", 1, 0, O_EVENT},
-        {"tls", 0, 0, O_TLS},
-        {"since", 1, 0, O_SINCE},
-        {"preloaded", 1, 0, O_PRELOADED},
-        {"pub-base", 1, 0, O_PUB_BASE},
-        {"subs", 1, 0, O_SUBS},
-        {"procs", 1, 0, O_PROCS},
-        {"src-addrs", 1, 0, O_SRC},
-        {"connect-window", 1, 0, O_CWIN},
-        {"connect-timeout", 1, 0, O_CTIMEOUT},
-        {"slow-bps", 1, 0, O_SLOW},
-        {"rcvbuf", 1, 0, O_RCVBUF},
-        {"pubs", 1, 0, O_PUBS},
-        {"rate", 1, 0, O_RATE},
-        {"count", 1, 0, O_COUNT},
-        {"duration", 1, 0, O_DURATION},
-        {"window", 1, 0, O_WINDOW},
-        {"payload", 1, 0, O_PAYLOAD},
-        {"drain", 1, 0, O_DRAIN},
-        {"nchan-wait", 1, 0, O_NWAIT},
-        {"server-pid", 1, 0, O_PID},
-        {"label", 1, 0, O_LABEL},
-        {"help", 0, 0, O_HELP},
-        {0, 0, 0, 0},
+        {"proto", 1, 0, O_PROTO},         {"host", 1, 0, O_HOST},
+        {"pub-host", 1, 0, O_PUB_HOST},   {"sub-port", 1, 0, O_SUB_PORT},
+        {"pub-port", 1, 0, O_PUB_PORT},   {"sub-path", 1, 0, O_SUB_PATH},
+        {"pub-path", 1, 0, O_PUB_PATH},   {"token", 1, 0, O_TOKEN},
+        {"event", 1, 0, O_EVENT},         {"tls", 0, 0, O_TLS},
+        {"since", 1, 0, O_SINCE},         {"preloaded", 1, 0, O_PRELOADED},
+        {"pub-base", 1, 0, O_PUB_BASE},   {"subs", 1, 0, O_SUBS},
+        {"procs", 1, 0, O_PROCS},         {"src-addrs", 1, 0, O_SRC},
+        {"connect-window", 1, 0, O_CWIN}, {"connect-timeout", 1, 0, O_CTIMEOUT},
+        {"slow-bps", 1, 0, O_SLOW},       {"rcvbuf", 1, 0, O_RCVBUF},
+        {"pubs", 1, 0, O_PUBS},           {"rate", 1, 0, O_RATE},
+        {"count", 1, 0, O_COUNT},         {"duration", 1, 0, O_DURATION},
+        {"window", 1, 0, O_WINDOW},       {"payload", 1, 0, O_PAYLOAD},
+        {"drain", 1, 0, O_DRAIN},         {"nchan-wait", 1, 0, O_NWAIT},
+        {"server-pid", 1, 0, O_PID},      {"label", 1, 0, O_LABEL},
+        {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
     };
     int c;
     memset(cfg, 0, sizeof *cfg);
@@ -195,6 +182,9 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg)
             break;
         case O_HOST:
             snprintf(cfg->host, sizeof cfg->host, "%s", optarg);
+            break;
+        case O_PUB_HOST:
+            snprintf(cfg->pub_host, sizeof cfg->pub_host, "%s", optarg);
             break;
         case O_SUB_PORT:
             cfg->sub_port = atoi(optarg);
@@ -290,6 +280,8 @@ static int parse_args(int argc, char **argv, struct lg_config *cfg)
         cfg->pub_base < 0 || cfg->pub_base > LG_MAX_PUBS || cfg->preloaded < 0 ||
         (cfg->preloaded > 0 && cfg->pub_base == 0) || cfg->connect_window < 1)
         return -1;
+    if (!cfg->pub_host[0])
+        snprintf(cfg->pub_host, sizeof cfg->pub_host, "%s", cfg->host);
     if (cfg->procs <= 0)
         cfg->procs = cfg->subs > 0 ? (cfg->subs + 14999) / 15000 : 0;
     if (cfg->procs > LG_MAX_PROCS)

@@ -24,7 +24,8 @@ enum lg_proto { LG_PROTO_EVS, LG_PROTO_NCHAN };
 
 struct lg_config {
     enum lg_proto proto;
-    char host[64]; /* destination address (IPv4) */
+    char host[64];     /* the subscribers' destination address (IPv4) */
+    char pub_host[64]; /* the publishers' (another "machine"); host unless given */
     int sub_port, pub_port;
     char sub_path[256]; /* WebSocket request target */
     char pub_path[256]; /* POST target */
@@ -162,7 +163,8 @@ void lg_pub_kick(struct lg_pub *p, uint64_t allowed);
 bool lg_pub_all_connected(const struct lg_pub *p);
 bool lg_pub_idle(const struct lg_pub *p); /* no request in flight */
 const struct lg_pub_stats *lg_pub_stats(const struct lg_pub *p);
-/* nchan: the number of subscribers its channel info reports (blocking), or -1. */
+/* nchan: the number of subscribers its channel info reports (blocking), or -1; asked of
+ * the publishers' address, which with a shared store (Redis) counts every server's. */
 long lg_nchan_subscribers(const struct lg_config *cfg);
 
 #endif

@@ -1,6 +1,7 @@
 """The benchmark's smoke run: the program behind scripts/bench runs a few of
 its scenarios for about a second each with few subscribers (--smoke) and
-prints its table. Nothing is asserted about speed; only that every accepted
+prints its table, on the UNIX bus and on the Redis engine (a redis-server of
+its own). Nothing is asserted about speed; only that every accepted
 event reached every subscriber once and in order, that no publish failed and
 that no server failed (exited, did not stop cleanly, or logged a sanitizer
 report)."""
@@ -24,13 +25,20 @@ BUILD_DIR = os.environ.get("EVS_BUILD_DIR", "build")
 SCENARIOS = ["1a", "2a", "2c", "3a", "7a", "8"]
 
 
+# The Redis engine: fan-out on one machine, and delivery from one machine's
+# listen daemon to another's broadcast daemon.
+REDIS_SCENARIOS = ["2a", "10"]
+
+
 class BenchSmokeTest(unittest.TestCase):
-    def test_smoke_run_delivers_every_event_once_and_in_order(self):
+    def smoke_run(self, target, scenarios):
+        """Runs the bench program with --smoke on target for scenarios and
+        checks every row's deliveries and its line in the table."""
         with tempfile.TemporaryDirectory(prefix="evs-test-") as tmp:
             results = os.path.join(tmp, "results.jsonl")
             proc = subprocess.run(
                 [sys.executable, BENCH, "--smoke", "--no-build", "--build-dir", BUILD_DIR,
-                 "--only", ",".join(SCENARIOS), "--results", results],
+                 "--servers", target, "--only", ",".join(scenarios), "--results", results],
                 capture_output=True, text=True, timeout=300 * harness.TIME_SCALE)
             sys.stderr.write(proc.stderr)
             print(proc.stdout)
@@ -39,9 +47,10 @@ class BenchSmokeTest(unittest.TestCase):
                 rows = [json.loads(line) for line in f if line.strip()]
 
         labels = [dict(kv.split("=", 1) for kv in r["label"].split(";")) for r in rows]
-        self.assertEqual([m["scenario"] for m in labels], SCENARIOS)
+        self.assertEqual([m["scenario"] for m in labels], scenarios)
         for row, meta in zip(rows, labels):
             with self.subTest(scenario=meta["scenario"]):
+                self.assertEqual(meta["target"], target)
                 self.assertNotIn("skipped", meta)
                 self.assertEqual(row["server_errors"], [])
                 self.assertGreater(row["pub_ok"], 0)
@@ -62,7 +71,21 @@ class BenchSmokeTest(unittest.TestCase):
                     self.assertTrue(row["history_loaded"])
                 # The table has the scenario's row.
                 subs = row["subs_ok"] or "-"
-                self.assertRegex(proc.stdout, rf"(?m)^{meta['scenario']} +\S.* evs +{subs} ")
+                self.assertRegex(proc.stdout,
+                                 rf"(?m)^{meta['scenario']} +\S.* {target} +{subs} ")
+        return rows
+
+    def test_smoke_run_delivers_every_event_once_and_in_order(self):
+        self.smoke_run("evs", SCENARIOS)
+
+    def test_smoke_run_on_redis_delivers_across_machines(self):
+        rows = self.smoke_run("evs-redis", REDIS_SCENARIOS)
+        # The run's redis-server was measured with the daemons: two of them in
+        # 2a, four (two machines) in 10, then Redis.
+        for row, daemons in zip(rows, (2, 4)):
+            pids = [pid for pid, _ in row["srv_cpu_by_pid"]]
+            self.assertEqual(len(pids), daemons + 1)
+            self.assertEqual(pids[-1], row["redis_pid"])
 
 
 if __name__ == "__main__":

@@ -216,9 +216,9 @@ class ServiceCase(unittest.TestCase):
 
 # --- HTTP ---------------------------------------------------------------------------------------
 
-def http_request(port, method, path, body=None, headers=None, timeout=30.0):
+def http_request(port, method, path, body=None, headers=None, timeout=30.0, host="127.0.0.1"):
     """Returns (status, parsed JSON body or raw text, response headers)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout * TIME_SCALE)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout * TIME_SCALE)
     try:
         if isinstance(body, str):
             body = body.encode()
@@ -234,9 +234,9 @@ def http_request(port, method, path, body=None, headers=None, timeout=30.0):
         conn.close()
 
 
-def http_get(port, path):
+def http_get(port, path, host="127.0.0.1"):
     try:
-        status, body, _ = http_request(port, "GET", path, timeout=5)
+        status, body, _ = http_request(port, "GET", path, timeout=5, host=host)
         return status, body
     except OSError:
         return 0, None

@@ -222,10 +222,11 @@ def _check_histogram(name, samples):
                                      f"{group['count']}")
 
 
-def scrape(port, token=None):
+def scrape(port, token=None, host="127.0.0.1"):
     """GET /metrics; checks the status and content type, returns the parse."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    status, body, response_headers = http_request(port, "GET", "/metrics", headers=headers, timeout=10)
+    status, body, response_headers = http_request(port, "GET", "/metrics", headers=headers, timeout=10,
+                                                  host=host)
     if status != 200:
         raise AssertionError(f"GET /metrics: {status} {body!r}")
     content_type = {k.lower(): v for k, v in response_headers.items()}.get("content-type", "")
@@ -247,11 +248,12 @@ def sample_key(name, **labels):
     return name, labels
 
 
-def metric(port, name, token=None, **labels):
+def metric(port, name, token=None, host="127.0.0.1", **labels):
     """One sample's value, e.g. metric(port, "evs_broadcast_sessions") or
-    metric(port, 'evs_listen_http_rejected_total{code="SERVER_BUSY"}')."""
+    metric(port, 'evs_listen_http_rejected_total{code="SERVER_BUSY"}'); host:
+    the daemon's address (a label named host goes in the name's braces)."""
     name, labels = sample_key(name, **labels)
-    return scrape(port, token).value(name, **labels)
+    return scrape(port, token, host).value(name, **labels)
 
 
 def wait_metric(port, name, want, timeout=10.0, token=None, **labels):
