@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mbedtls/sha1.h>
+
 #include "bus/event_id.h"
 #include "core/error_message.h"
 
@@ -46,6 +48,9 @@ static const char SCRIPT[] =
 
 struct redis_publisher {
     struct redis_conn *conn;
+    char sha[41];     /* the script's SHA1, in hex: EVALSHA's name for it */
+    size_t in_flight; /* publishes not answered yet; they hold the publisher */
+    bool freed;       /* redis_publisher_free was called: gone with the last of them */
     char stream[REDIS_STREAM_MAX + 1];
     char meta[REDIS_STREAM_META_MAX + 1];
     char salt[4]; /* 3 random hex digits, the end of a new epoch */
@@ -60,6 +65,10 @@ struct redis_publisher {
 /* One publish waiting for its replies: the script's, and the WAIT's after
  * it when replicas are waited for. */
 struct publish {
+    struct redis_publisher *p;
+    const char *type, *message; /* the caller's, until done */
+    size_t type_len, message_len;
+    bool by_sha; /* sent with EVALSHA */
     redis_publish_done_fn done;
     void *arg;
     int answers; /* replies still to come */
@@ -85,6 +94,8 @@ static void answered(struct publish *pub)
         pub->done(pub->arg, status, pub->run, pub->number);
     else
         pub->done(pub->arg, status, 0, 0);
+    if (--pub->p->in_flight == 0 && pub->p->freed)
+        free(pub->p);
     free(pub);
 }
 
@@ -161,6 +172,12 @@ struct redis_publisher *redis_publisher_new(struct redis_conn *conn,
             return NULL;
         }
     }
+    {
+        unsigned char digest[20];
+        mbedtls_sha1_ret((const unsigned char *)SCRIPT, sizeof SCRIPT - 1, digest);
+        for (int i = 0; i < 20; i++)
+            snprintf(p->sha + 2 * i, 3, "%02x", digest[i]);
+    }
     snprintf(p->stream, sizeof p->stream, "%s", config->stream);
     redis_stream_meta_key(p->stream, p->meta);
     snprintf(p->salt, sizeof p->salt, "%03x", (unsigned)(event_id_new_run() & 0xfff));
@@ -173,9 +190,13 @@ void redis_publisher_free(struct redis_publisher *p)
     if (!p)
         return;
     wait_answered(p->unwaited, REDIS_PUBLISH_UNAVAILABLE); /* no WAIT will come */
+    p->unwaited = NULL;
     if (p->wait_event)
         event_free(p->wait_event);
-    free(p);
+    p->wait_event = NULL;
+    p->freed = true;
+    if (p->in_flight == 0)
+        free(p);
 }
 
 int redis_publisher_parse_reply(const redisReply *r, uint64_t *run, uint64_t *number)
@@ -193,9 +214,22 @@ int redis_publisher_parse_reply(const redisReply *r, uint64_t *run, uint64_t *nu
     return 0;
 }
 
+static int send_script(struct publish *pub, bool by_sha);
+
+static bool is_noscript(const redisReply *reply)
+{
+    return reply->type == REDIS_REPLY_ERROR && reply->str && reply->len >= 8 &&
+           memcmp(reply->str, "NOSCRIPT", 8) == 0;
+}
+
 static void publish_done(void *arg, const redisReply *reply)
 {
     struct publish *pub = arg;
+    /* A Redis that has not the script yet (new, restarted, SCRIPT FLUSH):
+     * the text this once, which it keeps for the next EVALSHAs. */
+    if (reply && pub->by_sha && is_noscript(reply) && !pub->p->freed &&
+        send_script(pub, false) == 0)
+        return;
     if (!reply)
         pub->status = REDIS_PUBLISH_UNAVAILABLE;
     else if (redis_publisher_parse_reply(reply, &pub->run, &pub->number) < 0)
@@ -205,33 +239,56 @@ static void publish_done(void *arg, const redisReply *reply)
     answered(pub);
 }
 
-int redis_publisher_publish(struct redis_publisher *p, const char *type, size_t type_len,
-                            const char *message, size_t message_len, redis_publish_done_fn done,
-                            void *arg)
+/* EVALSHA, or EVAL with the script's text. Returns redis_conn_command's. */
+static int send_script(struct publish *pub, bool by_sha)
 {
-    const char *argv[9] = {"EVAL",  SCRIPT,     "2",  p->stream, p->meta,
-                           p->salt, p->max_len, type, message};
-    size_t lens[9] = {4,
-                      sizeof SCRIPT - 1,
+    struct redis_publisher *p = pub->p;
+    const char *argv[9] = {by_sha ? "EVALSHA" : "EVAL",
+                           by_sha ? p->sha : SCRIPT,
+                           "2",
+                           p->stream,
+                           p->meta,
+                           p->salt,
+                           p->max_len,
+                           pub->type,
+                           pub->message};
+    size_t lens[9] = {by_sha ? 7 : 4,
+                      by_sha ? 40 : sizeof SCRIPT - 1,
                       1,
                       strlen(p->stream),
                       strlen(p->meta),
                       strlen(p->salt),
                       strlen(p->max_len),
-                      type_len,
-                      message_len};
+                      pub->type_len,
+                      pub->message_len};
+    pub->by_sha = by_sha;
+    return redis_conn_command(p->conn, 9, argv, lens, 0, publish_done, pub);
+}
+
+int redis_publisher_publish(struct redis_publisher *p, const char *type, size_t type_len,
+                            const char *message, size_t message_len, redis_publish_done_fn done,
+                            void *arg)
+{
     struct publish *pub = malloc(sizeof *pub);
     if (!pub)
         return -1;
+    pub->p = p;
+    pub->type = type;
+    pub->type_len = type_len;
+    pub->message = message;
+    pub->message_len = message_len;
     pub->done = done;
     pub->arg = arg;
     pub->answers = p->wait_replicas ? 2 : 1;
     pub->wait_status = REDIS_PUBLISH_OK;
     pub->next = NULL;
-    if (redis_conn_command(p->conn, 9, argv, lens, 0, publish_done, pub) < 0) {
+    /* With a WAIT after it, the text each time: a second try after NOSCRIPT
+     * would come after the WAIT meant to cover it. */
+    if (send_script(pub, !p->wait_replicas) < 0) {
         free(pub);
         return -1;
     }
+    p->in_flight++;
     if (p->wait_replicas) {
         *p->unwaited_end = pub;
         p->unwaited_end = &pub->next;

@@ -23,8 +23,9 @@
  * event is in the stream, and may reach subscribers, but was not confirmed
  * as asked).
  *
- * EVAL sends the script's text each time (Redis caches its compilation);
- * EVALSHA with a load on each new connection would save those bytes.
+ * The script goes by its SHA1 (EVALSHA), and by its text (EVAL) the once
+ * a Redis answers NOSCRIPT (new, restarted, SCRIPT FLUSH), or every time
+ * with wait_replicas (a second try would miss the WAIT meant to cover it).
  */
 #ifndef EVS_REDIS_PUBLISHER_H
 #define EVS_REDIS_PUBLISHER_H
@@ -63,13 +64,14 @@ struct redis_publisher *redis_publisher_new(struct redis_conn *conn,
                                             const struct redis_publisher_config *config, char *err,
                                             size_t err_len);
 
-/* Frees; a publish still waiting for its reply is reported by the
- * connection (UNAVAILABLE) when it goes. NULL is a no-op. */
+/* Frees (once the publishes still waiting for their replies are answered:
+ * they are, by the connection, UNAVAILABLE when it goes). NULL is a no-op. */
 void redis_publisher_free(struct redis_publisher *p);
 
-/* Appends one event (type and message are copied into the command).
- * Returns 0 (done is called once), or -1 when the connection is not ready
- * or memory ran out (done is not called). */
+/* Appends one event. type and message stay the caller's and must stay
+ * valid until done is called (a NOSCRIPT reply sends them again). Returns
+ * 0 (done is called once), or -1 when the connection is not ready or
+ * memory ran out (done is not called). */
 int redis_publisher_publish(struct redis_publisher *p, const char *type, size_t type_len,
                             const char *message, size_t message_len, redis_publish_done_fn done,
                             void *arg);

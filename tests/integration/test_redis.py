@@ -22,8 +22,9 @@ from test_resume import RESUMED, fresh_type, post, receive, subscribe, with_id  
 
 
 # The README's ACL for the daemons' Redis user (its keys: the stream's).
-ACL_RULES = ("resetkeys ~event-server:* resetchannels -@all +auth +select +ping +eval +xadd "
-             "+xrange +xrevrange +xread +xinfo|stream +hexists +hget +hset +hincrby +time +wait")
+ACL_RULES = ("resetkeys ~event-server:* resetchannels -@all +auth +select +ping +eval +evalsha "
+             "+xadd +xrange +xrevrange +xread +xinfo|stream +hexists +hget +hset +hincrby +time "
+             "+wait")
 
 
 class RedisCase(harness.ServiceCase):

@@ -41,6 +41,7 @@ struct fixture {
     size_t seen;
     uint64_t run[MAX_SEEN], number[MAX_SEEN];
     char message[MAX_SEEN][64];
+    char outgoing[MAX_SEEN][64]; /* what publish sends, by value */
     bool history_only[MAX_SEEN];
     int loaded; /* on_loaded calls */
     int published, publish_failed;
@@ -130,9 +131,9 @@ static bool skipped_at_least(struct fixture *f, size_t n)
 
 static void publish(struct fixture *f, int value)
 {
-    char message[64];
-    int len = snprintf(message, sizeof message, "{\"type\":\"event\",\"event\":\"t\",\"data\":%d}",
-                       value);
+    char *message = f->outgoing[value % MAX_SEEN]; /* valid until answered */
+    int len = snprintf(message, sizeof f->outgoing[0],
+                       "{\"type\":\"event\",\"event\":\"t\",\"data\":%d}", value);
     assert_int_equal(redis_publisher_publish(f->pub, "t", 1, message, (size_t)len, on_published, f),
                      0);
 }

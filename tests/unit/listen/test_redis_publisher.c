@@ -47,7 +47,7 @@ struct answer {
     int type;
     long long integer;
     size_t elements;
-    char first[256];  /* a string reply, or the first entry's id of an XRANGE */
+    char first[8192]; /* a string reply, or the first entry's id of an XRANGE */
     char fields[512]; /* that entry's fields, "k=v " each */
 };
 
@@ -273,6 +273,44 @@ static void test_a_stream_ahead_of_the_count_is_passed(void **state)
     assert_int_equal(o.number, last + 2); /* counting on from there */
 }
 
+/* The calls of command name (lower case) that INFO commandstats counts. */
+static long command_calls(struct fixture *f, const char *name)
+{
+    struct answer a;
+    char key[64];
+    const char *at;
+    command(f, &a, 2, (const char *[]){"INFO", "commandstats"});
+    snprintf(key, sizeof key, "cmdstat_%s:calls=", name);
+    at = strstr(a.first, key);
+    return at ? strtol(at + strlen(key), NULL, 10) : 0;
+}
+
+static void test_the_script_goes_by_its_sha_and_by_its_text_when_redis_lacks_it(void **state)
+{
+    struct fixture *f = *state;
+    struct outcome o[3];
+    struct answer a;
+    /* A new Redis: NOSCRIPT, then the text, once. */
+    for (int i = 0; i < 3; i++) {
+        publish(f, f->pub, "t", "{\"type\":\"event\",\"event\":\"t\"}", &o[i]);
+        run_until_calls(f, &o[i].calls, 1);
+        assert_int_equal(o[i].status, REDIS_PUBLISH_OK);
+        assert_int_equal(o[i].number, (uint64_t)i + 1);
+    }
+    assert_int_equal(command_calls(f, "eval"), 1);
+    assert_int_equal(command_calls(f, "evalsha"), 3);
+    /* Scripts flushed while connected: the text again, once. */
+    command(f, &a, 2, (const char *[]){"SCRIPT", "FLUSH"});
+    for (int i = 0; i < 2; i++) {
+        publish(f, f->pub, "t", "{\"type\":\"event\",\"event\":\"t\"}", &o[i]);
+        run_until_calls(f, &o[i].calls, 1);
+        assert_int_equal(o[i].status, REDIS_PUBLISH_OK);
+        assert_int_equal(o[i].number, (uint64_t)i + 4);
+    }
+    assert_int_equal(command_calls(f, "eval"), 2);
+    assert_int_equal(command_calls(f, "evalsha"), 5);
+}
+
 static void test_waiting_for_replicas_succeeds_only_with_them(void **state)
 {
     struct fixture *f = *state;
@@ -311,7 +349,11 @@ static void test_waiting_for_replicas_succeeds_only_with_them(void **state)
             fail_msg("the replica did not come online: %s", a.first);
         command(f, &a, 3, (const char *[]){"WAIT", "1", "100"});
     }
-    /* Pipelined: one WAIT answers for the three. */
+    /* Pipelined: one WAIT answers for the three; time enough for a busy
+     * machine. */
+    redis_publisher_free(waiting);
+    config.wait_timeout_ms = 3000;
+    assert_non_null(waiting = redis_publisher_new(f->conn, &config, err, sizeof err));
     for (int i = 1; i < 4; i++)
         publish(f, waiting, "t", "{\"type\":\"event\",\"event\":\"t\"}", &o[i]);
     for (int i = 1; i < 4; i++) {
@@ -420,6 +462,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_flushed_redis_starts_a_new_epoch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_stream_ahead_of_the_count_is_passed, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_the_script_goes_by_its_sha_and_by_its_text_when_redis_lacks_it, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiting_for_replicas_succeeds_only_with_them, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_the_stream_is_trimmed_near_max_len, setup, teardown),
