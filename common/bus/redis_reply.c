@@ -68,10 +68,15 @@ static void *create_integer(const redisReadTask *task, long long value)
     return attach(task, r);
 }
 
+/* A nil bulk string or array ("$-1", "*-1"): task->type is the string's
+ * or the array's, the reply is neither. */
 static void *create_nil(const redisReadTask *task)
 {
     redisReply *r = new_reply(task);
-    return r ? attach(task, r) : NULL;
+    if (!r)
+        return NULL;
+    r->type = REDIS_REPLY_NIL;
+    return attach(task, r);
 }
 
 redisReplyObjectFunctions redis_reply_bounded = {create_string, create_array, create_integer,

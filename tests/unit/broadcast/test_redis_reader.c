@@ -238,6 +238,27 @@ static void test_a_new_reader_starts_at_the_end_then_gets_each_event_once_in_ord
     assert_int_equal(f->publish_failed, 0);
 }
 
+static bool reads_at_least(struct fixture *f, size_t n)
+{
+    struct redis_reader_stats s;
+    redis_reader_get_stats(f->reader, &s);
+    return s.reads >= n;
+}
+
+static void test_a_block_that_runs_out_is_no_error(void **state)
+{
+    struct fixture *f = *state;
+    struct redis_reader_stats s;
+    start_reader(f);
+    run_until(f, reads_at_least, 3, "blocks that run out (a nil reply each)");
+    redis_reader_get_stats(f->reader, &s);
+    assert_int_equal(s.errors, 0);
+    assert_int_equal(s.entries, 0);
+    publish(f, 1);
+    run_until(f, seen_at_least, 1, "an event after them");
+    run_until(f, published_at_least, 1, "the publish answered");
+}
+
 static void test_an_empty_stream_is_read_from_its_start(void **state)
 {
     struct fixture *f = *state;
@@ -436,6 +457,7 @@ int main(void)
             teardown),
         cmocka_unit_test_setup_teardown(test_an_empty_stream_is_read_from_its_start, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_a_block_that_runs_out_is_no_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_entries_that_are_not_ours_are_skipped_and_counted,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
