@@ -16,10 +16,16 @@ where they work without a running manager or engine:
 - docker/Dockerfile is multi-stage, runs as a non-root user, has a
   HEALTHCHECK, adds no remote URL, and its build stage (the COPY set and the
   cmake commands) builds here, with the runtime package list covering every
-  library the binaries load; both compose files pass `docker-compose config`.
+  library the binaries load; both compose files pass `docker-compose config`;
+- docker/Dockerfile.redis is Debian's redis-server on debian:12-slim, not as
+  root; docker/docker-compose.cluster.yml passes `docker-compose config` with
+  Redis and two daemons of each kind on its stream, the password only in a
+  secret file, and the Redis configuration it gives runs on Debian's
+  redis-server (on a private UNIX socket) with the password off its command
+  line and environment.
 
-Only that last part is skipped, with a message, when docker-compose (Debian's
-package) is missing. Run with /usr/bin/python3; EVS_LISTEN_BIN and
+Only the compose parts are skipped, with a message, when docker-compose
+(Debian's package) is missing. Run with /usr/bin/python3; EVS_LISTEN_BIN and
 EVS_BROADCAST_BIN name the binaries (ctest sets them).
 """
 
@@ -29,6 +35,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 import unittest
 from pathlib import Path
 
@@ -400,6 +407,144 @@ class DockerFiles(unittest.TestCase):
                     self.assertEqual(config.count("/srv/certs:/certs:ro"), 2)
                 self.assertIn("- event-listen", config)
                 self.assertIn("- event-broadcast", config)
+
+    def test_redis_dockerfile_shape(self):
+        stages = dockerfile_stages((ROOT / "docker" / "Dockerfile.redis").read_text())
+        self.assertEqual(len(stages), 1)
+        base, _, instructions = stages[0]
+        self.assertEqual(base, "debian:12-slim", "Debian's redis-server, as the project uses")
+        runs = " ".join(args for ins, args in instructions if ins == "RUN")
+        self.assertRegex(runs, r"apt-get install .*\bredis-server\b")
+        users = [args for ins, args in instructions if ins == "USER"]
+        self.assertEqual(users, ["10001:10001"], "the daemons' image user, not root")
+        self.assertIn('["/data"]', [args for ins, args in instructions if ins == "VOLUME"])
+        for ins, args in instructions:
+            self.assertNotIn(ins, ("ADD", "COPY"), "the Redis image takes no file of the context")
+
+
+def cluster_config(test):
+    """docker-compose.cluster.yml as `docker-compose config` resolves it (a dict)."""
+    compose = shutil.which("docker-compose")
+    if compose is None:
+        test.skipTest("docker-compose is missing (Debian package docker-compose): compose file not checked")
+    import yaml  # python3-yaml, a dependency of Debian's docker-compose
+    env = dict(os.environ, EVS_TOKENS_DIR="/srv/tokens", EVS_CERTS_DIR="/srv/certs",
+               EVS_REDIS_PASSWORD_FILE="/srv/secrets/redis.password")
+    result = run([compose, "-f", ROOT / "docker" / "docker-compose.cluster.yml", "config"], cwd=ROOT, env=env)
+    test.assertEqual(result.returncode, 0, result.stderr)
+    return yaml.safe_load(result.stdout)
+
+
+def compose_text(value):
+    """A string of `docker-compose config` output as the container gets it ($$ is $)."""
+    return value.replace("$$", "$")
+
+
+class ClusterCompose(unittest.TestCase):
+    SECRET = "/run/secrets/redis_password"
+
+    def test_services_share_one_redis_with_the_password_in_a_secret(self):
+        config = cluster_config(self)
+        services = config["services"]
+        self.assertEqual(sorted(services), ["broadcast-1", "broadcast-2", "listen-1", "listen-2", "redis"])
+        self.assertEqual(config["secrets"], {"redis_password": {"file": "/srv/secrets/redis.password"}})
+        published = {}
+        for name, service in services.items():
+            with self.subTest(service=name):
+                env = service.get("environment", {})
+                for key in env:
+                    self.assertFalse("PASSWORD" in key and not key.endswith("_FILE"),
+                                     f"{name}: a password in the environment ({key})")
+                self.assertEqual([s["source"] for s in service["secrets"]], ["redis_password"])
+                self.assertEqual(service["restart"], "unless-stopped")
+                self.assertIs(service["read_only"], True)
+                self.assertEqual(service["cap_drop"], ["ALL"])
+                self.assertIn("no-new-privileges:true", service["security_opt"])
+                for port in service.get("ports", []):
+                    published[str(port["published"])] = (name, str(port["target"]))
+                if name == "redis":
+                    continue
+                daemon = "event-broadcast" if name.startswith("broadcast") else "event-listen"
+                self.assertEqual(service["command"], [daemon])
+                self.assertEqual(service["image"], "event-server:latest")
+                self.assertEqual(service["build"]["dockerfile"], "docker/Dockerfile")
+                self.assertEqual(env["REDIS_URL"], "redis://redis:6379")
+                self.assertEqual(env["REDIS_PASSWORD_FILE"], self.SECRET)
+                self.assertNotIn("BUS_SOCKET", env)
+                self.assertEqual(env["HTTPS_ENABLE"], "true")
+                self.assertIn("redis", service["depends_on"])
+                self.assertIn("/srv/tokens:/tokens:ro", service["volumes"])
+                self.assertIn("/srv/certs:/certs:ro", service["volumes"])
+        # Redis publishes no port: only the services reach it.
+        self.assertEqual(published, {"13000": ("listen-1", "8080"), "13001": ("broadcast-1", "8081"),
+                                     "13002": ("listen-2", "8080"), "13003": ("broadcast-2", "8081")})
+        redis = services["redis"]
+        self.assertEqual(redis["build"]["dockerfile"], "docker/Dockerfile.redis")
+        self.assertEqual(redis["command"][:2], ["sh", "-c"])
+        conf = compose_text(redis["command"][2]).splitlines()
+        self.assertEqual(conf[0], "exec redis-server - <<EOF")
+        for line in ("port 6379", "dir /data", "appendonly yes", f"requirepass $(cat {self.SECRET})"):
+            self.assertIn(line, conf)
+        self.assertIn("redis-data:/data:rw", redis["volumes"])
+        health = compose_text(redis["healthcheck"]["test"][1])
+        self.assertIn(f"REDISCLI_AUTH=\"$(cat {self.SECRET})\" redis-cli ping", health)
+
+    def test_redis_configuration_runs_with_the_password_out_of_sight(self):
+        """The compose file's Redis command and health check on Debian's
+        redis-server here, on a UNIX socket in a temporary folder instead of
+        port 6379 and with the secret and /data moved there."""
+        self.assertTrue(os.access("/usr/bin/redis-server", os.X_OK), "redis-server is missing (scripts/deps)")
+        config = cluster_config(self)
+        redis = config["services"]["redis"]
+        work = Path(tempfile.mkdtemp(prefix="evs-redis-"))
+        self.addCleanup(shutil.rmtree, work, True)
+        secret, sock, data = work / "redis_password", work / "redis.sock", work / "data"
+        data.mkdir()
+        password = "cluster-test-" + os.urandom(8).hex()
+        secret.write_text(password + "\n")
+        secret.chmod(0o400)
+
+        def local(text):
+            return compose_text(text).replace(self.SECRET, str(secret))
+
+        script = local(redis["command"][2]).replace("dir /data", f"dir {data}")
+        self.assertIn("port 6379\n", script)
+        script = script.replace("port 6379\n", f"port 0\nunixsocket {sock}\nunixsocketperm 700\n")
+        env = dict(os.environ, PATH="/usr/bin:/bin")
+        log = open(work / "redis.log", "w+")
+        self.addCleanup(log.close)
+        proc = subprocess.Popen(["sh", "-c", script], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+        def stop():
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+        self.addCleanup(stop)
+        cli = ["/usr/bin/redis-cli", "-s", sock]
+        authed = dict(env, REDISCLI_AUTH=password)
+        deadline = time.monotonic() + 10
+        while run(cli + ["ping"], env=authed).stdout.strip() != "PONG":
+            if proc.poll() is not None:
+                self.fail("redis-server exited: " + (work / "redis.log").read_text())
+            self.assertLess(time.monotonic(), deadline, "redis-server does not answer after 10 s")
+            time.sleep(0.05)
+        self.assertIn("NOAUTH", run(cli + ["ping"], env=env).stdout)
+        self.assertEqual(run(cli + ["config", "get", "appendonly"], env=authed).stdout.split(), ["appendonly", "yes"])
+        # sh exec'd redis-server (so it is PID 1 in the container), which took
+        # the password from stdin: not in its command line or environment.
+        self.assertEqual(Path(f"/proc/{proc.pid}/comm").read_text().strip(), "redis-server")
+        for view in ("cmdline", "environ"):
+            self.assertNotIn(password.encode(), Path(f"/proc/{proc.pid}/{view}").read_bytes(), view)
+        health = local(redis["healthcheck"]["test"][1]).replace("redis-cli ", f"redis-cli -s {sock} ")
+        self.assertEqual(run(["sh", "-c", health], env=env).returncode, 0, "health check fails")
+        proc.terminate()
+        self.assertEqual(proc.wait(timeout=10), 0)
+        self.assertTrue(any((data / "appendonlydir").iterdir()), "no append-only file in the data folder")
 
 
 if __name__ == "__main__":
