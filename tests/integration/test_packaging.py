@@ -9,6 +9,10 @@ where they work without a running manager or engine:
   keep their hardening (`systemd-analyze security --offline=yes`);
 - the units have the shape the daemons rely on (descriptor names, notify,
   watchdog, shared runtime folder, no dependency between the two services);
+- the Redis drop-in example (scripts/systemd/event-server-redis.conf) only
+  wants and orders after redis-server.service and verifies on both services,
+  and the documented Redis variant (bus socket masked, services enabled
+  alone) enables with `systemctl --root` on an installed tree;
 - the sample environment file lists every setting of both daemons' --help
   with its default;
 - scripts/install with DESTDIR and PREFIX=/usr installs the expected tree;
@@ -45,6 +49,7 @@ LISTEN_BIN = Path(os.environ.get("EVS_LISTEN_BIN", ROOT / "build" / "event-liste
 BROADCAST_BIN = Path(os.environ.get("EVS_BROADCAST_BIN", ROOT / "build" / "event-broadcast")).resolve()
 
 SERVICES = ["event-broadcast.service", "event-listen.service", "event-broadcast@.service"]
+REDIS_DROP_IN = UNIT_DIR / "event-server-redis.conf"
 SOCKETS = ["event-broadcast.socket", "event-broadcast-ws.socket", "event-listen.socket",
            "event-broadcast@.socket"]
 UNITS = SERVICES + SOCKETS
@@ -181,6 +186,22 @@ class SystemdUnits(unittest.TestCase):
         self.assertIn("--reuse-port=true", template["ExecStart"])
         self.assertIn("--bus %t/event-server/bus-%i.sock", template["ExecStart"])
 
+    def test_redis_drop_in_orders_after_redis_and_verifies(self):
+        drop_in = parse_unit(REDIS_DROP_IN)
+        self.assertEqual(drop_in, {"Unit": [("Wants", "redis-server.service"),
+                                            ("After", "redis-server.service")]},
+                         "Wants= and After= only: restarting Redis must leave the daemons running")
+        for name in ["event-listen.service", "event-broadcast.service", "event-broadcast@test.service"]:
+            with self.subTest(unit=name):
+                folder = self.tmp / (name.replace("@test.", "@.") + ".d")
+                folder.mkdir(exist_ok=True)
+                shutil.copy(REDIS_DROP_IN, folder / "redis.conf")
+                result = run(["systemd-analyze", "verify", self.tmp / name])
+                ours = [line for line in (result.stdout + result.stderr).splitlines()
+                        if "event-" in line]
+                self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+                self.assertEqual(ours, [], "\n".join(ours))
+
     def test_sysusers_entry_creates_the_user(self):
         if shutil.which("systemd-sysusers") is None:
             self.fail("systemd-sysusers is missing (Debian package systemd)")
@@ -207,6 +228,14 @@ class EnvironmentSample(unittest.TestCase):
                                     f"scripts/systemd/event-server.env.sample lacks the line #{name}={default}")
         for line in sample.splitlines():
             self.assertTrue(line == "" or line.startswith("#"), f"not commented: {line}")
+
+    def test_redis_variant_is_documented(self):
+        sample = (UNIT_DIR / "event-server.env.sample").read_text()
+        for text in ("install -m 0640 -o root -g event-server /dev/null /etc/event-server/redis.password",
+                     "#   REDIS_PASSWORD_FILE=/etc/event-server/redis.password",
+                     "#   REDIS_URL=redis://127.0.0.1:6379",
+                     "systemctl mask\n# event-broadcast.socket", "event-server-redis.conf"):
+            self.assertIn(text, sample)
 
 
 class InstallScript(unittest.TestCase):
@@ -251,10 +280,42 @@ class InstallScript(unittest.TestCase):
         self.assertFalse((d / "etc" / "event-server" / "event-server.env").exists())
         self.assertEqual((d / "usr" / "lib" / "sysusers.d" / "event-server.conf").read_text(),
                          (UNIT_DIR / "event-server.sysusers").read_text())
+        self.assertEqual((d / "usr" / "share" / "doc" / "event-server" / "event-server-redis.conf").read_text(),
+                         REDIS_DROP_IN.read_text())
         # Nothing outside the staging folder's usr/ and etc/, nothing enabled.
         self.assertEqual(sorted(p.name for p in d.iterdir()), ["etc", "usr"])
         self.assertFalse((d / "etc" / "systemd").exists())
         self.assertIn("systemctl enable", out)
+
+    def test_redis_variant_enables_without_the_bus_socket(self):
+        """The commands scripts/install prints for the Redis engine, on the
+        installed tree (systemctl --root needs no running manager)."""
+        self.assertIsNotNone(shutil.which("systemctl"), "systemctl is missing (Debian package systemd)")
+        out = self.install("/usr")
+        for command in ("systemctl mask event-broadcast.socket",
+                        "systemctl enable --now event-broadcast.service event-listen.service",
+                        "/usr/share/doc/event-server/event-server-redis.conf /etc/systemd/system/$unit.d/redis.conf"):
+            self.assertIn(command, out)
+        etc = self.dest / "etc" / "systemd" / "system"
+        variants = {"one": (["event-broadcast.socket"], ["event-broadcast.service", "event-listen.service"]),
+                    "instances": (["event-broadcast@.socket"],
+                                  ["event-broadcast@a.service", "event-broadcast@b.service", "event-listen.service"])}
+        for variant, (masked, services) in variants.items():
+            with self.subTest(variant=variant):
+                shutil.rmtree(etc, ignore_errors=True)
+                root = f"--root={self.dest}"
+                result = run(["systemctl", root, "mask", *masked])
+                self.assertEqual(result.returncode, 0, result.stderr)
+                result = run(["systemctl", root, "enable", *services])
+                self.assertEqual(result.returncode, 0, result.stderr)
+                for unit in masked:
+                    self.assertEqual(os.readlink(etc / unit), "/dev/null")
+                wants = sorted(p.name for p in (etc / "multi-user.target.wants").iterdir())
+                self.assertEqual(wants, sorted(services))
+                self.assertFalse((etc / "sockets.target.wants").exists(), "a bus socket was enabled")
+                socket = "event-broadcast@a.socket" if variant == "instances" else "event-broadcast.socket"
+                state = run(["systemctl", root, "is-enabled", socket]).stdout.strip()
+                self.assertEqual(state, "masked")
 
     def test_other_prefix_puts_units_under_etc(self):
         self.install("/opt/event-server")
