@@ -9,6 +9,10 @@ where they work without a running manager or engine:
   keep their hardening (`systemd-analyze security --offline=yes`);
 - the units have the shape the daemons rely on (descriptor names, notify,
   watchdog, shared runtime folder, no dependency between the two services);
+- the Redis drop-in example (scripts/systemd/event-server-redis.conf) only
+  wants and orders after redis-server.service and verifies on both services,
+  and the documented Redis variant (bus socket masked, services enabled
+  alone) enables with `systemctl --root` on an installed tree;
 - the sample environment file lists every setting of both daemons' --help
   with its default;
 - scripts/install with DESTDIR and PREFIX=/usr installs the expected tree;
@@ -16,10 +20,16 @@ where they work without a running manager or engine:
 - docker/Dockerfile is multi-stage, runs as a non-root user, has a
   HEALTHCHECK, adds no remote URL, and its build stage (the COPY set and the
   cmake commands) builds here, with the runtime package list covering every
-  library the binaries load; both compose files pass `docker-compose config`.
+  library the binaries load; both compose files pass `docker-compose config`;
+- docker/Dockerfile.redis is Debian's redis-server on debian:12-slim, not as
+  root; docker/docker-compose.cluster.yml passes `docker-compose config` with
+  Redis and two daemons of each kind on its stream, the password only in a
+  secret file, and the Redis configuration it gives runs on Debian's
+  redis-server (on a private UNIX socket) with the password off its command
+  line and environment.
 
-Only that last part is skipped, with a message, when docker-compose (Debian's
-package) is missing. Run with /usr/bin/python3; EVS_LISTEN_BIN and
+Only the compose parts are skipped, with a message, when docker-compose
+(Debian's package) is missing. Run with /usr/bin/python3; EVS_LISTEN_BIN and
 EVS_BROADCAST_BIN name the binaries (ctest sets them).
 """
 
@@ -29,6 +39,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 import unittest
 from pathlib import Path
 
@@ -38,6 +49,7 @@ LISTEN_BIN = Path(os.environ.get("EVS_LISTEN_BIN", ROOT / "build" / "event-liste
 BROADCAST_BIN = Path(os.environ.get("EVS_BROADCAST_BIN", ROOT / "build" / "event-broadcast")).resolve()
 
 SERVICES = ["event-broadcast.service", "event-listen.service", "event-broadcast@.service"]
+REDIS_DROP_IN = UNIT_DIR / "event-server-redis.conf"
 SOCKETS = ["event-broadcast.socket", "event-broadcast-ws.socket", "event-listen.socket",
            "event-broadcast@.socket"]
 UNITS = SERVICES + SOCKETS
@@ -174,6 +186,22 @@ class SystemdUnits(unittest.TestCase):
         self.assertIn("--reuse-port=true", template["ExecStart"])
         self.assertIn("--bus %t/event-server/bus-%i.sock", template["ExecStart"])
 
+    def test_redis_drop_in_orders_after_redis_and_verifies(self):
+        drop_in = parse_unit(REDIS_DROP_IN)
+        self.assertEqual(drop_in, {"Unit": [("Wants", "redis-server.service"),
+                                            ("After", "redis-server.service")]},
+                         "Wants= and After= only: restarting Redis must leave the daemons running")
+        for name in ["event-listen.service", "event-broadcast.service", "event-broadcast@test.service"]:
+            with self.subTest(unit=name):
+                folder = self.tmp / (name.replace("@test.", "@.") + ".d")
+                folder.mkdir(exist_ok=True)
+                shutil.copy(REDIS_DROP_IN, folder / "redis.conf")
+                result = run(["systemd-analyze", "verify", self.tmp / name])
+                ours = [line for line in (result.stdout + result.stderr).splitlines()
+                        if "event-" in line]
+                self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+                self.assertEqual(ours, [], "\n".join(ours))
+
     def test_sysusers_entry_creates_the_user(self):
         if shutil.which("systemd-sysusers") is None:
             self.fail("systemd-sysusers is missing (Debian package systemd)")
@@ -200,6 +228,14 @@ class EnvironmentSample(unittest.TestCase):
                                     f"scripts/systemd/event-server.env.sample lacks the line #{name}={default}")
         for line in sample.splitlines():
             self.assertTrue(line == "" or line.startswith("#"), f"not commented: {line}")
+
+    def test_redis_variant_is_documented(self):
+        sample = (UNIT_DIR / "event-server.env.sample").read_text()
+        for text in ("install -m 0640 -o root -g event-server /dev/null /etc/event-server/redis.password",
+                     "#   REDIS_PASSWORD_FILE=/etc/event-server/redis.password",
+                     "#   REDIS_URL=redis://127.0.0.1:6379",
+                     "systemctl mask\n# event-broadcast.socket", "event-server-redis.conf"):
+            self.assertIn(text, sample)
 
 
 class InstallScript(unittest.TestCase):
@@ -244,10 +280,42 @@ class InstallScript(unittest.TestCase):
         self.assertFalse((d / "etc" / "event-server" / "event-server.env").exists())
         self.assertEqual((d / "usr" / "lib" / "sysusers.d" / "event-server.conf").read_text(),
                          (UNIT_DIR / "event-server.sysusers").read_text())
+        self.assertEqual((d / "usr" / "share" / "doc" / "event-server" / "event-server-redis.conf").read_text(),
+                         REDIS_DROP_IN.read_text())
         # Nothing outside the staging folder's usr/ and etc/, nothing enabled.
         self.assertEqual(sorted(p.name for p in d.iterdir()), ["etc", "usr"])
         self.assertFalse((d / "etc" / "systemd").exists())
         self.assertIn("systemctl enable", out)
+
+    def test_redis_variant_enables_without_the_bus_socket(self):
+        """The commands scripts/install prints for the Redis engine, on the
+        installed tree (systemctl --root needs no running manager)."""
+        self.assertIsNotNone(shutil.which("systemctl"), "systemctl is missing (Debian package systemd)")
+        out = self.install("/usr")
+        for command in ("systemctl mask event-broadcast.socket",
+                        "systemctl enable --now event-broadcast.service event-listen.service",
+                        "/usr/share/doc/event-server/event-server-redis.conf /etc/systemd/system/$unit.d/redis.conf"):
+            self.assertIn(command, out)
+        etc = self.dest / "etc" / "systemd" / "system"
+        variants = {"one": (["event-broadcast.socket"], ["event-broadcast.service", "event-listen.service"]),
+                    "instances": (["event-broadcast@.socket"],
+                                  ["event-broadcast@a.service", "event-broadcast@b.service", "event-listen.service"])}
+        for variant, (masked, services) in variants.items():
+            with self.subTest(variant=variant):
+                shutil.rmtree(etc, ignore_errors=True)
+                root = f"--root={self.dest}"
+                result = run(["systemctl", root, "mask", *masked])
+                self.assertEqual(result.returncode, 0, result.stderr)
+                result = run(["systemctl", root, "enable", *services])
+                self.assertEqual(result.returncode, 0, result.stderr)
+                for unit in masked:
+                    self.assertEqual(os.readlink(etc / unit), "/dev/null")
+                wants = sorted(p.name for p in (etc / "multi-user.target.wants").iterdir())
+                self.assertEqual(wants, sorted(services))
+                self.assertFalse((etc / "sockets.target.wants").exists(), "a bus socket was enabled")
+                socket = "event-broadcast@a.socket" if variant == "instances" else "event-broadcast.socket"
+                state = run(["systemctl", root, "is-enabled", socket]).stdout.strip()
+                self.assertEqual(state, "masked")
 
     def test_other_prefix_puts_units_under_etc(self):
         self.install("/opt/event-server")
@@ -400,6 +468,144 @@ class DockerFiles(unittest.TestCase):
                     self.assertEqual(config.count("/srv/certs:/certs:ro"), 2)
                 self.assertIn("- event-listen", config)
                 self.assertIn("- event-broadcast", config)
+
+    def test_redis_dockerfile_shape(self):
+        stages = dockerfile_stages((ROOT / "docker" / "Dockerfile.redis").read_text())
+        self.assertEqual(len(stages), 1)
+        base, _, instructions = stages[0]
+        self.assertEqual(base, "debian:12-slim", "Debian's redis-server, as the project uses")
+        runs = " ".join(args for ins, args in instructions if ins == "RUN")
+        self.assertRegex(runs, r"apt-get install .*\bredis-server\b")
+        users = [args for ins, args in instructions if ins == "USER"]
+        self.assertEqual(users, ["10001:10001"], "the daemons' image user, not root")
+        self.assertIn('["/data"]', [args for ins, args in instructions if ins == "VOLUME"])
+        for ins, args in instructions:
+            self.assertNotIn(ins, ("ADD", "COPY"), "the Redis image takes no file of the context")
+
+
+def cluster_config(test):
+    """docker-compose.cluster.yml as `docker-compose config` resolves it (a dict)."""
+    compose = shutil.which("docker-compose")
+    if compose is None:
+        test.skipTest("docker-compose is missing (Debian package docker-compose): compose file not checked")
+    import yaml  # python3-yaml, a dependency of Debian's docker-compose
+    env = dict(os.environ, EVS_TOKENS_DIR="/srv/tokens", EVS_CERTS_DIR="/srv/certs",
+               EVS_REDIS_PASSWORD_FILE="/srv/secrets/redis.password")
+    result = run([compose, "-f", ROOT / "docker" / "docker-compose.cluster.yml", "config"], cwd=ROOT, env=env)
+    test.assertEqual(result.returncode, 0, result.stderr)
+    return yaml.safe_load(result.stdout)
+
+
+def compose_text(value):
+    """A string of `docker-compose config` output as the container gets it ($$ is $)."""
+    return value.replace("$$", "$")
+
+
+class ClusterCompose(unittest.TestCase):
+    SECRET = "/run/secrets/redis_password"
+
+    def test_services_share_one_redis_with_the_password_in_a_secret(self):
+        config = cluster_config(self)
+        services = config["services"]
+        self.assertEqual(sorted(services), ["broadcast-1", "broadcast-2", "listen-1", "listen-2", "redis"])
+        self.assertEqual(config["secrets"], {"redis_password": {"file": "/srv/secrets/redis.password"}})
+        published = {}
+        for name, service in services.items():
+            with self.subTest(service=name):
+                env = service.get("environment", {})
+                for key in env:
+                    self.assertFalse("PASSWORD" in key and not key.endswith("_FILE"),
+                                     f"{name}: a password in the environment ({key})")
+                self.assertEqual([s["source"] for s in service["secrets"]], ["redis_password"])
+                self.assertEqual(service["restart"], "unless-stopped")
+                self.assertIs(service["read_only"], True)
+                self.assertEqual(service["cap_drop"], ["ALL"])
+                self.assertIn("no-new-privileges:true", service["security_opt"])
+                for port in service.get("ports", []):
+                    published[str(port["published"])] = (name, str(port["target"]))
+                if name == "redis":
+                    continue
+                daemon = "event-broadcast" if name.startswith("broadcast") else "event-listen"
+                self.assertEqual(service["command"], [daemon])
+                self.assertEqual(service["image"], "event-server:latest")
+                self.assertEqual(service["build"]["dockerfile"], "docker/Dockerfile")
+                self.assertEqual(env["REDIS_URL"], "redis://redis:6379")
+                self.assertEqual(env["REDIS_PASSWORD_FILE"], self.SECRET)
+                self.assertNotIn("BUS_SOCKET", env)
+                self.assertEqual(env["HTTPS_ENABLE"], "true")
+                self.assertIn("redis", service["depends_on"])
+                self.assertIn("/srv/tokens:/tokens:ro", service["volumes"])
+                self.assertIn("/srv/certs:/certs:ro", service["volumes"])
+        # Redis publishes no port: only the services reach it.
+        self.assertEqual(published, {"13000": ("listen-1", "8080"), "13001": ("broadcast-1", "8081"),
+                                     "13002": ("listen-2", "8080"), "13003": ("broadcast-2", "8081")})
+        redis = services["redis"]
+        self.assertEqual(redis["build"]["dockerfile"], "docker/Dockerfile.redis")
+        self.assertEqual(redis["command"][:2], ["sh", "-c"])
+        conf = compose_text(redis["command"][2]).splitlines()
+        self.assertEqual(conf[0], "exec redis-server - <<EOF")
+        for line in ("port 6379", "dir /data", "appendonly yes", f"requirepass $(cat {self.SECRET})"):
+            self.assertIn(line, conf)
+        self.assertIn("redis-data:/data:rw", redis["volumes"])
+        health = compose_text(redis["healthcheck"]["test"][1])
+        self.assertIn(f"REDISCLI_AUTH=\"$(cat {self.SECRET})\" redis-cli ping", health)
+
+    def test_redis_configuration_runs_with_the_password_out_of_sight(self):
+        """The compose file's Redis command and health check on Debian's
+        redis-server here, on a UNIX socket in a temporary folder instead of
+        port 6379 and with the secret and /data moved there."""
+        self.assertTrue(os.access("/usr/bin/redis-server", os.X_OK), "redis-server is missing (scripts/deps)")
+        config = cluster_config(self)
+        redis = config["services"]["redis"]
+        work = Path(tempfile.mkdtemp(prefix="evs-redis-"))
+        self.addCleanup(shutil.rmtree, work, True)
+        secret, sock, data = work / "redis_password", work / "redis.sock", work / "data"
+        data.mkdir()
+        password = "cluster-test-" + os.urandom(8).hex()
+        secret.write_text(password + "\n")
+        secret.chmod(0o400)
+
+        def local(text):
+            return compose_text(text).replace(self.SECRET, str(secret))
+
+        script = local(redis["command"][2]).replace("dir /data", f"dir {data}")
+        self.assertIn("port 6379\n", script)
+        script = script.replace("port 6379\n", f"port 0\nunixsocket {sock}\nunixsocketperm 700\n")
+        env = dict(os.environ, PATH="/usr/bin:/bin")
+        log = open(work / "redis.log", "w+")
+        self.addCleanup(log.close)
+        proc = subprocess.Popen(["sh", "-c", script], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+        def stop():
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+        self.addCleanup(stop)
+        cli = ["/usr/bin/redis-cli", "-s", sock]
+        authed = dict(env, REDISCLI_AUTH=password)
+        deadline = time.monotonic() + 10
+        while run(cli + ["ping"], env=authed).stdout.strip() != "PONG":
+            if proc.poll() is not None:
+                self.fail("redis-server exited: " + (work / "redis.log").read_text())
+            self.assertLess(time.monotonic(), deadline, "redis-server does not answer after 10 s")
+            time.sleep(0.05)
+        self.assertIn("NOAUTH", run(cli + ["ping"], env=env).stdout)
+        self.assertEqual(run(cli + ["config", "get", "appendonly"], env=authed).stdout.split(), ["appendonly", "yes"])
+        # sh exec'd redis-server (so it is PID 1 in the container), which took
+        # the password from stdin: not in its command line or environment.
+        self.assertEqual(Path(f"/proc/{proc.pid}/comm").read_text().strip(), "redis-server")
+        for view in ("cmdline", "environ"):
+            self.assertNotIn(password.encode(), Path(f"/proc/{proc.pid}/{view}").read_bytes(), view)
+        health = local(redis["healthcheck"]["test"][1]).replace("redis-cli ", f"redis-cli -s {sock} ")
+        self.assertEqual(run(["sh", "-c", health], env=env).returncode, 0, "health check fails")
+        proc.terminate()
+        self.assertEqual(proc.wait(timeout=10), 0)
+        self.assertTrue(any((data / "appendonlydir").iterdir()), "no append-only file in the data folder")
 
 
 if __name__ == "__main__":
