@@ -444,26 +444,59 @@ static bool resume_may_wait(const struct hub *hub, enum history_lookup found, ui
            (!hub->bus_synced && now - hub->started_ms < HUB_RESUME_STARTUP_MS);
 }
 
-/* Looks a held resume up again. Returns true when it is now replaying
- * (the reply resumed:true is sent); false when it still waits, or when it
- * was answered resumed:false and subscribed (sub->replay is then NULL). */
+/* Where a resume as since asks (the id, for INIT_SINCE_ID) starts:
+ * HISTORY_FOUND with *from, the first position to replay; HISTORY_DISABLED
+ * for an init that replays nothing. */
+static enum history_lookup resume_lookup(const struct hub *hub, enum init_since since,
+                                         const char *id, size_t id_len, uint64_t *from)
+{
+    enum history_lookup found;
+    if (since == INIT_SINCE_ID) {
+        found = history_find(hub->history, id, id_len, from);
+        ++*from;
+        return found;
+    }
+    if (since == INIT_SINCE_OLDEST && history_enabled(hub->history)) {
+        *from = history_first(hub->history);
+        return HISTORY_FOUND;
+    }
+    return HISTORY_DISABLED;
+}
+
+/* The answer to an init that replays nothing: resumed:false for one that
+ * asked to, counted; plain OK otherwise. */
+static enum hub_resume resume_not_replayed(struct hub *hub, enum init_since since,
+                                           enum history_lookup found)
+{
+    if (since == INIT_SINCE_ID || since == INIT_SINCE_OLDEST)
+        return resume_refused(hub, found);
+    return HUB_RESUME_NONE;
+}
+
+/* Looks a held init up again. Returns true when it is now replaying (the
+ * reply resumed:true is sent); false when it still waits, or when it was
+ * answered (resumed:false, or plain OK) and subscribed (sub->replay is
+ * then NULL). */
 static bool resume_held_decide(struct subscriber *sub)
 {
     struct hub *hub = sub->hub;
     struct subscriber_replay *r = sub->replay;
-    uint64_t after = 0;
-    enum history_lookup found = history_find(hub->history, r->since, r->since_len, &after);
+    uint64_t from = 0, held_for = clock_now_ms() - r->held_since_ms;
+    enum history_lookup found;
     enum hub_resume result;
+    if (hub->bus_start_pending && held_for < HUB_RESUME_HOLD_MAX_MS)
+        return false;
+    found = resume_lookup(hub, r->since_kind, r->since, r->since_len, &from);
     if (found == HISTORY_FOUND) {
         r->held = false;
-        r->next_pos = after + 1;
+        r->next_pos = from;
         hub->counters.resumes_replayed++;
         hub_reply_init_ok(sub, HUB_RESUME_REPLAYING);
         return true;
     }
-    if (resume_may_wait(hub, found, clock_now_ms() - r->held_since_ms))
+    if (r->since_kind == INIT_SINCE_ID && resume_may_wait(hub, found, held_for))
         return false;
-    result = resume_refused(hub, found);
+    result = resume_not_replayed(hub, r->since_kind, found);
     hub_reply_init_ok(sub, result);
     /* r->types are the init's types sub did not hold: what it subscribes. */
     if (subs_add_all(hub->subs, &sub->subs, sub, r->types, r->lens, r->count) < 0) {
@@ -502,6 +535,8 @@ static bool replay_some(struct subscriber *sub, struct replay_work *work)
            work->entries < HUB_REPLAY_PASS_ENTRIES) {
         const struct history_entry *e;
         if (r->next_pos >= history_end(hub->history)) {
+            if (hub->bus_syncing > 0 && clock_now_ms() - r->started_ms < HUB_RESUME_HOLD_MAX_MS)
+                break; /* more history is on its way: caught up once it is in */
             replay_caught_up(sub);
             more = false;
             break;
@@ -578,6 +613,7 @@ static struct subscriber_replay *replay_new(const struct subscriber *sub,
     if (!r)
         return NULL;
     r->next_pos = from;
+    r->started_ms = clock_now_ms();
     r->types = calloc(msg->event_count ? msg->event_count : 1, sizeof *r->types);
     r->lens = calloc(msg->event_count ? msg->event_count : 1, sizeof *r->lens);
     if (!r->types || !r->lens)
@@ -615,25 +651,19 @@ int hub_subscribe(struct subscriber *sub, const struct init_message *msg, enum h
     struct hub *hub = sub->hub;
     struct subscriber_replay *r;
     uint64_t from = 0;
-    enum history_lookup found = HISTORY_DISABLED;
+    enum history_lookup found =
+        resume_lookup(hub, msg->since, msg->since_id, msg->since_len, &from);
+    bool hold =
+        hub->bus_start_pending || (msg->since == INIT_SINCE_ID && resume_may_wait(hub, found, 0));
 
     *result = HUB_RESUME_NONE;
-    if (msg->since == INIT_SINCE_ID) {
-        found = history_find(hub->history, msg->since_id, msg->since_len, &from);
-        from++;
-    } else if (msg->since == INIT_SINCE_OLDEST && history_enabled(hub->history)) {
-        found = HISTORY_FOUND;
-        from = history_first(hub->history);
-    }
     if (msg->since != INIT_SINCE_NONE)
         sub->with_ids = true;
-    if (found != HISTORY_FOUND &&
-        !(msg->since == INIT_SINCE_ID && resume_may_wait(hub, found, 0))) {
+    if (found != HISTORY_FOUND && !hold) {
         if (subs_add_all(hub->subs, &sub->subs, sub, msg->events, msg->event_lens,
                          msg->event_count) < 0)
             return -1;
-        if (msg->since == INIT_SINCE_ID || msg->since == INIT_SINCE_OLDEST)
-            *result = resume_refused(hub, found);
+        *result = resume_not_replayed(hub, msg->since, found);
         return 0;
     }
     if (!(r = replay_new(sub, msg, from)))
@@ -641,15 +671,19 @@ int hub_subscribe(struct subscriber *sub, const struct init_message *msg, enum h
     sub->replay = r;
     list_push_back(&hub->replaying, &sub->replay_node);
     replay_schedule(hub, true);
-    if (found == HISTORY_FOUND) {
+    if (found == HISTORY_FOUND && !hub->bus_start_pending) {
         hub->counters.resumes_replayed++;
         *result = HUB_RESUME_REPLAYING;
     } else {
-        hub->counters.resumes_held++;
+        if (msg->since != INIT_SINCE_NONE)
+            hub->counters.resumes_held++;
         r->held = true;
         r->held_since_ms = clock_now_ms();
-        memcpy(r->since, msg->since_id, msg->since_len);
-        r->since_len = msg->since_len;
+        r->since_kind = msg->since;
+        if (msg->since == INIT_SINCE_ID) {
+            memcpy(r->since, msg->since_id, msg->since_len);
+            r->since_len = msg->since_len;
+        }
         *result = HUB_RESUME_HELD;
     }
     return 0;
@@ -676,10 +710,16 @@ void hub_bus_peer_greeted(struct hub *hub)
     hub->bus_syncing++;
 }
 
+void hub_bus_start_pending(struct hub *hub)
+{
+    hub->bus_start_pending = true;
+}
+
 void hub_bus_peer_synced(struct hub *hub)
 {
     hub->bus_syncing--;
     hub->bus_synced = true;
+    hub->bus_start_pending = false;
     replay_schedule(hub, true); /* held resumes may be answered now */
 }
 

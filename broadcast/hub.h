@@ -94,9 +94,10 @@ struct hub {
     struct event *replay_timer; /* runs the replays' next pass */
     /* What the bus side (bus_server.h) tells about the listen daemons, for
      * resumes that arrive before the history is whole (HUB_RESUME_HELD). */
-    uint64_t started_ms;  /* hub_init */
-    unsigned bus_syncing; /* connected listen daemons whose SYNC has not come */
-    bool bus_synced;      /* one has synced since the start */
+    uint64_t started_ms;    /* hub_init */
+    unsigned bus_syncing;   /* connected listen daemons whose SYNC has not come */
+    bool bus_synced;        /* one has synced since the start */
+    bool bus_start_pending; /* hub_bus_start_pending, until the first sync */
     /* The recheck pass after credential changes (hub_recheck_sessions).
      * Changes are numbered; each source keeps the number of its last
      * change, each session the number current when its credential was
@@ -192,20 +193,29 @@ void hub_bus_peer_greeted(struct hub *hub);
 void hub_bus_peer_synced(struct hub *hub);
 void hub_bus_peer_lost_unsynced(struct hub *hub);
 
+/* The bus does not know yet where this daemon's events begin (the Redis
+ * engine before it has read the stream's end and past): an event a
+ * publisher had answered after an init could still come as history only.
+ * Every init, with "since" or not, waits (HUB_RESUME_HELD) until the next
+ * hub_bus_peer_synced, or HUB_RESUME_HOLD_MAX_MS. */
+void hub_bus_start_pending(struct hub *hub);
+
 /* Sends sub the reply to a successful init, {"type":"init","code":"OK"},
  * with what became of its "since" (not for HUB_RESUME_HELD). */
 void hub_reply_init_ok(struct subscriber *sub, enum hub_resume resume);
 
 /* Subscribes sub to the types of its init msg, resuming as msg->since asks.
- * HUB_RESUME_HELD: the history may soon answer better than now (see above);
- * the hub replies later, and subscribes or replays as the answer says.
+ * HUB_RESUME_HELD: the history may soon answer better than now (see above),
+ * or the bus's start is pending (hub_bus_start_pending); the hub replies
+ * later, and subscribes or replays as the answer says.
  * With an id found in the history (or "oldest"), the types sub does not
  * hold yet are replayed first: the retained events of those types after the
  * id, paced by sub's output (never more than a fill level of unsent replay,
  * below max_backlog), and sub holds the types from the moment the replay
  * has caught up with the history's end, so the first live event is the one
- * after the last replayed. Types sub already holds are not replayed: it had
- * their events live. Every event sub gets from now on carries its id once
+ * after the last replayed; while a listen daemon is sending its history
+ * (before its SYNC), a replay at the end waits for what is still to come. Types sub already holds
+ * are not replayed: it had their events live. Every event sub gets from now on carries its id once
  * msg->since is set. Returns 0 and *result, or -1 when out of memory
  * (nothing subscribed). */
 int hub_subscribe(struct subscriber *sub, const struct init_message *msg, enum hub_resume *result);

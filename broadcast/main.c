@@ -283,8 +283,10 @@ static int broadcast_start(struct daemon *daemon, void *arg)
             log_error("%s", err);
             return -1;
         }
-        /* Resumes wait (HUB_RESUME_HELD) until the stream's past is loaded. */
+        /* Inits wait (HUB_RESUME_HELD) until the stream's end and past are
+         * read: an event answered after an init is then live for it. */
         hub_bus_peer_greeted(&d->hub);
+        hub_bus_start_pending(&d->hub);
     } else {
         d->bus = bus_server_new(daemon->base, bus_fd, &d->hub);
     }

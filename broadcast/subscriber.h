@@ -21,6 +21,7 @@
 #include "bus/event_id.h"
 #include "core/list.h"
 #include "core/rate_limit.h"
+#include "init_message.h"
 #include "subscriptions.h"
 
 struct bufferevent;
@@ -64,13 +65,15 @@ struct subscriber_ops {
  * replay, and the types replayed, which the subscriber holds once the
  * replay has caught up with the live events. Owned by the hub. */
 struct subscriber_replay {
-    uint64_t next_pos; /* the next history position to look at */
+    uint64_t next_pos;   /* the next history position to look at */
+    uint64_t started_ms; /* when the init came */
     size_t count;
     size_t *lens;
     char **types;
-    /* A resume the history cannot answer yet (hub.h's HUB_RESUME_HELD):
-     * its id, looked up again while the hold lasts. */
+    /* An init the hub cannot answer yet (hub.h's HUB_RESUME_HELD): what
+     * its "since" asked, and the id, looked up again while the hold lasts. */
     bool held;
+    enum init_since since_kind;
     uint64_t held_since_ms;
     size_t since_len;
     char since[EVENT_ID_MAX];
