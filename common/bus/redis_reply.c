@@ -68,10 +68,16 @@ static void *create_integer(const redisReadTask *task, long long value)
     return attach(task, r);
 }
 
+/* A nil whatever announced it: hiredis reads "*-1" (what XREAD BLOCK answers
+ * when it ran out with nothing new) and "$-1" as tasks of the array and
+ * string types, and its own createNil makes REDIS_REPLY_NIL of both. */
 static void *create_nil(const redisReadTask *task)
 {
     redisReply *r = new_reply(task);
-    return r ? attach(task, r) : NULL;
+    if (!r)
+        return NULL;
+    r->type = REDIS_REPLY_NIL;
+    return attach(task, r);
 }
 
 redisReplyObjectFunctions redis_reply_bounded = {create_string, create_array, create_integer,

@@ -487,6 +487,26 @@ class ForeignEntriesTest(RedisFaultCase):
         self.assertEqual(metric(b.port, "evs_broadcast_redis_skipped_total"), 1)
 
 
+class RedisIdleTest(RedisFaultCase):
+
+    def test_an_idle_stream_is_no_error_and_the_next_event_comes(self):
+        redis = self.start_redis()
+        b, l = self.machine(redis, "one")
+        kind = fresh_type()
+        # Nothing published: the first XREAD reply is its BLOCK running out (*-1, a nil).
+        wait_for(lambda: metric(b.port, "evs_broadcast_redis_reads_total") >= 1, timeout=30,
+                 what="an XREAD that ran out")
+        self.assertEqual(metric(b.port, "evs_broadcast_redis_errors_total"), 0)
+        self.assertNotIn("a reply of another shape", b.log())
+
+        async def go():
+            ws, _ = await subscribe(b.port, self.token, [kind], since="now")
+            event_id = post(l.port, self.token, kind, 1)
+            self.assertEqual(await receive(ws, 1), [with_id(kind, event_id, 1)])
+            await ws.close()
+        run(go())
+
+
 class RedisRestartTest(RedisFaultCase):
 
     def test_a_listen_daemon_restarted_publishes_again_and_its_ids_go_on_in_order(self):
