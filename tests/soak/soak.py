@@ -2,7 +2,9 @@
 """Soak test with faults: both real daemons, real clients, loopback, bounded time.
 
     tests/soak/soak.py --minutes 10          the long form, by hand
+    tests/soak/soak.py --minutes 10 --redis  the same on the Redis engine
     tests/integration/test_soak.py           the short form, run by ctest
+    tests/integration/test_soak_redis.py     its Redis form, run by ctest
 
 (EVS_LISTEN_BIN / EVS_BROADCAST_BIN name the binaries, as for the
 integration tests; EVS_TIME_SCALE stretches every wait for slow builds.)
@@ -40,6 +42,14 @@ What runs, for the whole traffic period:
     file is rewritten several times, atomically (keeping the token in use)
     and in place (truncated and written again with the same tokens, over
     and over for a second).
+  - with --redis (Config.redis), the daemons are on the Redis engine, on a
+    redis-server the run starts (requirepass, UNIX socket, append-only file
+    with appendfsync always), and the faults are: the broadcast daemon
+    killed and left down, the listen daemon killed, Redis killed (SIGKILL)
+    and left down for longer than the bus wait, then restarted from its
+    append-only file, the broadcast daemon stopped with SIGTERM and
+    restarted at once, Redis stopped with SIGTERM and restarted at once,
+    the listen daemon restarted with SIGTERM, the tokens file rewrites.
 
 Checked at the end (every time is CLOCK_MONOTONIC, shared by all processes):
   - every event answered 200 reached every connection subscribed to its
@@ -78,6 +88,12 @@ Checked at the end (every time is CLOCK_MONOTONIC, shared by all processes):
     AddressSanitizer, whose quarantine keeps freed memory; LeakSanitizer
     checks leaks at each clean exit instead;
   - both daemons exit 0 on SIGTERM; no sanitizer report in any log.
+  On Redis the same checks, with what a publish needs being Redis instead
+  of a broadcast daemon: a publish made entirely while Redis was down got
+  503, 503s happen only around Redis's restarts, the drain check does not
+  apply (a 200 is Redis's, and the stream keeps the event for the next
+  broadcast daemon), and every resume is exact (the stream is the history
+  a restarted broadcast daemon loads; nothing is ever lost by a restart).
 Printed: events published, deliveries checked, faults injected, largest RSS.
 """
 
@@ -135,8 +151,13 @@ class Config:
     that depend on the daemons' speed are multiplied by TIME_SCALE."""
 
     def __init__(self, seconds, steady, reconnecting, slow, stalled=0, resuming=0, publishers=4,
-                 types=12, sub_procs=2, rewrites=3):
+                 types=12, sub_procs=2, rewrites=3, redis=False):
         self.seconds = seconds
+        self.redis = redis  # the Redis engine (a redis-server of the test's, append-only file on)
+        # On Redis, publishes go on at full rate while no broadcast daemon runs, and the stream
+        # (trimmed to the listen daemons' HISTORY_SIZE) must still hold the resumers' ids when
+        # the next one loads it: room for a few outages' worth of events.
+        self.history_size = 30000 if redis else None
         self.steady, self.reconnecting, self.slow, self.stalled = steady, reconnecting, slow, stalled
         self.resuming = resuming
         self.publishers = publishers
@@ -156,14 +177,20 @@ class Config:
         return cls(seconds=45, steady=40, reconnecting=12, slow=8, stalled=4, resuming=8, rewrites=2)
 
     @classmethod
-    def long(cls, minutes, subscribers=200):
+    def short_redis(cls):
+        return cls(seconds=40, steady=30, reconnecting=10, slow=6, stalled=4, resuming=8, rewrites=2,
+                   redis=True)
+
+    @classmethod
+    def long(cls, minutes, subscribers=200, redis=False):
         steady = int(subscribers * 0.6)
         slow = max(2, subscribers // 10)
         stalled = max(2, subscribers // 20)
         resuming = max(2, subscribers // 10)
         return cls(seconds=int(minutes * 60), steady=steady,
                    reconnecting=subscribers - steady - slow - stalled - resuming, slow=slow,
-                   stalled=stalled, resuming=resuming, types=16, rewrites=max(3, int(minutes)))
+                   stalled=stalled, resuming=resuming, types=16, rewrites=max(3, int(minutes)),
+                   redis=redis)
 
 
 # --- process figures ----------------------------------------------------------------------------
@@ -673,9 +700,11 @@ def subscriber_worker(cfg, port, token, specs, stop, out_path, seed):
 # --- the run ------------------------------------------------------------------------------------
 
 class Fault:
-    def __init__(self, what, t_signal, outage=False):
+    def __init__(self, what, t_signal, outage=False, at_once=False):
         self.what = what
-        self.outage = outage      # a broadcast daemon left down for longer than the bus wait
+        self.outage = outage      # what publishes need (the broadcast daemon, or Redis) left down
+                                  # for longer than the bus wait
+        self.at_once = at_once    # restarted at once (a service manager's restart)
         self.t_signal = t_signal  # signal sent / file replaced
         self.t_dead = None        # the process was seen gone
         self.t_restart = None     # the new process was started
@@ -692,24 +721,38 @@ class Soak:
         self.rss_max = {"broadcast": 0, "listen": 0}
         self.generation = 0
         self.problems = []
+        # What a publish needs for its 200: a broadcast daemon's ack on the UNIX bus, Redis's on
+        # the Redis engine (where a broadcast daemon's absence is no outage for publishers).
+        self.publishes_need = "redis" if cfg.redis else "broadcast"
 
     def problem(self, text):
         self.problems.append(text)
 
     # daemons ---------------------------------------------------------------------------------
 
+    def redis_args(self):
+        if not self.cfg.redis:
+            return []
+        return ["--redis-url", self.r.url, "--redis-password-file", self.r.password_file,
+                "--history-size", str(self.cfg.history_size)]
+
     def broadcast_args(self):
         c = self.cfg
         return ["--max-backlog", str(c.max_backlog), "--close-timeout-ms", str(c.close_timeout_ms),
-                "--ping-interval-ms", str(c.ping_interval_ms)]
+                "--ping-interval-ms", str(c.ping_interval_ms), *self.redis_args()]
 
     def listen_args(self):
-        return ["--bus-wait-ms", str(self.cfg.bus_wait_ms)]
+        return ["--bus-wait-ms", str(self.cfg.bus_wait_ms), *self.redis_args()]
 
     def start_broadcast(self, port=None, bus=None):
         self.generation += 1
-        return self.case.start_broadcast(*self.broadcast_args(), port=port, bus=bus,
-                                         name=f"broadcast-g{self.generation}")
+        # On Redis the bus socket is not made: the daemon serves once its port accepts.
+        d = self.case.start_broadcast(*self.broadcast_args(), port=port, bus=bus,
+                                      name=f"broadcast-g{self.generation}", wait=not self.cfg.redis)
+        if self.cfg.redis:
+            wait_for(lambda: harness.port_accepts(d.port) or not d.running(), what="broadcast daemon")
+            self.case.assertTrue(d.running(), d.log())
+        return d
 
     def start_listen(self, port=None):
         self.generation += 1
@@ -734,22 +777,31 @@ class Soak:
             self.rss_timeline.append(tuple(sample))
 
     def restart(self, which, sig, outage=True):
-        old = self.b if which == "broadcast" else self.l
-        outage = outage and which == "broadcast"
-        fault = Fault(f"{which} {signal.Signals(sig).name}", time.monotonic(), outage)
+        """Stops a daemon with sig and starts it again. outage: the broadcast daemon or Redis
+        is left down for longer than the bus wait first (when publishes need it, they meet
+        the outage: 503)."""
+        old = {"broadcast": self.b, "listen": self.l, "redis": getattr(self, "r", None)}[which]
+        outage = outage and which in ("broadcast", "redis")
+        fault = Fault(f"{which} {signal.Signals(sig).name}", time.monotonic(),
+                      outage=outage and which == self.publishes_need, at_once=not outage)
         self.faults.append(fault)
         code = old.stop(sig, timeout=30)
         fault.t_dead = time.monotonic()
         expected = -signal.SIGKILL if sig == signal.SIGKILL else 0
+        if which == "redis" and sig == signal.SIGTERM:
+            expected = 0  # redis-server exits 0 once it has flushed its append-only file
         if code != expected:
             self.problem(f"{fault.what}: exit status {code}, expected {expected}")
-        if which == "broadcast":
-            if outage:
-                # Down for longer than the bus wait, so that publishes meet the outage.
-                # (publishers that met the drop all start their next publish together and wait a
-                # whole bus wait: 2.5 waits leave room for one publish to start and end inside)
-                time.sleep(self.cfg.bus_wait_ms / 1000 * 2.5 + 0.5)
-            fault.t_restart = time.monotonic()
+        if outage:
+            # Down for longer than the bus wait, so that publishes meet the outage.
+            # (publishers that met the drop all start their next publish together and wait a
+            # whole bus wait: 2.5 waits leave room for one publish to start and end inside)
+            time.sleep(self.cfg.bus_wait_ms / 1000 * 2.5 + 0.5)
+        fault.t_restart = time.monotonic()
+        if which == "redis":
+            self.r = self.case.restart_redis(old)
+            self.wait_bus()
+        elif which == "broadcast":
             self.b = self.start_broadcast(port=old.port, bus=old.bus)
             self.wait_bus()
         else:
@@ -803,6 +855,8 @@ class Soak:
     def run(self):
         c = self.cfg
         ctx = multiprocessing.get_context("fork")
+        if c.redis:
+            self.r = self.case.start_redis(aof=True)
         self.b = self.start_broadcast()
         self.l = self.start_listen()
         self.wait_bus()
@@ -842,12 +896,23 @@ class Soak:
 
         # The timeline: faults in the first half, then the final daemons run on under load.
         D = c.seconds
-        plan = [(0.10, lambda: self.restart("broadcast", signal.SIGKILL)),
-                (0.20, lambda: self.restart("listen", signal.SIGKILL)),
-                (0.30, lambda: self.restart("broadcast", signal.SIGTERM)),
-                (0.40, lambda: self.restart("broadcast", signal.SIGTERM, outage=False)),
-                (0.50, lambda: self.restart("listen", signal.SIGTERM)),
-                (0.62, "baseline")]
+        if c.redis:
+            # Redis killed (what it confirmed is in its append-only file) and left down, then
+            # stopped cleanly and restarted at once; the daemons' faults as on the UNIX bus.
+            plan = [(0.08, lambda: self.restart("broadcast", signal.SIGKILL)),
+                    (0.16, lambda: self.restart("listen", signal.SIGKILL)),
+                    (0.24, lambda: self.restart("redis", signal.SIGKILL)),
+                    (0.34, lambda: self.restart("broadcast", signal.SIGTERM, outage=False)),
+                    (0.42, lambda: self.restart("redis", signal.SIGTERM, outage=False)),
+                    (0.50, lambda: self.restart("listen", signal.SIGTERM)),
+                    (0.62, "baseline")]
+        else:
+            plan = [(0.10, lambda: self.restart("broadcast", signal.SIGKILL)),
+                    (0.20, lambda: self.restart("listen", signal.SIGKILL)),
+                    (0.30, lambda: self.restart("broadcast", signal.SIGTERM)),
+                    (0.40, lambda: self.restart("broadcast", signal.SIGTERM, outage=False)),
+                    (0.50, lambda: self.restart("listen", signal.SIGTERM)),
+                    (0.62, "baseline")]
         for i in range(c.rewrites):
             plan.append((0.18 + 0.8 * i / c.rewrites, lambda i=i: self.rewrite_tokens(i)))
             plan.append((0.24 + 0.7 * i / c.rewrites, self.rewrite_tokens_in_place))
@@ -860,7 +925,8 @@ class Soak:
             if action == "baseline":
                 # The warm figure: the largest RSS of the final daemons since their restart,
                 # their working set under this load (later growth would be a leak).
-                since = max(f.t_ready for f in self.faults if f.what.split()[0] in ("broadcast", "listen"))
+                since = max(f.t_ready for f in self.faults
+                            if f.what.split()[0] in ("broadcast", "listen", "redis"))
                 warm_rss = {}
                 for k, name in enumerate(("broadcast", "listen")):
                     seen = [smp[k + 1] for smp in self.rss_timeline
@@ -915,7 +981,7 @@ class Soak:
         figures.update(self.check_resumes(resumes, records))
 
         # Clean exits (LeakSanitizer runs at exit in the sanitizer build).
-        for d in (self.l, self.b):
+        for d in (self.l, self.b, *([self.r] if c.redis else [])):
             code = d.stop(signal.SIGTERM, timeout=30)
             if code != 0:
                 self.problem(f"{d.argv[0]} exited {code} on SIGTERM")
@@ -955,6 +1021,7 @@ class Soak:
         limit = c.bus_wait_ms / 1000 + c.margin
         b_faults = [f for f in self.faults if f.what.startswith("broadcast")]
         l_faults = [f for f in self.faults if f.what.startswith("listen")]
+        need_faults = [f for f in self.faults if f.what.startswith(self.publishes_need)]
         sigterms = sorted(f.t_signal for f in b_faults if f.what.endswith("SIGTERM"))
         # A killed daemon may still serve for a moment after the signal is sent: what counts is
         # that its death (between the signal and the moment it was seen dead) overlaps the
@@ -964,10 +1031,10 @@ class Soak:
         def near(faults, ts, ta, after):
             return any(ts <= f.t_ready + after and ta >= f.t_signal for f in faults)
 
-        # Publishes: answers, no hang, 503 only around broadcast outages.
+        # Publishes: answers, no hang, 503 only around outages of what publishes need.
         by_type = [[] for _ in range(c.types)]  # (ts, ta, key) of every 200
         counts = {200: 0, 503: 0, 0: 0}
-        outage_503 = [0] * len(b_faults)
+        outage_503 = [0] * len(need_faults)
         for p, (ts_a, ta_a, st_a, ty_a, odd) in enumerate(pubs):
             for seq, status, body in odd[:3]:
                 self.problem(f"publisher {p} seq {seq}: answered {status} {body!r}")
@@ -981,19 +1048,20 @@ class Soak:
                 if status == 200:
                     by_type[ty_a[i]].append((ts, ta, key_of(ty_a[i], p, i + 1)))
                 elif status == 503:
-                    if not near(b_faults, ts, ta, limit):
+                    if not near(need_faults, ts, ta, limit):
                         self.problem(f"publisher {p} seq {i + 1}: 503 at {ts - self.faults[0].t_signal:+.2f} s "
-                                     f"from the first fault, outside any broadcast outage")
+                                     f"from the first fault, outside any {self.publishes_need} outage")
                 elif status == 0:
                     if not near(l_faults, ts, ta, 0.5 * TIME_SCALE):
                         self.problem(f"publisher {p} seq {i + 1}: connection error outside a listen restart")
-                for k, f in enumerate(b_faults):
+                for k, f in enumerate(need_faults):
                     if ts >= f.t_dead and ta <= f.t_restart:
                         if status == 503:
                             outage_503[k] += 1
                         else:
-                            self.problem(f"publisher {p} seq {i + 1}: {status} while no broadcast daemon ran")
-        for k, f in enumerate(b_faults):
+                            self.problem(f"publisher {p} seq {i + 1}: {status} while {f.what.split()[0]} "
+                                         f"was down")
+        for k, f in enumerate(need_faults):
             if f.outage and outage_503[k] == 0:
                 self.problem(f"{f.what}: no publish met the outage with a 503")
         for lst in by_type:
@@ -1006,6 +1074,20 @@ class Soak:
             if p >= len(pubs) or not 1 <= seq <= len(pubs[p][0]):
                 return None
             return pubs[p][0][seq - 1], pubs[p][1][seq - 1], pubs[p][2][seq - 1], pubs[p][3][seq - 1]
+
+        # On Redis a 200 is Redis's, and a broadcast daemon reads the event from the stream a
+        # moment later: a close (the client's, or a 1001) covers the events answered at least
+        # read_lag before it, and none answered just before or while Redis was away (those are
+        # read once the broadcast daemon's reader is back, after its reconnect backoff).
+        read_lag = 2.0 * TIME_SCALE
+        r_faults = [f for f in self.faults if f.what.startswith("redis")]
+
+        def read_by(t):
+            t -= read_lag
+            for f in r_faults:
+                if f.t_signal - read_lag <= t <= f.t_ready + read_lag:
+                    t = f.t_signal - read_lag
+            return t
 
         checked = delivered = stalled_cuts = 0
         ends = {}
@@ -1080,6 +1162,8 @@ class Soak:
                     self.problem(f"{label}: closed 1001 without a SIGTERM")
                     continue
                 until = before[-1]
+            if c.redis and until > last_ts:
+                until = max(last_ts, read_by(until))
             have = set(received)
             missing = 0
             for t in types:
@@ -1100,9 +1184,10 @@ class Soak:
         # A stopping broadcast daemon closes its sessions (1001) at the signal: from then on an
         # event it acked would reach nobody. So no publish sent after the first 1001 came may be
         # answered 200 before the next daemon started; it must wait for that one (or get 503).
+        # (On Redis a 200 is Redis's: the stream holds the event for the next daemon.)
         drain_200 = 0
         for f in b_faults:
-            if not f.what.endswith("SIGTERM"):
+            if not f.what.endswith("SIGTERM") or c.redis:
                 continue
             closes = [r[6] for r in records if r[7] == "server" and r[8] == 1001 and r[6] is not None
                       and f.t_signal <= r[6] <= f.t_dead]
@@ -1137,12 +1222,15 @@ class Soak:
         exception: both daemons died between the event it resumes from and the resume, so
         nobody holds that event any more; then the answer must be UNKNOWN or TOO_OLD, and
         the subscriber's next stretch starts there. Its records (one per stretch) were
-        checked with the others: complete and in order."""
+        checked with the others: complete and in order. On Redis there is no exception: the
+        stream, kept by Redis across its own restarts (append-only file), is the history that
+        a broadcast daemon loads when it starts, whichever daemons died."""
         answers = {}
         deaths = {w: [f.t_dead for f in self.faults if f.what.startswith(w)]
                   for w in ("broadcast", "listen")}
         for sub, t, since, answer, t_since in resumes:
-            both_lost = all(any(t_since <= dead <= t for dead in deaths[w]) for w in deaths)
+            both_lost = not self.cfg.redis and all(any(t_since <= dead <= t for dead in deaths[w])
+                                                   for w in deaths)
             if answer != "resumed" and both_lost and answer in ("UNKNOWN", "TOO_OLD"):
                 answer += " (both daemons died since)"
             elif answer != "resumed":
@@ -1159,7 +1247,8 @@ class Soak:
     def print_figures(self, fig):
         lines = [
             "== soak figures",
-            f"  traffic: {fig['seconds']} s, {self.cfg.publishers} publishers, "
+            f"  traffic: {fig['seconds']} s on the {'Redis' if self.cfg.redis else 'UNIX socket'} bus, "
+            f"{self.cfg.publishers} publishers, "
             f"{self.cfg.steady + self.cfg.reconnecting + self.cfg.slow + self.cfg.stalled + self.cfg.resuming} subscribers "
             f"({self.cfg.steady} steady, {self.cfg.reconnecting} reconnecting, {self.cfg.slow} slow, "
             f"{self.cfg.stalled} stalled, {self.cfg.resuming} resuming)",
@@ -1175,7 +1264,7 @@ class Soak:
             f"in {fig['resume_stretches']} stretches, {fig['resumed_events']} events received by them, "
             f"each checked complete and in order",
             f"  faults injected: {fig['faults_injected']}: "
-            + ", ".join(f"{f.what}{' (restarted at once)' if f.what.startswith('broadcast') and not f.outage else ''}"
+            + ", ".join(f"{f.what}{' (restarted at once)' if f.at_once else ''}"
                         f" at {f.t_signal - self.t0:.1f} s" for f in self.faults),
             f"  largest RSS (KiB): {fig['largest_rss_kib']}",
             f"  RSS (KiB) idle before: {fig['idle_rss_kib']}, warm: {fig['warm_rss_kib']}, after: {fig['end_rss_kib']}",
@@ -1204,8 +1293,11 @@ def main():
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--subscribers", type=int, default=200)
     parser.add_argument("--publishers", type=int, default=4)
+    parser.add_argument("--redis", action="store_true",
+                        help="the Redis engine: a redis-server of its own (append-only file on), "
+                             "killed and restarted among the faults")
     args = parser.parse_args()
-    cfg = Config.long(args.minutes, args.subscribers)
+    cfg = Config.long(args.minutes, args.subscribers, redis=args.redis)
     cfg.publishers = args.publishers
     LongSoak.config = cfg
     suite = unittest.TestSuite([LongSoak("test_soak")])

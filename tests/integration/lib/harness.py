@@ -186,24 +186,45 @@ class ServiceCase(unittest.TestCase):
             self.assertTrue(d.running(), d.log())
         return d
 
-    def start_redis(self, password="redis-test-password-long-enough", name="redis"):
+    def start_redis(self, password="redis-test-password-long-enough", name="redis", aof=False):
         """Debian's redis-server on a UNIX socket and a loopback port, with
-        requirepass and no persistence; returns once its log says it accepts
-        connections. d.url is the unix: REDIS_URL, d.tcp_url the redis://
-        one, d.password_file a file holding the password (mode 0600)."""
+        requirepass, in a folder of its own; returns once its log says it
+        accepts connections. d.url is the unix: REDIS_URL, d.tcp_url the
+        redis:// one, d.password_file a file holding the password (mode
+        0600). Without aof nothing is kept (a restart starts empty); with
+        it, the append-only file with appendfsync always: what Redis
+        confirmed is on disk before its reply, so it survives a SIGKILL.
+        restart_redis starts it again on the same socket, port and folder."""
         port = free_port()
         sock = os.path.join(self.dir, f"{name}.sock")
+        data = os.path.join(self.dir, f"{name}-data")
+        os.makedirs(data, exist_ok=True)
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if aof else ["--appendonly", "no"]
         argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--unixsocket", sock,
                 "--unixsocketperm", "700", "--requirepass", password, "--save", "",
-                "--appendonly", "no", "--dir", self.dir]
+                *persistence, "--dir", data]
         d = Daemon(argv, self.env(), os.path.join(self.dir, f"{name}.log"))
         d.url, d.tcp_url, d.port, d.sock = f"unix:{sock}", f"redis://127.0.0.1:{port}", port, sock
+        d.password, d.aof, d.starts, d.log_base = password, aof, 1, d.log_path
         d.password_file = os.path.join(self.dir, f"{name}.password")
         with open(d.password_file, "w") as f:
             f.write(password + "\n")
         os.chmod(d.password_file, 0o600)
         self.daemons.append(d)
         d.wait_log("Ready to accept connections")
+        return d
+
+    def restart_redis(self, old):
+        """The redis-server of start_redis started again, once old has
+        exited, on the same socket, port and folder (with aof, it loads what
+        it had); returns the new one once it accepts connections."""
+        self.assertFalse(old.running(), "restart_redis: the old redis-server still runs")
+        d = Daemon(old.argv, self.env(), f"{old.log_base}.{old.starts + 1}")
+        for attr in ("url", "tcp_url", "port", "sock", "password", "aof", "password_file", "log_base"):
+            setattr(d, attr, getattr(old, attr))
+        d.starts = old.starts + 1
+        self.daemons.append(d)
+        d.wait_log("Ready to accept connections", timeout=30)
         return d
 
     def start_pair(self, broadcast_args=(), listen_args=()):
