@@ -18,7 +18,8 @@ from lib import harness  # noqa: E402
 from lib.harness import TIME_SCALE, http_request, run, wait_for, ws_connect  # noqa: E402
 from lib.metrics import metric  # noqa: E402
 
-from test_resume import RESUMED, fresh_type, post, receive, subscribe, with_id  # noqa: E402
+from test_resume import (RESUMED, fresh_type, nothing_more, post, receive, subscribe,  # noqa: E402
+                         with_id)
 
 
 # The README's ACL for the daemons' Redis user (its keys: the stream's).
@@ -136,6 +137,33 @@ class RedisTest(RedisCase):
             self.assertEqual(metric(b2.port, "evs_broadcast_redis_errors_total"), 0)
         run(go())
         self.assertEqual(metric(l1.port, "evs_listen_redis_refused_total"), 0)
+
+    def test_an_init_before_the_stream_is_read_waits_and_then_misses_nothing(self):
+        redis = self.start_redis()
+        b1, l1 = self.machine(redis, "one")
+        kind = fresh_type()
+
+        async def go():
+            os.kill(redis.pid, signal.SIGSTOP)  # a new daemon cannot read where the stream ends
+            try:
+                b2 = self.start_broadcast(*self.redis_args(redis), name="b-two",
+                                          bus=os.path.join(self.dir, "unused-two.sock"), wait=False)
+                wait_for(lambda: harness.port_accepts(b2.port), what="the new broadcast daemon")
+                ws = await ws_connect(b2.port)
+                await ws.send(json.dumps({"authentication": f"Basic {self.token}",
+                                          "events": [kind]}))
+                # Not subscribed yet: an event answered now could still be read as history.
+                await nothing_more(ws, 1.0)
+            finally:
+                os.kill(redis.pid, signal.SIGCONT)
+            self.assertEqual(json.loads(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE)),
+                             {"type": "init", "code": "OK"})
+            first = post(l1.port, self.token, kind, 1)
+            self.assertTrue(first)
+            self.assertEqual(await receive(ws, 1),
+                             [f'{{"type":"event","event":{json.dumps(kind)},"data":1}}'])
+            await ws.close()
+        run(go())
 
     def test_redis_down_is_503_never_200_and_delivery_resumes_when_it_is_back(self):
         redis = self.start_redis()
