@@ -14,7 +14,18 @@
 
 #define ID_MAX 44 /* "<u64>-<u64>" */
 #define REPLY_MARGIN_MS 2000
-#define ERROR_RETRY_MS 1000 /* after a refused read: no loop of refusals */
+#define ERROR_RETRY_MS 1000            /* after a refused read: no loop of refusals */
+#define OURS_FIELDS_MAX (3 + 16 + 255) /* "e", "t", "m", an epoch and a type */
+
+/* The next entry of a range, without its content: its id, the bytes of its
+ * field names and values, and how many they are; {} when there is none.
+ * KEYS[1] the stream; ARGV XRANGE or XREVRANGE, and the range's ends. */
+static const char PEEK_SCRIPT[] =
+    "local e = redis.call(ARGV[1], KEYS[1], ARGV[2], ARGV[3], 'COUNT', 1)[1]\n"
+    "if not e then return {} end\n"
+    "local n = 0\n"
+    "for _, s in ipairs(e[2]) do n = n + #s end\n"
+    "return {e[1], n, #e[2]}\n";
 
 struct redis_reader {
     struct redis_conn *conn;
@@ -28,8 +39,14 @@ struct redis_reader {
     char block[16], count[16];
     redis_reader_event_fn on_event;
     void *arg;
-    bool started;        /* has its starting point */
-    bool in_flight;      /* a command of it is waiting for its reply */
+    bool started;   /* has its starting point */
+    bool in_flight; /* a command of it is waiting for its reply */
+    unsigned asked; /* entries the XRANGE in flight asked for */
+    /* After a connection dropped for a reply over the size limit: the reads
+     * still to go one entry at a time, each after a peek at its size (see
+     * lost_cb). */
+    unsigned careful;
+    bool peek_top;       /* the stream's last entry was too large: the start peeks at it first */
     struct event *retry; /* after an error reply */
     char last_id[ID_MAX + 1];
     char load_end[ID_MAX + 1];  /* the stream's end at the start, while loading; else "" */
@@ -46,6 +63,7 @@ struct redis_reader {
 static void read_next(struct redis_reader *r);
 static void load_next(struct redis_reader *r);
 static bool stream_id_before(const char *a, const char *b);
+static bool parse_stream_id(const char *s, uint64_t *ms, uint64_t *seq);
 static void ready_cb(void *arg);
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -125,6 +143,13 @@ int redis_reader_parse_entry(const redisReply *entry, size_t max_message,
  * goes to last (ID_MAX + 1 bytes). history_only: one the load reads.
  * Returns false when it is not even an entry (the reply is not the
  * stream's). */
+static void count_skipped(struct redis_reader *r, const char *id, const char *why)
+{
+    if (r->stats.skipped++ % REDIS_READER_LOG_EVERY == 0)
+        log_warn("redis: stream %s: entry %s %s: skipped (%" PRIu64 " so far)", r->stream, id, why,
+                 r->stats.skipped);
+}
+
 static bool take_entry(struct redis_reader *r, const redisReply *entry, bool history_only,
                        char *last)
 {
@@ -137,10 +162,7 @@ static bool take_entry(struct redis_reader *r, const redisReply *entry, bool his
     memcpy(last, id, id_len);
     last[id_len] = '\0';
     if (rc == 0) {
-        if (r->stats.skipped++ % REDIS_READER_LOG_EVERY == 0)
-            log_warn("redis: stream %s: entry %s is not an event of ours: skipped (%" PRIu64
-                     " so far)",
-                     r->stream, last, r->stats.skipped);
+        count_skipped(r, last, "is not an event of ours");
         return true;
     }
     if (!history_only && r->reset_run && ev.run == r->reset_run &&
@@ -156,6 +178,95 @@ static bool take_entry(struct redis_reader *r, const redisReply *entry, bool his
     ev.history_only = history_only;
     r->on_event(r->arg, &ev);
     return true;
+}
+
+/* --- stepping past an entry too large to read ------------------------------
+ *
+ * An entry whose reply is over the size limit (bus/redis_reply.h) cannot be
+ * read: its reply drops the connection, and a read from the same id after
+ * the reconnect would meet it again, for ever. After such a drop the reader
+ * reads one entry at a time, each after a peek at its size (PEEK_SCRIPT),
+ * and steps past one it could not take, as a skipped entry. */
+
+struct peek {
+    char id[ID_MAX + 1];
+    uint64_t size;     /* bytes of its field names and values */
+    uint64_t elements; /* how many they are */
+};
+
+/* The peek script's reply, untrusted: 1 with *out for an entry, 0 when the
+ * range has none, -1 for an error or a reply of another shape. */
+static int parse_peek(const redisReply *reply, struct peek *out)
+{
+    const redisReply *id, *size, *elements;
+    uint64_t ms, seq;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || (reply->elements && !reply->element))
+        return -1;
+    if (reply->elements == 0)
+        return 0;
+    if (reply->elements != 3)
+        return -1;
+    id = reply->element[0];
+    size = reply->element[1];
+    elements = reply->element[2];
+    if (!is_string(id) || id->len > ID_MAX || memchr(id->str, '\0', id->len) || !size ||
+        size->type != REDIS_REPLY_INTEGER || size->integer < 0 || !elements ||
+        elements->type != REDIS_REPLY_INTEGER || elements->integer < 0)
+        return -1;
+    memcpy(out->id, id->str, id->len);
+    out->id[id->len] = '\0';
+    if (!parse_stream_id(out->id, &ms, &seq))
+        return -1;
+    out->size = (uint64_t)size->integer;
+    out->elements = (uint64_t)elements->integer;
+    return 1;
+}
+
+/* Whether the reader could not take the entry whole: over what one of ours
+ * can be (one it would read only to skip it), or over a reply's limits. */
+static bool too_large(const struct redis_reader *r, const struct peek *p)
+{
+    uint64_t max = r->config.max_message < REDIS_REPLY_STRING_MAX - OURS_FIELDS_MAX
+                       ? OURS_FIELDS_MAX + r->config.max_message
+                       : REDIS_REPLY_STRING_MAX;
+    return p->size > max || p->elements > REDIS_REPLY_ELEMENTS_MAX;
+}
+
+static void skip_too_large(struct redis_reader *r, const struct peek *p)
+{
+    char why[80];
+    snprintf(why, sizeof why, "of %" PRIu64 " bytes is too large to read", p->size);
+    count_skipped(r, p->id, why);
+}
+
+/* EVAL PEEK_SCRIPT 1 <stream> <command> <start> <end>. */
+static void peek(struct redis_reader *r, const char *command, const char *start, const char *end,
+                 redis_conn_done_fn done)
+{
+    const char *argv[7] = {"EVAL", PEEK_SCRIPT, "1", r->stream, command, start, end};
+    size_t lens[7];
+    for (int i = 0; i < 7; i++)
+        lens[i] = strlen(argv[i]);
+    if (redis_conn_command(r->conn, 7, argv, lens, 0, done, r) == 0)
+        r->in_flight = true;
+}
+
+/* What the peek replies share: 1 with *p, 0 when there is no entry (the
+ * careful reads end: nothing is in the way), -1 when the reply is of no use
+ * (they end too, logged, and the reader starts again after a while). */
+static int peek_reply_take(struct redis_reader *r, const redisReply *reply, struct peek *p)
+{
+    int rc = parse_peek(reply, p);
+    if (rc <= 0)
+        r->careful = 0;
+    if (rc < 0) {
+        r->stats.errors++;
+        log_warn("redis: the size of the next entry of %s: %s", r->stream,
+                 redis_reply_is_error(reply) && reply->str ? reply->str
+                                                           : "a reply of another shape");
+        retry_later(r);
+    }
+    return rc;
 }
 
 static bool loading(const struct redis_reader *r)
@@ -198,8 +309,7 @@ static void load_reply(void *arg, const redisReply *reply)
         }
         r->load_from[0] = '(';
     }
-    if (loading(r) &&
-        (reply->elements < r->config.count || strcmp(r->load_from + 1, r->load_end) == 0))
+    if (loading(r) && (reply->elements < r->asked || strcmp(r->load_from + 1, r->load_end) == 0))
         load_done(r);
     if (loading(r))
         load_next(r);
@@ -207,16 +317,56 @@ static void load_reply(void *arg, const redisReply *reply)
         read_next(r);
 }
 
-static void load_next(struct redis_reader *r)
+static void load_ask(struct redis_reader *r, const char *count, unsigned asked)
 {
-    const char *argv[6] = {"XRANGE", r->stream, r->load_from, r->load_end, "COUNT", r->count};
+    const char *argv[6] = {"XRANGE", r->stream, r->load_from, r->load_end, "COUNT", count};
     size_t lens[6];
-    if (r->in_flight || !redis_conn_ready(r->conn))
-        return;
     for (int i = 0; i < 6; i++)
         lens[i] = strlen(argv[i]);
-    if (redis_conn_command(r->conn, 6, argv, lens, 0, load_reply, r) == 0)
+    if (redis_conn_command(r->conn, 6, argv, lens, 0, load_reply, r) == 0) {
         r->in_flight = true;
+        r->asked = asked;
+    }
+}
+
+/* The peek before a careful XRANGE: the next entry of the load's range. */
+static void load_peek_reply(void *arg, const redisReply *reply)
+{
+    struct redis_reader *r = arg;
+    struct peek p;
+    int rc;
+    r->in_flight = false;
+    if (!reply)
+        return;
+    if ((rc = peek_reply_take(r, reply, &p)) < 0)
+        return;
+    if (rc == 0) {
+        load_next(r);
+        return;
+    }
+    r->careful--;
+    if (!too_large(r, &p)) {
+        load_ask(r, "1", 1);
+        return;
+    }
+    skip_too_large(r, &p);
+    snprintf(r->load_from, sizeof r->load_from, "(%s", p.id);
+    if (strcmp(p.id, r->load_end) == 0) {
+        load_done(r);
+        read_next(r);
+    } else {
+        load_next(r);
+    }
+}
+
+static void load_next(struct redis_reader *r)
+{
+    if (r->in_flight || !redis_conn_ready(r->conn))
+        return;
+    if (r->careful)
+        peek(r, "XRANGE", r->load_from, r->load_end, load_peek_reply);
+    else
+        load_ask(r, r->count, r->config.count);
 }
 
 static void read_reply(void *arg, const redisReply *reply)
@@ -281,22 +431,55 @@ static void ask_seq(struct redis_reader *r)
         r->seq_asked_ms = now;
 }
 
-static void read_next(struct redis_reader *r)
+static void read_ask(struct redis_reader *r, const char *count)
 {
-    const char *argv[7] = {"XREAD", "BLOCK", r->block, "COUNT", r->count, "STREAMS", NULL};
-    const char *full[8];
+    const char *argv[8] = {"XREAD", "BLOCK",   r->block,  "COUNT",
+                           count,   "STREAMS", r->stream, r->last_id};
     size_t lens[8];
-    if (r->in_flight || !redis_conn_ready(r->conn))
-        return;
     ask_seq(r);
-    memcpy(full, argv, 6 * sizeof *argv);
-    full[6] = r->stream;
-    full[7] = r->last_id;
     for (int i = 0; i < 8; i++)
-        lens[i] = strlen(full[i]);
-    if (redis_conn_command(r->conn, 8, full, lens, r->config.block_ms + REPLY_MARGIN_MS, read_reply,
+        lens[i] = strlen(argv[i]);
+    if (redis_conn_command(r->conn, 8, argv, lens, r->config.block_ms + REPLY_MARGIN_MS, read_reply,
                            r) == 0)
         r->in_flight = true;
+}
+
+/* The peek before a careful XREAD: the next entry after last_id. */
+static void read_peek_reply(void *arg, const redisReply *reply)
+{
+    struct redis_reader *r = arg;
+    struct peek p;
+    int rc;
+    r->in_flight = false;
+    if (!reply)
+        return;
+    if ((rc = peek_reply_take(r, reply, &p)) < 0)
+        return;
+    if (rc == 0) {
+        read_next(r);
+        return;
+    }
+    r->careful--;
+    if (!too_large(r, &p)) {
+        read_ask(r, "1");
+        return;
+    }
+    skip_too_large(r, &p);
+    snprintf(r->last_id, sizeof r->last_id, "%s", p.id);
+    read_next(r);
+}
+
+static void read_next(struct redis_reader *r)
+{
+    char after[ID_MAX + 2];
+    if (r->in_flight || !redis_conn_ready(r->conn))
+        return;
+    if (r->careful) {
+        snprintf(after, sizeof after, "(%s", r->last_id);
+        peek(r, "XRANGE", after, "+", read_peek_reply);
+    } else {
+        read_ask(r, r->count);
+    }
 }
 
 /* A stream entry id, "<ms>-<seq>", as two numbers; false if it is not one. */
@@ -326,6 +509,8 @@ static bool stream_id_before(const char *a, const char *b)
  * flushed, or a Redis restarted without its data): its last entry is then
  * before the last one read, and it is read again from its start (the
  * entries carry a new epoch, so the history sees a new run). */
+static void start_at(struct redis_reader *r, const char *top, uint64_t top_run);
+
 static void start_reply(void *arg, const redisReply *reply)
 {
     char top[ID_MAX + 1] = "0-0";
@@ -359,6 +544,13 @@ static void start_reply(void *arg, const redisReply *reply)
                 top_run = ev.run;
         }
     }
+    start_at(r, top, top_run);
+}
+
+/* The stream's last entry is top ("0-0": none), of epoch top_run (0: not
+ * an event of ours). */
+static void start_at(struct redis_reader *r, const char *top, uint64_t top_run)
+{
     if (!r->started) {
         snprintf(r->last_id, sizeof r->last_id, "%s", top);
         r->last_run = top_run;
@@ -388,17 +580,45 @@ static void start_reply(void *arg, const redisReply *reply)
         read_next(r);
 }
 
-static void ready_cb(void *arg)
+static void start_ask(struct redis_reader *r)
 {
-    struct redis_reader *r = arg;
     const char *argv[6] = {"XREVRANGE", r->stream, "+", "-", "COUNT", "1"};
     size_t lens[6];
-    if (r->in_flight || !redis_conn_ready(r->conn))
-        return; /* a retry that came after a reconnect, or after the connection went */
     for (int i = 0; i < 6; i++)
         lens[i] = strlen(argv[i]);
     if (redis_conn_command(r->conn, 6, argv, lens, 0, start_reply, r) == 0)
         r->in_flight = true;
+}
+
+/* The peek before XREVRANGE: the stream's last entry, which XREVRANGE would
+ * read whole. One too large is where the reader starts, or reads on after,
+ * as one not of ours; it is skipped when the reading comes to it. */
+static void start_peek_reply(void *arg, const redisReply *reply)
+{
+    struct redis_reader *r = arg;
+    struct peek p;
+    int rc;
+    r->in_flight = false;
+    if (!reply)
+        return;
+    if ((rc = peek_reply_take(r, reply, &p)) < 0)
+        return;
+    r->peek_top = rc > 0 && too_large(r, &p);
+    if (r->peek_top)
+        start_at(r, p.id, 0);
+    else
+        start_ask(r);
+}
+
+static void ready_cb(void *arg)
+{
+    struct redis_reader *r = arg;
+    if (r->in_flight || !redis_conn_ready(r->conn))
+        return; /* a retry that came after a reconnect, or after the connection went */
+    if (r->careful || r->peek_top)
+        peek(r, "XREVRANGE", "+", "-", start_peek_reply);
+    else
+        start_ask(r);
 }
 
 static void lost_cb(void *arg, const char *reason)
@@ -406,6 +626,16 @@ static void lost_cb(void *arg, const char *reason)
     struct redis_reader *r = arg;
     r->in_flight = false;
     log_warn("redis: reading %s: %s (again after a backoff)", r->stream, reason);
+    if (redis_conn_lost_to_oversized(r->conn)) {
+        /* Most likely a stream entry too large in the reply of a read, one
+         * of the next count; the next reads go one entry at a time, each
+         * after a peek, that many at most. Only a peek's answer skips an
+         * entry: a drop for anything else costs a few peeks, no event. */
+        r->careful = r->config.count;
+        log_warn("redis: reading %s: the next %u entries one at a time, each after a look at "
+                 "its size",
+                 r->stream, r->config.count);
+    }
 }
 
 struct redis_reader *redis_reader_new(struct event_base *base,

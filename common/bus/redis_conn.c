@@ -10,6 +10,8 @@
 #include "core/error_message.h"
 #include "core/log.h"
 
+#define OVERSIZED_REASON "a reply over the size limit"
+
 /* A command sent and not yet answered. Redis answers in order, so these
  * form a FIFO and the head has the earliest deadline that matters. */
 struct pending {
@@ -44,6 +46,9 @@ struct redis_conn {
     size_t pending_count;
     struct redis_conn_stats stats;
     char last_error[160];
+    bool reply_refused; /* the reader's privdata: a reply over a limit (bus/redis_reply.h) */
+    bool oversized;     /* the current context is being dropped for such a reply */
+    bool lost_to_oversized;
 };
 
 static void conn_start(struct redis_conn *c);
@@ -54,7 +59,10 @@ static void conn_drop(struct redis_conn *c, const char *reason);
  * hiredis's own libevent adapter, with one check more: hiredis keeps a reply
  * that is still arriving in its reader's buffer, as long as the length it
  * announced ("$100000000000"), so before each read the bytes it holds are
- * held to REDIS_CONN_UNREAD_MAX: past it the connection drops. */
+ * held to REDIS_CONN_UNREAD_MAX: past it the connection drops. So it does
+ * once a string's announced length is over the limit: the reply would be
+ * refused when whole, and reading it all first may take longer than the
+ * command's timeout (which would hide why it failed). */
 
 struct adapter {
     redisAsyncContext *ac;
@@ -65,10 +73,12 @@ static void adapter_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct adapter *a = arg;
     const redisReader *reader = a->ac->c.reader;
-    if (reader && reader->len - reader->pos > REDIS_CONN_UNREAD_MAX) {
+    if (reader && (reader->len - reader->pos > REDIS_CONN_UNREAD_MAX ||
+                   redis_reply_announced_over_limit(reader))) {
         struct redis_conn *c = a->ac->data;
         if (c) {
-            conn_drop(c, "a reply over the size limit");
+            c->oversized = true;
+            conn_drop(c, OVERSIZED_REASON);
             return;
         }
     }
@@ -153,6 +163,8 @@ static void conn_gone(struct redis_conn *c, const char *reason)
     event_del(c->deadline_timer);
     if (c->freeing)
         return;
+    c->lost_to_oversized = c->oversized;
+    c->stats.oversized += c->oversized;
     if (reason[0])
         error_message_format(c->last_error, sizeof c->last_error, "%s", reason);
     c->stats.failures++;
@@ -192,7 +204,12 @@ static void disconnect_cb(const redisAsyncContext *ac, int status)
     char reason[160];
     if (!c)
         return;
-    if (ac->err)
+    if (c->reply_refused) {
+        /* The reader failed in the bounded object functions: hiredis says
+         * "Out of memory", the reason is the limit. */
+        c->oversized = true;
+        snprintf(reason, sizeof reason, "%s", OVERSIZED_REASON);
+    } else if (ac->err)
         snprintf(reason, sizeof reason, "connection lost: %s", ac->errstr);
     else
         snprintf(reason, sizeof reason, "%s", c->last_error[0] ? c->last_error : "closed");
@@ -304,6 +321,7 @@ static void conn_start(struct redis_conn *c)
     int argc;
 
     c->last_error[0] = '\0';
+    c->reply_refused = c->oversized = false;
     if (!ac || ac->err) {
         char reason[160];
         snprintf(reason, sizeof reason, "connect: %s", ac ? ac->errstr : "out of memory");
@@ -313,7 +331,8 @@ static void conn_start(struct redis_conn *c)
         return;
     }
     ac->data = c;
-    ac->c.reader->fn = &redis_reply_bounded; /* before any byte of a reply */
+    ac->c.reader->fn = &redis_reply_bounded;    /* before any byte of a reply */
+    ac->c.reader->privdata = &c->reply_refused; /* see bus/redis_reply.h */
     if (adapter_attach(ac, c->base) < 0) {
         redisAsyncFree(ac);
         conn_gone(c, "connect: attaching to the event loop failed");
@@ -435,4 +454,9 @@ void redis_conn_get_stats(const struct redis_conn *c, struct redis_conn_stats *o
 const char *redis_conn_last_error(const struct redis_conn *c)
 {
     return c->last_error;
+}
+
+bool redis_conn_lost_to_oversized(const struct redis_conn *c)
+{
+    return c->lost_to_oversized;
 }

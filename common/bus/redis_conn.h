@@ -53,6 +53,7 @@ struct redis_conn_stats {
     uint64_t round_trips; /* replies received */
     uint64_t errors;      /* error replies among them */
     uint64_t timeouts;    /* connections dropped for a late reply or a slow connect */
+    uint64_t oversized;   /* connections dropped for a reply over the size limit */
 };
 
 struct redis_conn;
@@ -86,5 +87,12 @@ void redis_conn_get_stats(const struct redis_conn *c, struct redis_conn_stats *o
 
 /* Why the last attempt or connection ended (empty when none did). */
 const char *redis_conn_last_error(const struct redis_conn *c);
+
+/* Whether the last connection that ended was dropped for a reply over the
+ * size limit (bus/redis_reply.h): the reply of the command at the head,
+ * whose done had NULL. Set before events->lost is called, kept until the
+ * next connection ends. Asking again gets the same reply again: the caller
+ * that can tell what made it so large (a stream entry) has to step past it. */
+bool redis_conn_lost_to_oversized(const struct redis_conn *c);
 
 #endif

@@ -1,5 +1,6 @@
 #include "redis_reply.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,10 +23,20 @@ static void *attach(const redisReadTask *task, redisReply *r)
     return r;
 }
 
+/* A reply over a limit: said to the reader's owner (privdata), refused. */
+static void *refuse(const redisReadTask *task)
+{
+    if (task->privdata)
+        *(bool *)task->privdata = true;
+    return NULL;
+}
+
 static redisReply *new_reply(const redisReadTask *task)
 {
     redisReply *r;
-    if (depth_of(task) > REDIS_REPLY_DEPTH_MAX || !(r = calloc(1, sizeof *r)))
+    if (depth_of(task) > REDIS_REPLY_DEPTH_MAX)
+        return refuse(task);
+    if (!(r = calloc(1, sizeof *r)))
         return NULL;
     r->type = task->type;
     return r;
@@ -34,7 +45,9 @@ static redisReply *new_reply(const redisReadTask *task)
 static void *create_string(const redisReadTask *task, char *str, size_t len)
 {
     redisReply *r;
-    if (len > REDIS_REPLY_STRING_MAX || !(r = new_reply(task)))
+    if (len > REDIS_REPLY_STRING_MAX)
+        return refuse(task);
+    if (!(r = new_reply(task)))
         return NULL;
     if (!(r->str = malloc(len + 1))) {
         free(r);
@@ -49,7 +62,9 @@ static void *create_string(const redisReadTask *task, char *str, size_t len)
 static void *create_array(const redisReadTask *task, int elements)
 {
     redisReply *r;
-    if (elements < 0 || elements > REDIS_REPLY_ELEMENTS_MAX || !(r = new_reply(task)))
+    if (elements < 0 || elements > REDIS_REPLY_ELEMENTS_MAX)
+        return refuse(task);
+    if (!(r = new_reply(task)))
         return NULL;
     if (elements > 0 && !(r->element = calloc((size_t)elements, sizeof *r->element))) {
         free(r);
@@ -81,6 +96,25 @@ static void *create_nil(const redisReadTask *task)
 
 redisReplyObjectFunctions redis_reply_bounded = {create_string, create_array, create_integer,
                                                  create_nil, freeReplyObject};
+
+bool redis_reply_announced_over_limit(const redisReader *reader)
+{
+    const char *p;
+    size_t n;
+    uint64_t len = 0;
+    if (!reader || !reader->buf || reader->ridx < 0 ||
+        (size_t)reader->ridx >= sizeof reader->rstack / sizeof reader->rstack[0] ||
+        reader->rstack[reader->ridx].type != REDIS_REPLY_STRING || reader->pos > reader->len)
+        return false;
+    p = reader->buf + reader->pos;
+    n = reader->len - reader->pos;
+    for (size_t i = 0; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
+        len = len * 10 + (uint64_t)(p[i] - '0');
+        if (len > REDIS_REPLY_STRING_MAX)
+            return true; /* more digits only make it larger */
+    }
+    return false;
+}
 
 bool redis_reply_is_status(const redisReply *r, const char *text)
 {

@@ -5,7 +5,9 @@
  * back and gets what was appended meanwhile, once, in order; a stream
  * that was reset (FLUSHALL) is read again from its start, under its new
  * epoch; with load_history, a new reader first reads the stream's past, as
- * history only, then the live events.
+ * history only, then the live events; an entry too large for a reply is
+ * skipped, read live, loaded or last in the stream, and what follows it
+ * comes.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -152,6 +154,35 @@ static void command(struct fixture *f, int argc, const char **argv)
             fail_msg("no reply to %s", argv[0]);
         event_base_loop(f->base, EVLOOP_ONCE);
     }
+}
+
+static void on_added(void *arg, const redisReply *r)
+{
+    *(int *)arg = r && r->type == REDIS_REPLY_STRING ? 1 : -1;
+}
+
+/* XADD <id> x <a value one byte over a reply's string limit>: the reply
+ * of any read that returns it whole is refused. */
+static void add_too_large_entry(struct fixture *f, const char *id)
+{
+    size_t len = REDIS_REPLY_STRING_MAX + 1;
+    char *value = malloc(len);
+    const char *argv[5] = {"XADD", STREAM, id, "x", value};
+    size_t lens[5] = {4, strlen(STREAM), strlen(id), 1, len};
+    int calls = 0;
+    time_t deadline = time(NULL) + 2 * DEADLINE_S;
+    assert_non_null(value);
+    memset(value, 'y', len);
+    /* 65 MiB to write and for Redis to take: more than a reply timeout. */
+    assert_int_equal(
+        redis_conn_command(f->conn, 5, argv, lens, DEADLINE_S * 1000, on_added, &calls), 0);
+    free(value); /* copied */
+    while (calls == 0) {
+        if (time(NULL) > deadline)
+            fail_msg("no reply to XADD");
+        event_base_loop(f->base, EVLOOP_ONCE);
+    }
+    assert_int_equal(calls, 1);
 }
 
 static void start_reader_with(struct fixture *f, bool load_history)
@@ -449,6 +480,82 @@ static void test_loading_an_empty_stream_ends_at_once(void **state)
     run_until(f, published_at_least, 1, "the publish answered");
 }
 
+static void test_an_entry_too_large_to_read_is_skipped_not_read_again_and_again(void **state)
+{
+    struct fixture *f = *state;
+    struct redis_reader_stats s;
+    start_reader(f);
+    publish(f, 1);
+    run_until(f, seen_at_least, 1, "the first event");
+    add_too_large_entry(f, "1-2");
+    publish(f, 2);
+    run_until(f, seen_at_least, 2, "the event after the large entry");
+    assert_int_equal(f->number[1], 2);
+    redis_reader_get_stats(f->reader, &s);
+    assert_int_equal(s.skipped, 1);
+    assert_int_equal(s.errors, 0);
+    assert_true(s.conn.oversized >= 1);
+    publish(f, 3); /* read as usual again */
+    run_until(f, seen_at_least, 3, "one more");
+    assert_int_equal(f->number[2], 3);
+    run_until(f, published_at_least, 3, "every publish answered");
+    event_base_loop(f->base, EVLOOP_NONBLOCK);
+    assert_int_equal(f->seen, 3);
+    redis_reader_get_stats(f->reader, &s);
+    assert_int_equal(s.skipped, 1);
+    assert_int_equal(f->publish_failed, 0);
+}
+
+static void test_an_entry_too_large_to_read_is_skipped_in_the_load(void **state)
+{
+    struct fixture *f = *state;
+    struct redis_reader_stats s;
+    publish(f, 1);
+    run_until(f, published_at_least, 1, "the first event");
+    add_too_large_entry(f, "1-2");
+    publish(f, 2);
+    run_until(f, published_at_least, 2, "the event after the large entry");
+    start_reader_with(f, true);
+    run_until(f, loaded, 0, "the load");
+    assert_int_equal(f->seen, 2);
+    assert_int_equal(f->number[0], 1);
+    assert_int_equal(f->number[1], 2);
+    assert_true(f->history_only[0] && f->history_only[1]);
+    assert_string_equal(redis_reader_last_id(f->reader), "2-1");
+    redis_reader_get_stats(f->reader, &s);
+    assert_int_equal(s.skipped, 1);
+    assert_int_equal(s.loaded, 2);
+    publish(f, 3);
+    run_until(f, seen_at_least, 3, "the live event");
+    assert_false(f->history_only[2]);
+    run_until(f, published_at_least, 3, "every publish answered");
+    assert_int_equal(f->publish_failed, 0);
+}
+
+static void test_a_last_entry_too_large_to_read_is_where_the_reader_starts(void **state)
+{
+    struct fixture *f = *state;
+    struct redis_reader_stats s;
+    publish(f, 1);
+    run_until(f, published_at_least, 1, "the first event");
+    add_too_large_entry(f, "1-2");
+    start_reader_with(f, true);
+    run_until(f, loaded, 0, "the load");
+    assert_int_equal(f->seen, 1);
+    assert_string_equal(redis_reader_last_id(f->reader), "1-2");
+    /* Blocks that run out look at the stream's last entry again: by its
+     * size, not by reading it. */
+    run_until(f, reads_at_least, 3, "blocks that run out");
+    publish(f, 2);
+    run_until(f, seen_at_least, 2, "the live event");
+    assert_int_equal(f->number[1], 2);
+    redis_reader_get_stats(f->reader, &s);
+    assert_int_equal(s.skipped, 1);
+    assert_int_equal(s.conn.oversized, 1);
+    assert_int_equal(s.errors, 0);
+    run_until(f, published_at_least, 2, "every publish answered");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -471,6 +578,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_new_reader_loads_the_past_as_history_then_reads_live,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_loading_an_empty_stream_ends_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_an_entry_too_large_to_read_is_skipped_not_read_again_and_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_an_entry_too_large_to_read_is_skipped_in_the_load,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_last_entry_too_large_to_read_is_where_the_reader_starts, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);

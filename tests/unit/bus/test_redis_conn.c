@@ -247,6 +247,7 @@ static void test_a_lost_server_fails_pending_commands_then_the_connection_comes_
     assert_int_equal(blocked.type, -1);
     assert_int_equal(f->lost, 1);
     assert_false(redis_conn_ready(f->conn));
+    assert_false(redis_conn_lost_to_oversized(f->conn)); /* lost, not for a reply's size */
     memset(&after, 0, sizeof after);
     assert_int_equal(
         redis_conn_command(f->conn, 1, (const char *[]){"PING"}, lens, 0, on_done, &after),
@@ -322,6 +323,7 @@ struct flood {
     int listen_fd, fd;
     struct event *accept_ev, *io_ev;
     bool ponged, flooding;
+    const char *header; /* what the flood starts with */
     size_t sent;
     char chunk[1 << 16];
 };
@@ -344,7 +346,8 @@ static void flood_io_cb(evutil_socket_t fd, short what, void *arg)
             assert_int_equal(send(fd, "+PONG\r\n", 7, MSG_NOSIGNAL), 7);
         } else if (!fl->flooding) {
             fl->flooding = true;
-            assert_int_equal(send(fd, "$100000000000\r\n", 15, MSG_NOSIGNAL), 15);
+            size_t len = strlen(fl->header);
+            assert_int_equal(send(fd, fl->header, len, MSG_NOSIGNAL), (ssize_t)len);
         }
     }
     while (fl->flooding && (what & EV_WRITE) && fl->fd >= 0) {
@@ -376,7 +379,9 @@ static bool lost_once(struct fixture *f, const void *arg)
     return f->lost >= 1;
 }
 
-static void test_a_reply_over_the_size_limit_drops_the_connection(void **state)
+/* An impostor that answers PING, then floods the next reply: header, then
+ * 'x' for ever. */
+static void flood_the_reply(void **state, const char *header)
 {
     struct fixture *f = *state;
     struct flood *fl = calloc(1, sizeof *fl);
@@ -386,6 +391,7 @@ static void test_a_reply_over_the_size_limit_drops_the_connection(void **state)
     static struct answer a; /* outlives a failure here: teardown's free answers it */
     assert_non_null(fl);
     memset(fl->chunk, 'x', sizeof fl->chunk);
+    fl->header = header;
     snprintf(sun.sun_path, sizeof sun.sun_path, "%s/flood.sock", f->server.dir);
     fl->listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
     fl->fd = -1;
@@ -402,8 +408,14 @@ static void test_a_reply_over_the_size_limit_drops_the_connection(void **state)
     run_until(f, lost_once, NULL, "the connection to drop");
     if (!strstr(f->lost_reason, "size limit"))
         fail_msg("reason: %s", f->lost_reason);
-    /* It read about the limit, not what was sent after. */
-    assert_true(fl->sent >= REDIS_CONN_UNREAD_MAX);
+    /* It stopped at the header, not after reading up to the limit. */
+    assert_true(fl->sent < REDIS_CONN_UNREAD_MAX);
+    assert_true(redis_conn_lost_to_oversized(f->conn));
+    {
+        struct redis_conn_stats s;
+        redis_conn_get_stats(f->conn, &s);
+        assert_true(s.oversized >= 1);
+    }
     redis_conn_free(f->conn);
     f->conn = NULL;
     if (fl->io_ev)
@@ -414,6 +426,11 @@ static void test_a_reply_over_the_size_limit_drops_the_connection(void **state)
     close(fl->listen_fd);
     unlink(sun.sun_path);
     free(fl);
+}
+
+static void test_a_string_announced_over_the_size_limit_drops_the_connection_at_once(void **state)
+{
+    flood_the_reply(state, "$100000000000\r\n");
 }
 
 int main(void)
@@ -431,8 +448,9 @@ int main(void)
             test_a_server_that_stops_answering_is_dropped_at_the_reply_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_reports_every_pending_command_once, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_a_reply_over_the_size_limit_drops_the_connection,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_string_announced_over_the_size_limit_drops_the_connection_at_once, setup,
+            teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);
