@@ -139,10 +139,7 @@ int redis_reader_parse_entry(const redisReply *entry, size_t max_message,
     return 1;
 }
 
-/* One stream entry: delivered when it is ours, skipped when not; its id
- * goes to last (ID_MAX + 1 bytes). history_only: one the load reads.
- * Returns false when it is not even an entry (the reply is not the
- * stream's). */
+/* An entry not delivered: counted, and logged once per REDIS_READER_LOG_EVERY. */
 static void count_skipped(struct redis_reader *r, const char *id, const char *why)
 {
     if (r->stats.skipped++ % REDIS_READER_LOG_EVERY == 0)
@@ -150,6 +147,10 @@ static void count_skipped(struct redis_reader *r, const char *id, const char *wh
                  r->stats.skipped);
 }
 
+/* One stream entry: delivered when it is ours, skipped when not; its id
+ * goes to last (ID_MAX + 1 bytes). history_only: one the load reads.
+ * Returns false when it is not even an entry (the reply is not the
+ * stream's). */
 static bool take_entry(struct redis_reader *r, const redisReply *entry, bool history_only,
                        char *last)
 {
