@@ -77,6 +77,21 @@ static void retry_later(struct redis_reader *r)
     event_add(r->retry, &tv);
 }
 
+/* Sends the argc NUL-terminated strings of argv as the reader's one
+ * command in flight (timeout_ms as redis_conn_command takes it). Returns
+ * whether it went. */
+static bool send_command(struct redis_reader *r, int argc, const char **argv, unsigned timeout_ms,
+                         redis_conn_done_fn done)
+{
+    size_t lens[8];
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    if (redis_conn_command(r->conn, argc, argv, lens, timeout_ms, done, r) < 0)
+        return false;
+    r->in_flight = true;
+    return true;
+}
+
 static bool is_string(const redisReply *x)
 {
     return x && (x->type == REDIS_REPLY_STRING || x->type == REDIS_REPLY_STATUS) && x->str;
@@ -245,11 +260,7 @@ static void peek(struct redis_reader *r, const char *command, const char *start,
                  redis_conn_done_fn done)
 {
     const char *argv[7] = {"EVAL", PEEK_SCRIPT, "1", r->stream, command, start, end};
-    size_t lens[7];
-    for (int i = 0; i < 7; i++)
-        lens[i] = strlen(argv[i]);
-    if (redis_conn_command(r->conn, 7, argv, lens, 0, done, r) == 0)
-        r->in_flight = true;
+    send_command(r, 7, argv, 0, done);
 }
 
 /* What the peek replies share: 1 with *p, 0 when there is no entry (the
@@ -321,13 +332,8 @@ static void load_reply(void *arg, const redisReply *reply)
 static void load_ask(struct redis_reader *r, const char *count, unsigned asked)
 {
     const char *argv[6] = {"XRANGE", r->stream, r->load_from, r->load_end, "COUNT", count};
-    size_t lens[6];
-    for (int i = 0; i < 6; i++)
-        lens[i] = strlen(argv[i]);
-    if (redis_conn_command(r->conn, 6, argv, lens, 0, load_reply, r) == 0) {
-        r->in_flight = true;
+    if (send_command(r, 6, argv, 0, load_reply))
         r->asked = asked;
-    }
 }
 
 /* The peek before a careful XRANGE: the next entry of the load's range. */
@@ -436,13 +442,8 @@ static void read_ask(struct redis_reader *r, const char *count)
 {
     const char *argv[8] = {"XREAD", "BLOCK",   r->block,  "COUNT",
                            count,   "STREAMS", r->stream, r->last_id};
-    size_t lens[8];
     ask_seq(r);
-    for (int i = 0; i < 8; i++)
-        lens[i] = strlen(argv[i]);
-    if (redis_conn_command(r->conn, 8, argv, lens, r->config.block_ms + REPLY_MARGIN_MS, read_reply,
-                           r) == 0)
-        r->in_flight = true;
+    send_command(r, 8, argv, r->config.block_ms + REPLY_MARGIN_MS, read_reply);
 }
 
 /* The peek before a careful XREAD: the next entry after last_id. */
@@ -584,11 +585,7 @@ static void start_at(struct redis_reader *r, const char *top, uint64_t top_run)
 static void start_ask(struct redis_reader *r)
 {
     const char *argv[6] = {"XREVRANGE", r->stream, "+", "-", "COUNT", "1"};
-    size_t lens[6];
-    for (int i = 0; i < 6; i++)
-        lens[i] = strlen(argv[i]);
-    if (redis_conn_command(r->conn, 6, argv, lens, 0, start_reply, r) == 0)
-        r->in_flight = true;
+    send_command(r, 6, argv, 0, start_reply);
 }
 
 /* The peek before XREVRANGE: the stream's last entry, which XREVRANGE would
