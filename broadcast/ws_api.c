@@ -148,6 +148,14 @@ static void write_metrics(struct ws_api *api, struct evbuffer *out)
                        r.conn.connects ? r.conn.connects - 1 : 0);
         metrics_single(out, "evs_broadcast_redis_failures_total", "counter",
                        "connection attempts that failed and connections lost", r.conn.failures);
+        metrics_single(out, "evs_broadcast_redis_round_trips_total", "counter",
+                       "replies from Redis", r.conn.round_trips);
+        metrics_single(out, "evs_broadcast_redis_timeouts_total", "counter",
+                       "connections dropped for a late reply", r.conn.timeouts);
+        metrics_single(out, "evs_broadcast_redis_oversized_total", "counter",
+                       "connections dropped for a reply over the size limit (an entry too "
+                       "large, then skipped)",
+                       r.conn.oversized);
         return;
     }
     metrics_single(out, "evs_broadcast_bus_peers", "gauge", "listen daemons connected",

@@ -319,6 +319,8 @@ static void ops_write_metrics(const void *engine, struct evbuffer *out)
                    "connection attempts that failed and connections lost", s.conn.failures);
     metrics_single(out, "evs_listen_redis_timeouts_total", "counter",
                    "connections dropped for a late reply", s.conn.timeouts);
+    metrics_single(out, "evs_listen_redis_oversized_total", "counter",
+                   "connections dropped for a reply over the size limit", s.conn.oversized);
     metrics_single(out, "evs_listen_redis_refused_total", "counter",
                    "events the stream refused (503)", s.refused);
     metrics_single(out, "evs_listen_redis_unreplicated_total", "counter",

@@ -459,6 +459,7 @@ class ForeignEntriesTest(RedisFaultCase):
         run(go(), timeout=120)
         self.assertTrue(b.running())
         self.assertEqual(metric(b.port, "evs_broadcast_redis_skipped_total"), 1)
+        self.assertEqual(metric(b.port, "evs_broadcast_redis_oversized_total"), 1)
 
     def test_an_entry_whose_id_redis_chose_does_not_stop_the_publishes(self):
         # XADD with "*": an id from Redis's clock, larger than every "<n>-1"
