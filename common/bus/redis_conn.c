@@ -56,18 +56,33 @@ static void conn_drop(struct redis_conn *c, const char *reason);
 
 /* --- the event loop's side of a hiredis context ---------------------------
  *
- * hiredis's own libevent adapter, with one check more: hiredis keeps a reply
- * that is still arriving in its reader's buffer, as long as the length it
- * announced ("$100000000000"), so before each read the bytes it holds are
+ * hiredis's own libevent adapter, with two changes. Commands are written
+ * once per loop pass, straight to the socket (struct adapter). And hiredis
+ * keeps a reply that is still arriving in its reader's buffer, as long as
+ * the length it announced ("$100000000000"), so before each read the bytes
+ * it holds are
  * held to REDIS_CONN_UNREAD_MAX: past it the connection drops. So it does
  * once a string's announced length is over the limit: the reply would be
  * refused when whole, and reading it all first may take longer than the
  * command's timeout (which would hide why it failed). */
 
+/* Commands are written from the loop, once per pass, straight to the
+ * socket (flush): write interest is armed only while the kernel refuses
+ * bytes, or while connecting, not around every command. */
 struct adapter {
     redisAsyncContext *ac;
-    struct event *read, *write;
+    struct event *read, *write, *flush;
+    bool flushing; /* in flush_cb: hiredis asks again only when bytes are left */
+    bool gone;     /* cleaned up during flush_cb: flush_cb frees it */
 };
+
+static void adapter_free(struct adapter *a)
+{
+    event_free(a->read);
+    event_free(a->write);
+    event_free(a->flush);
+    free(a);
+}
 
 static void adapter_read_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -90,6 +105,18 @@ static void adapter_write_cb(evutil_socket_t fd, short what, void *arg)
     redisAsyncHandleWrite(((struct adapter *)arg)->ac);
 }
 
+static void adapter_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct adapter *a = arg;
+    a->flushing = true;
+    redisAsyncHandleWrite(a->ac); /* may end the context, and clean a up */
+    if (a->gone) {
+        adapter_free(a);
+        return;
+    }
+    a->flushing = false;
+}
+
 static void adapter_add_read(void *arg)
 {
     event_add(((struct adapter *)arg)->read, NULL);
@@ -102,7 +129,11 @@ static void adapter_del_read(void *arg)
 
 static void adapter_add_write(void *arg)
 {
-    event_add(((struct adapter *)arg)->write, NULL);
+    struct adapter *a = arg;
+    if (a->flushing || !(a->ac->c.flags & REDIS_CONNECTED))
+        event_add(a->write, NULL); /* bytes left, or the connect to finish */
+    else if (!event_pending(a->write, EV_WRITE, NULL))
+        event_active(a->flush, EV_TIMEOUT, 0);
 }
 
 static void adapter_del_write(void *arg)
@@ -113,9 +144,13 @@ static void adapter_del_write(void *arg)
 static void adapter_cleanup(void *arg)
 {
     struct adapter *a = arg;
-    event_free(a->read);
-    event_free(a->write);
-    free(a);
+    if (a->flushing) {
+        a->gone = true; /* freed on the way out of flush_cb */
+        event_del(a->read);
+        event_del(a->write);
+        return;
+    }
+    adapter_free(a);
 }
 
 static int adapter_attach(redisAsyncContext *ac, struct event_base *base)
@@ -126,11 +161,14 @@ static int adapter_attach(redisAsyncContext *ac, struct event_base *base)
     a->ac = ac;
     a->read = event_new(base, ac->c.fd, EV_READ | EV_PERSIST, adapter_read_cb, a);
     a->write = event_new(base, ac->c.fd, EV_WRITE | EV_PERSIST, adapter_write_cb, a);
-    if (!a->read || !a->write) {
+    a->flush = event_new(base, -1, 0, adapter_flush_cb, a);
+    if (!a->read || !a->write || !a->flush) {
         if (a->read)
             event_free(a->read);
         if (a->write)
             event_free(a->write);
+        if (a->flush)
+            event_free(a->flush);
         free(a);
         return -1;
     }
